@@ -1,0 +1,1 @@
+"""Editing trained networks with a graph metanetwork."""

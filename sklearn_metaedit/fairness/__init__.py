@@ -1,0 +1,1 @@
+"""Parity constraints: exact projection, fairness layer, online primal-dual predictor."""
