@@ -64,7 +64,9 @@ def check_sensitive_features(
             "estimator's `sensitive_feature` parameter to the name or index of a column of X."
         )
     if isinstance(sensitive_features, pd.DataFrame):
-        columns = [sensitive_features.iloc[:, j].to_numpy() for j in range(sensitive_features.shape[1])]
+        columns = [
+            sensitive_features.iloc[:, j].to_numpy() for j in range(sensitive_features.shape[1])
+        ]
     elif isinstance(sensitive_features, pd.Series):
         columns = [sensitive_features.to_numpy()]
     else:
@@ -157,7 +159,9 @@ def encode_groups(labels: np.ndarray, groups: np.ndarray, *, name: str = "sensit
         If a label is not one of ``groups``.
     """
     index = {g: i for i, g in enumerate(groups.tolist())}
-    codes = np.fromiter((index.get(v, -1) for v in labels.tolist()), dtype=np.int64, count=len(labels))
+    codes = np.fromiter(
+        (index.get(v, -1) for v in labels.tolist()), dtype=np.int64, count=len(labels)
+    )
     if (codes < 0).any():
         unseen = list(dict.fromkeys(labels[codes < 0].tolist()))[:5]
         raise ValueError(
@@ -214,8 +218,14 @@ def resolve_sensitive_features(
     else:
         array = np.asarray(X, dtype=object)
         if array.ndim != 2:
-            raise ValueError(f"X must be 2-D to take sensitive_feature from it, got {array.ndim}-D.")
-        bad = [c for c in names if not isinstance(c, int | np.integer) or not -array.shape[1] <= c < array.shape[1]]
+            raise ValueError(
+                f"X must be 2-D to take sensitive_feature from it, got {array.ndim}-D."
+            )
+        bad = [
+            c
+            for c in names
+            if not isinstance(c, int | np.integer) or not -array.shape[1] <= c < array.shape[1]
+        ]
         if bad:
             raise ValueError(
                 f"sensitive_feature {bad} is not an integer column index of X (X has "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -71,9 +72,11 @@ class MLP(nn.Sequential):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
         sizes = [int(n_features), *(int(h) for h in hidden_sizes)]
         if any(h < 1 for h in sizes[1:]):
-            raise ValueError(f"hidden_sizes must be positive integers, got {tuple(hidden_sizes)!r}.")
+            raise ValueError(
+                f"hidden_sizes must be positive integers, got {tuple(hidden_sizes)!r}."
+            )
         layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             layers.append(nn.Linear(fan_in, fan_out))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
@@ -81,6 +84,6 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(sizes[-1], int(n_classes)))
         super().__init__(*layers)
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:  # noqa: D102 - shapes only
-        """Logits of shape ``(n_samples, n_classes)`` for ``X`` of shape ``(n_samples, n_features)``."""
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n_samples, n_classes)`` of inputs ``(n_samples, n_features)``."""
         return super().forward(X.to(self[0].weight.dtype))
