@@ -1,0 +1,785 @@
+"""MetanetEditor: a transformer whose samples are networks, edited in one forward pass."""
+
+from __future__ import annotations
+
+import copy
+import time
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.nn import functional as F
+from torch_geometric.data import Batch
+
+from .._groups import check_sensitive_features, encode_groups, fit_groups
+from ._graph import as_sequential, extract_weights, load_weights, network_forward, weights_to_graph
+from ._metanet import GraphMetanetwork, unbatch_edit
+from ._requirements import (
+    REQUIREMENTS,
+    DataMinimisation,
+    Fairness,
+    Requirement,
+    Sparsity,
+    divergence,
+    features_used,
+    selection_rate_gap,
+    weight_sparsity,
+)
+from ._task_data import unpack_task_data
+
+__all__ = ["MetanetEditor"]
+
+_DEFAULT_TARGETS = {"sparsity": 0.5, "demographic_parity": 0.05, "equalized_odds": 0.05}
+
+
+class MetanetEditor(TransformerMixin, BaseEstimator):
+    """Edit trained networks to meet a requirement, one metanetwork forward pass each.
+
+    A graph metanetwork is trained on a population of networks (the samples of ``fit``)
+    to edit any network of the same family so that it meets ``requirement`` while its
+    predictions stay close to the original's. At edit time the requirement is enforced
+    exactly where it can be: ``sparsity`` and ``data_minimisation`` are met by every
+    edited network; the fairness gaps are measured (see :meth:`report`).
+
+    Training loss per network, averaged over a batch of networks and task rows::
+
+        requirement_loss + utility_weight * (divergence(original, edited)
+                                             + task_weight * cross_entropy(edited, y))
+
+    where ``requirement_loss`` is ``relu(soft_gap - target)`` for the fairness
+    requirements and 0 for the structural ones (their soft top-k gates make them hold
+    during training).
+
+    Parameters
+    ----------
+    requirement : {"sparsity", "data_minimisation", "demographic_parity", "equalized_odds"}, \
+default="sparsity"
+        What the edited networks must meet.
+    target : float or int, default=None
+        ``sparsity``: fraction of weights that are zero (default 0.5).
+        ``data_minimisation``: number of input features to keep, chosen per network
+        (default: all that ``features`` does not forbid).
+        ``demographic_parity`` / ``equalized_odds``: the largest gap allowed on the task
+        data's sensitive feature (default 0.05).
+    features : sequence of str or int, default=None
+        ``data_minimisation`` only: the input features the edited networks may not use,
+        as column names of the task data's ``X`` or as integer indices.
+    utility_weight : float, default=1.0
+        Weight of the utility term against the requirement term.
+    divergence : {"kl", "js"}, default="kl"
+        KL(original || edited) or the Jensen-Shannon divergence.
+    task_weight : float, default=2.0
+        Weight of the edited network's cross-entropy on the task labels, beside the
+        divergence (0 for a pure-fidelity edit).
+    sensitive_feature : str, int or list, default=None
+        Column(s) of the task data's ``X`` holding the groups, when ``data`` carries no
+        sensitive features.
+    target_range : (float, float), default=None
+        Train on targets drawn uniformly from this range (integers for
+        ``data_minimisation``), so that ``transform(networks, target=...)`` serves any
+        target in it without refitting. None: train on ``target`` only.
+    hidden_channels : int, default=32
+        Width of the metanetwork's node and edge features.
+    num_layers : int, default=3
+        Rounds of message passing.
+    mlp_hidden : int, default=64
+        Hidden width of the metanetwork's MLPs.
+    max_steps : int, default=300
+        Optimisation steps of the metanetwork.
+    networks_per_step : int, default=6
+        Networks per step.
+    rows_per_step : int, default=512
+        Task rows per step.
+    learning_rate : float, default=1e-3
+        AdamW learning rate (gradients are clipped at norm 1).
+    temperature : float, default=0.5
+        Temperature of the soft gates (and of the soft decisions of the fairness loss).
+    holdout_fraction : float, default=0.2
+        Fraction of the task rows kept out of training; :meth:`score` and
+        :meth:`report` use them when no ``data`` is passed.
+    validation_fraction : float, default=0.2
+        Fraction of the networks (with at least 5 networks) kept out of training to pick
+        the best checkpoint, evaluated every ``eval_every`` steps with exact edits.
+    eval_every : int, default=25
+        Steps between checkpoint evaluations.
+    device : str or torch.device, default="cpu"
+        Where the metanetwork trains and edits ("cuda" where present).
+    random_state : int, RandomState or None, default=None
+        Seeds the metanetwork's initialisation, the row split and the batches.
+    verbose : int, default=0
+        Print training progress when > 0.
+
+    Attributes
+    ----------
+    metanet_ : GraphMetanetwork
+        The trained metanetwork.
+    requirement_ : Requirement
+        The requirement object (how edits are applied, relaxed and measured).
+    target_ : float or int or None
+        The target edits meet by default.
+    n_features_in_task_ : int
+        Input width of the networks.
+    n_classes_ : int
+        Output width of the networks.
+    classes_ : ndarray
+        The task's labels; class ``i`` is output ``i`` of the networks.
+    task_feature_names_ : list of str
+        Names of the input features (the task data's columns, or "x0", "x1", ...).
+    forbidden_features_ : list of int
+        Indices of the features the edited networks may not use.
+    groups_ : ndarray or None
+        Sensitive groups seen in fit.
+    history_ : pandas.DataFrame
+        Per step: training loss; per evaluation: validation loss.
+    fit_seconds_ : float
+        Wall-clock time of fit.
+
+    See Also
+    --------
+    make_population : Train a population of networks to fit an editor on.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
+    >>> from skorch import NeuralNetClassifier
+    >>> import torch
+    >>> from sklearn_metaedit import MLP
+    >>> from sklearn_metaedit.editing._editor import MetanetEditor
+    >>> from sklearn_metaedit.editing._population import make_population
+    >>> X, y = make_classification(300, 6, random_state=0)
+    >>> X = X.astype(np.float32)
+    >>> net = NeuralNetClassifier(MLP, module__n_features=6, module__hidden_sizes=(8,),
+    ...                           criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+    ...                           optimizer=torch.optim.Adam, lr=0.01, verbose=0)
+    >>> population = make_population(net, X, y, n_networks=3, random_state=0)
+    >>> editor = MetanetEditor("sparsity", target=0.7, max_steps=5, random_state=0)
+    >>> edited = editor.fit(population, data=(X, y)).transform(population)
+    >>> float((edited[0].module_[0].weight == 0).float().mean()) >= 0.7
+    True
+    """
+
+    def __init__(
+        self,
+        requirement: str = "sparsity",
+        *,
+        target: float | int | None = None,
+        features: Any = None,
+        utility_weight: float = 1.0,
+        divergence: str = "kl",
+        task_weight: float = 2.0,
+        sensitive_feature: Any = None,
+        target_range: tuple[float, float] | None = None,
+        hidden_channels: int = 32,
+        num_layers: int = 3,
+        mlp_hidden: int = 64,
+        max_steps: int = 300,
+        networks_per_step: int = 6,
+        rows_per_step: int = 512,
+        learning_rate: float = 1e-3,
+        temperature: float = 0.5,
+        holdout_fraction: float = 0.2,
+        validation_fraction: float = 0.2,
+        eval_every: int = 25,
+        device: str | torch.device = "cpu",
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.requirement = requirement
+        self.target = target
+        self.features = features
+        self.utility_weight = utility_weight
+        self.divergence = divergence
+        self.task_weight = task_weight
+        self.sensitive_feature = sensitive_feature
+        self.target_range = target_range
+        self.hidden_channels = hidden_channels
+        self.num_layers = num_layers
+        self.mlp_hidden = mlp_hidden
+        self.max_steps = max_steps
+        self.networks_per_step = networks_per_step
+        self.rows_per_step = rows_per_step
+        self.learning_rate = learning_rate
+        self.temperature = temperature
+        self.holdout_fraction = holdout_fraction
+        self.validation_fraction = validation_fraction
+        self.eval_every = eval_every
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate_params_(self) -> None:
+        if self.requirement not in REQUIREMENTS:
+            raise ValueError(
+                f"requirement={self.requirement!r} is not supported; choose one of "
+                f"{list(REQUIREMENTS)}."
+            )
+        if self.divergence not in ("kl", "js"):
+            raise ValueError(f"divergence must be 'kl' or 'js', got {self.divergence!r}.")
+        for name in ("hidden_channels", "num_layers", "mlp_hidden", "networks_per_step"):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        for name in ("max_steps", "rows_per_step", "eval_every"):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
+        for name in ("utility_weight", "task_weight", "learning_rate", "temperature"):
+            value = getattr(self, name)
+            if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+        for name in ("holdout_fraction", "validation_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, Real) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+        if self.features is not None and self.requirement != "data_minimisation":
+            raise ValueError(
+                "features is only used by requirement='data_minimisation'; for "
+                f"requirement={self.requirement!r} leave it None."
+            )
+
+    def _check_target(self, target: Any) -> Any:
+        """Validate a target against the fitted requirement (None: the fitted default)."""
+        if self.requirement_.name == "data_minimisation":
+            if target is None:
+                return None
+            n_allowed = self.n_features_in_task_ - len(self.forbidden_features_)
+            if not isinstance(target, Integral) or not 1 <= target <= n_allowed:
+                raise ValueError(
+                    "target for data_minimisation is the number of input features to keep, "
+                    f"an integer in [1, {n_allowed}] (the features not forbidden); got "
+                    f"{target!r}."
+                )
+            return int(target)
+        if not isinstance(target, Real) or not 0 <= float(target) <= 1:
+            raise ValueError(
+                f"target for {self.requirement_.name} must be a number in [0, 1], got {target!r}."
+            )
+        return float(target)
+
+    def _resolve_features(self, names: list[str], has_names: bool) -> list[int]:
+        if self.features is None:
+            return []
+        items = [self.features] if isinstance(self.features, str | Integral) else self.features
+        out = []
+        for item in items:
+            if isinstance(item, Integral) and not isinstance(item, bool):
+                if not 0 <= item < len(names):
+                    raise ValueError(
+                        f"features holds index {item}, but the task data has {len(names)} "
+                        "input features."
+                    )
+                out.append(int(item))
+            elif isinstance(item, str):
+                if item not in names:
+                    hint = "" if has_names else " (X has no column names; use integer indices)"
+                    raise ValueError(
+                        f"features names {item!r}, which is not a column of the task data's "
+                        f"X{hint}; columns are {names[:20]}."
+                    )
+                out.append(names.index(item))
+            else:
+                raise ValueError(f"features must hold column names or indices, got {item!r}.")
+        return sorted(set(out))
+
+    def _check_networks(self, networks: Any, n_features: int) -> list[nn.Sequential]:
+        if isinstance(networks, nn.Module) or hasattr(networks, "module"):
+            raise ValueError(
+                "networks must be a list of networks (the samples); wrap a single network "
+                "in a list."
+            )
+        networks = list(networks)
+        if len(networks) == 0:
+            raise ValueError(
+                "networks is empty: pass a list of at least one fitted network "
+                "(skorch NeuralNetClassifier or nn.Sequential), e.g. from make_population."
+            )
+        modules = []
+        for i, network in enumerate(networks):
+            module = as_sequential(network, name=f"network {i}")
+            width = next(m for m in module if isinstance(m, nn.Linear)).in_features
+            if width != n_features:
+                raise ValueError(
+                    f"network {i} takes {width} input features but the task data has "
+                    f"{n_features} columns; edit networks trained on this task's inputs."
+                )
+            modules.append(module)
+        return modules
+
+    def _task_arrays(self, X: Any, y: Any, sensitive: Any, *, fitting: bool):
+        if isinstance(X, pd.DataFrame):
+            names = [str(c) for c in X.columns]
+            has_names = True
+        else:
+            has_names = False
+            names = None
+        try:
+            X_np = np.asarray(X, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                "the task data's X must be numeric (the networks' inputs); preprocess it, "
+                f"e.g. with a ColumnTransformer, first ({exc})."
+            ) from exc
+        if X_np.ndim != 2:
+            raise ValueError(f"the task data's X must be 2-D, got shape {X_np.shape}.")
+        if not np.isfinite(X_np).all():
+            raise ValueError("the task data's X holds NaN or infinite values.")
+        y_np = np.asarray(y)
+        if y_np.ndim != 1 or len(y_np) != len(X_np):
+            raise ValueError(
+                f"the task data's y must be 1-D with one label per row of X ({len(X_np)}), "
+                f"got shape {y_np.shape}."
+            )
+        if names is None:
+            names = [f"x{j}" for j in range(X_np.shape[1])]
+        if sensitive is None and self.sensitive_feature is not None:
+            from .._groups import resolve_sensitive_features
+
+            sensitive = resolve_sensitive_features(X, None, self.sensitive_feature)
+        labels = None if sensitive is None else check_sensitive_features(sensitive, len(X_np))
+        if fitting:
+            classes = np.unique(y_np)
+            return X_np, y_np, labels, names, has_names, classes
+        return X_np, y_np, labels
+
+    def _encode_y(self, y: np.ndarray) -> np.ndarray:
+        codes = np.searchsorted(self.classes_, y)
+        codes = np.clip(codes, 0, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[codes], y):
+            unseen = sorted(set(np.asarray(y).tolist()) - set(self.classes_.tolist()))[:5]
+            raise ValueError(f"y holds labels {unseen} that were not seen in fit.")
+        return codes
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, networks: list, y: None = None, *, data: Any = None) -> MetanetEditor:
+        """Train the metanetwork on a population of networks.
+
+        Parameters
+        ----------
+        networks : list of fitted skorch NeuralNetClassifier or nn.Sequential
+            The population (the samples), all with the task data's input width.
+        y : None
+            Ignored; present for the scikit-learn API.
+        data : TaskData or tuple
+            The task data the losses are computed on: ``(X, y)``, ``(X, y,
+            sensitive_features)`` or a :class:`TaskData` (which cross-validation never
+            splits). ``X`` is numeric, of shape (n_samples, n_features).
+
+        Returns
+        -------
+        self : MetanetEditor
+        """
+        started = time.perf_counter()
+        self._validate_params_()
+        X, y_task, sensitive = unpack_task_data(data)
+        X_np, y_np, labels, names, has_names, classes = self._task_arrays(
+            X, y_task, sensitive, fitting=True
+        )
+        modules = self._check_networks(networks, X_np.shape[1])
+        n_classes = {
+            next(m for m in reversed(mod) if isinstance(m, nn.Linear)).out_features
+            for mod in modules
+        }
+        if len(n_classes) != 1:
+            raise ValueError(
+                f"the networks have different numbers of outputs: {sorted(n_classes)}."
+            )
+        self.n_classes_ = n_classes.pop()
+        if len(classes) > self.n_classes_:
+            raise ValueError(
+                f"the task data has {len(classes)} classes but the networks output "
+                f"{self.n_classes_} logits."
+            )
+        self.classes_ = classes
+        self.n_features_in_task_ = X_np.shape[1]
+        self.task_feature_names_ = names
+        self.forbidden_features_ = self._resolve_features(names, has_names)
+        self.requirement_ = self._make_requirement()
+        if self.requirement_.needs_sensitive:
+            if labels is None:
+                raise ValueError(
+                    f"requirement={self.requirement!r} needs sensitive features: pass "
+                    "data=(X, y, sensitive_features) or TaskData(X, y, sensitive_features), "
+                    "or set sensitive_feature to a column of X."
+                )
+            if self.n_classes_ != 2:
+                raise ValueError(
+                    f"requirement={self.requirement!r} needs binary classifiers (2 outputs); "
+                    f"the networks have {self.n_classes_}."
+                )
+        if (
+            self.requirement == "data_minimisation"
+            and self.features is None
+            and self.target is None
+        ):
+            raise ValueError(
+                "requirement='data_minimisation' needs features= (the features the networks "
+                "may not use) or target=k (the number of features to keep), or both."
+            )
+        default = _DEFAULT_TARGETS.get(self.requirement)
+        self.target_ = self._check_target(default if self.target is None else self.target)
+        self.groups_ = None if labels is None else fit_groups(labels)
+        group_codes = None if labels is None else encode_groups(labels, self.groups_)
+        if labels is not None and len(self.groups_) < 2:
+            raise ValueError("sensitive_features holds a single group; parity needs at least 2.")
+        y_codes = np.searchsorted(classes, y_np)
+
+        rng = check_random_state(self.random_state)
+        order = rng.permutation(len(X_np))
+        n_holdout = round(self.holdout_fraction * len(X_np))
+        if len(X_np) - n_holdout < 1:
+            raise ValueError("the task data has too few rows to hold some out.")
+        holdout, train_rows = order[:n_holdout], order[n_holdout:]
+        self.holdout_ = (
+            X_np[holdout],
+            y_np[holdout],
+            None if group_codes is None else labels[holdout],
+        )
+
+        device = torch.device(self.device)
+        n_networks = len(modules)
+        net_order = rng.permutation(n_networks)
+        n_val = round(self.validation_fraction * n_networks) if n_networks >= 5 else 0
+        val_nets, train_nets = net_order[:n_val], net_order[n_val:]
+
+        init_seed = int(rng.randint(2**31 - 1))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            self.metanet_ = GraphMetanetwork(
+                self.n_features_in_task_,
+                self.n_classes_,
+                hidden_channels=self.hidden_channels,
+                num_layers=self.num_layers,
+                mlp_hidden=self.mlp_hidden,
+            ).to(device)
+
+        self.history_ = pd.DataFrame(columns=["step", "train_loss", "validation_loss"])
+        if self.max_steps > 0:
+            task = {
+                "X": torch.as_tensor(X_np[train_rows], device=device),
+                "y": torch.as_tensor(y_codes[train_rows], device=device),
+                "groups": None
+                if group_codes is None
+                else torch.as_tensor(group_codes[train_rows], device=device),
+            }
+            prepared = [self._prepare(module, device) for module in modules]
+            self._train(prepared, train_nets, val_nets, task, rng)
+        self.metanet_.eval()
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _make_requirement(self) -> Requirement:
+        n = self.n_features_in_task_
+        if self.requirement == "sparsity":
+            return Sparsity(self.target, n)
+        if self.requirement == "data_minimisation":
+            return DataMinimisation(self.target, n, self.forbidden_features_)
+        return Fairness(self.target, n, kind=self.requirement)
+
+    def _prepare(self, module: nn.Sequential, device: torch.device) -> dict:
+        weights = [(w.to(device), b.to(device)) for w, b in extract_weights(module)]
+        graph = weights_to_graph(weights)
+        flags = self.requirement_.node_flags(graph.layer_sizes).to(device)
+        return {"module": module, "weights": weights, "graph": graph, "flags": flags}
+
+    def _sample_target(self, rng: np.random.RandomState) -> Any:
+        if self.target_range is None:
+            return self.target_
+        low, high = self.target_range
+        if self.requirement_.name == "data_minimisation":
+            return self._check_target(int(rng.randint(int(low), int(high) + 1)))
+        return self._check_target(float(rng.uniform(low, high)))
+
+    def _edit_batch(self, items: list[dict], targets: list, *, hard: bool):
+        """Edited weights of several networks from one batched metanetwork pass."""
+        graphs = [item["graph"] for item in items]
+        batch = graphs[0] if len(graphs) == 1 else Batch.from_data_list(graphs)
+        device = items[0]["flags"].device
+        target_in = torch.tensor(
+            [self.requirement_.metanet_target(t) for t in targets], device=device
+        )
+        flags = torch.cat([item["flags"] for item in items])
+        edits = unbatch_edit(self.metanet_(batch, target_in, flags), graphs)
+        return [
+            self.requirement_.apply(
+                item["weights"], edit, target, hard=hard, temperature=self.temperature
+            )
+            for item, edit, target in zip(items, edits, targets, strict=True)
+        ]
+
+    def _loss(self, items, targets, X, y, groups, *, hard: bool) -> torch.Tensor:
+        edited = self._edit_batch(items, targets, hard=hard)
+        n_groups = 0 if self.groups_ is None else len(self.groups_)
+        total = 0.0
+        for item, weights, target in zip(items, edited, targets, strict=True):
+            with torch.no_grad():
+                original = network_forward(item["module"], item["weights"], X)
+            logits = network_forward(item["module"], weights, X)
+            utility = divergence(original, logits, self.divergence)
+            if self.task_weight > 0:
+                utility = utility + self.task_weight * F.cross_entropy(logits.float(), y)
+            requirement = self.requirement_.loss(
+                logits, y, groups, n_groups, target, self.temperature
+            )
+            total = total + requirement + self.utility_weight * utility
+        return total / len(items)
+
+    def _train(self, prepared, train_nets, val_nets, task, rng) -> None:
+        metanet = self.metanet_
+        optimizer = torch.optim.AdamW(metanet.parameters(), lr=self.learning_rate)
+        n_rows = task["X"].shape[0]
+        val_rows = torch.as_tensor(
+            rng.choice(n_rows, size=min(n_rows, 4 * max(self.rows_per_step, 1)), replace=False),
+            device=task["X"].device,
+        )
+        records = []
+        best_state, best_loss = None, np.inf
+
+        def evaluate() -> float:
+            metanet.eval()
+            with torch.no_grad():
+                items = [prepared[i] for i in val_nets]
+                loss = self._loss(
+                    items,
+                    [self.target_] * len(items),
+                    task["X"][val_rows],
+                    task["y"][val_rows],
+                    None if task["groups"] is None else task["groups"][val_rows],
+                    hard=True,
+                )
+            metanet.train()
+            return float(loss)
+
+        if len(val_nets):
+            best_loss = evaluate()
+            best_state = copy.deepcopy(metanet.state_dict())
+            records.append({"step": 0, "train_loss": np.nan, "validation_loss": best_loss})
+        metanet.train()
+        for step in range(1, self.max_steps + 1):
+            chosen = rng.choice(
+                train_nets, size=min(self.networks_per_step, len(train_nets)), replace=False
+            )
+            rows = torch.as_tensor(
+                rng.choice(n_rows, size=min(n_rows, self.rows_per_step), replace=False),
+                device=task["X"].device,
+            )
+            items = [prepared[i] for i in chosen]
+            targets = [self._sample_target(rng) for _ in items]
+            loss = self._loss(
+                items,
+                targets,
+                task["X"][rows],
+                task["y"][rows],
+                None if task["groups"] is None else task["groups"][rows],
+                hard=False,
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(metanet.parameters(), 1.0)
+            optimizer.step()
+            record = {"step": step, "train_loss": float(loss), "validation_loss": np.nan}
+            if len(val_nets) and (step % max(self.eval_every, 1) == 0 or step == self.max_steps):
+                record["validation_loss"] = evaluate()
+                if record["validation_loss"] < best_loss:
+                    best_loss = record["validation_loss"]
+                    best_state = copy.deepcopy(metanet.state_dict())
+            records.append(record)
+            if self.verbose and (step % max(self.max_steps // 10, 1) == 0 or step == 1):
+                print(
+                    f"[MetanetEditor] step {step}/{self.max_steps} train loss "
+                    f"{record['train_loss']:.4f}"
+                    + (
+                        f" validation loss {record['validation_loss']:.4f}"
+                        if np.isfinite(record["validation_loss"])
+                        else ""
+                    ),
+                    flush=True,
+                )
+        if best_state is not None:
+            metanet.load_state_dict(best_state)
+        self.history_ = pd.DataFrame.from_records(
+            records, columns=["step", "train_loss", "validation_loss"]
+        )
+
+    # ------------------------------------------------------------------ edit
+
+    def _edit(self, networks: list, target: Any = None) -> tuple[list, list[dict], list[float]]:
+        """Edited networks, their prepared originals and edited weights, and edit times."""
+        check_is_fitted(self, "metanet_")
+        target = self.target_ if target is None else self._check_target(target)
+        modules = self._check_networks(networks, self.n_features_in_task_)
+        device = next(self.metanet_.parameters()).device
+        self.metanet_.eval()
+        out, details, seconds = [], [], []
+        for network, module in zip(list(networks), modules, strict=True):
+            started = time.perf_counter()
+            item = self._prepare(module, device)
+            with torch.no_grad():
+                weights = self._edit_batch([item], [target], hard=True)[0]
+            out.append(self._wrap(network, module, weights))
+            seconds.append(time.perf_counter() - started)
+            details.append({"item": item, "weights": weights})
+        return out, details, seconds
+
+    def _wrap(self, network: Any, module: nn.Sequential, weights) -> Any:
+        if isinstance(network, nn.Module):
+            from skorch import NeuralNetClassifier
+
+            edited = NeuralNetClassifier(
+                load_weights(module, weights),
+                criterion=nn.CrossEntropyLoss,
+                device=str(next(module.parameters()).device),
+            )
+            edited.initialize()
+            edited.classes_inferred_ = self.classes_
+            return edited
+        edited = copy.deepcopy(network)
+        load_weights(edited.module_, weights, inplace=True)
+        return edited
+
+    def transform(self, networks: list, target: float | int | None = None) -> list:
+        """Edit networks, one metanetwork forward pass each.
+
+        Parameters
+        ----------
+        networks : list of fitted skorch NeuralNetClassifier or nn.Sequential
+            Networks of the task the editor was fitted on; they are not modified.
+        target : float or int, default=None
+            Edit for this target instead of the fitted one (meaningful within
+            ``target_range``).
+
+        Returns
+        -------
+        edited : list of fitted skorch NeuralNetClassifier
+            Edited copies (plain modules come back wrapped in a skorch net), in order.
+        """
+        return self._edit(networks, target)[0]
+
+    # ------------------------------------------------------------------ evaluate
+
+    def _evaluation_data(self, data: Any):
+        if data is None:
+            X_np, y_np, labels = self.holdout_
+            if len(X_np) == 0:
+                raise ValueError("no held-out task rows (holdout_fraction=0); pass data=.")
+        else:
+            X, y, sensitive = unpack_task_data(data)
+            X_np, y_np, labels = self._task_arrays(X, y, sensitive, fitting=False)
+            if X_np.shape[1] != self.n_features_in_task_:
+                raise ValueError(
+                    f"data's X has {X_np.shape[1]} columns; the editor was fitted on "
+                    f"{self.n_features_in_task_}."
+                )
+        codes = None
+        if labels is not None:
+            groups = self.groups_ if self.groups_ is not None else fit_groups(labels)
+            codes = encode_groups(labels, groups)
+            n_groups = len(groups)
+        else:
+            n_groups = 0
+        return X_np, self._encode_y(y_np), codes, n_groups
+
+    def _measure(self, networks, data, target):
+        X_np, y_codes, codes, n_groups = self._evaluation_data(data)
+        target = self.target_ if target is None else self._check_target(target)
+        edited, details, seconds = self._edit(networks, target)
+        device = next(self.metanet_.parameters()).device
+        X = torch.as_tensor(X_np, device=device)
+        y = torch.as_tensor(y_codes, device=device)
+        groups = None if codes is None else torch.as_tensor(codes, device=device)
+        rows = []
+        for index, detail in enumerate(details):
+            item = detail["item"]
+            row = {"network": index}
+            for when, weights in (("before", item["weights"]), ("after", detail["weights"])):
+                with torch.no_grad():
+                    decisions = network_forward(item["module"], weights, X).argmax(dim=1)
+                row[f"accuracy_{when}"] = float((decisions == y).float().mean())
+                row[f"sparsity_{when}"] = weight_sparsity(weights)
+                used = features_used(weights)
+                row[f"n_features_used_{when}"] = len(used)
+                if when == "after":
+                    row["features_used"] = [self.task_feature_names_[j] for j in used]
+                    row["features_dropped"] = [
+                        self.task_feature_names_[j]
+                        for j in range(self.n_features_in_task_)
+                        if j not in set(used)
+                    ]
+                if groups is not None:
+                    positive = (decisions == 1).float()
+                    row[f"parity_gap_{when}"] = float(
+                        selection_rate_gap(positive, groups, n_groups)
+                    )
+                    if isinstance(self.requirement_, Fairness):
+                        row[f"requirement_gap_{when}"] = self.requirement_.measure(
+                            weights, decisions == 1, y, groups, n_groups
+                        )
+            value = self._requirement_value(row)
+            row["violation"] = self.requirement_.violation(value, target)
+            row["edit_seconds"] = seconds[index]
+            rows.append(row)
+        return edited, pd.DataFrame.from_records(rows)
+
+    def _requirement_value(self, row: dict) -> float:
+        if isinstance(self.requirement_, Sparsity):
+            return row["sparsity_after"]
+        if isinstance(self.requirement_, DataMinimisation):
+            return float(row["n_features_used_after"])
+        return row["requirement_gap_after"]
+
+    def score(self, networks: list, y: None = None, *, data: Any = None) -> float:
+        """Rate the edits of ``networks`` on held-out task data (higher is better).
+
+        ``score = mean over networks of (accuracy_after - violation)``, where
+        ``accuracy_after`` is the edited network's accuracy on the task rows held out in
+        fit (or on ``data``) and ``violation`` is how far the edited network misses the
+        target: ``max(0, gap - target)`` for the fairness requirements, and 0 for
+        ``sparsity`` and ``data_minimisation``, which every edit meets exactly.
+
+        Parameters
+        ----------
+        networks : list of fitted networks
+        y : None
+            Ignored.
+        data : TaskData or tuple, default=None
+            Task data to score on instead of the rows held out in fit.
+
+        Returns
+        -------
+        score : float
+        """
+        _, table = self._measure(networks, data, None)
+        return float((table["accuracy_after"] - table["violation"]).mean())
+
+    def report(
+        self, networks: list, *, data: Any = None, target: float | int | None = None
+    ) -> pd.DataFrame:
+        """A compliance report, one row per network.
+
+        Parameters
+        ----------
+        networks : list of fitted networks
+        data : TaskData or tuple, default=None
+            Task data to measure on instead of the rows held out in fit.
+        target : float or int, default=None
+            Edit for this target instead of the fitted one.
+
+        Returns
+        -------
+        report : pandas.DataFrame
+            Columns ``network``, ``accuracy_before``/``_after``, ``sparsity_before``/
+            ``_after``, ``n_features_used_before``/``_after``, ``features_used`` and
+            ``features_dropped`` (names), ``parity_gap_before``/``_after`` (selection-rate
+            gap, where sensitive features are known), ``requirement_gap_before``/``_after``
+            (fairness requirements), ``violation`` and ``edit_seconds``.
+        """
+        return self._measure(networks, data, target)[1]

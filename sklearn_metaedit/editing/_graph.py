@@ -1,0 +1,336 @@
+"""The parameter graph: a network as a graph of neurons (nodes) and weights (edges).
+
+A network is an ``nn.Sequential`` of ``Linear`` layers with element-wise activations and
+dropout between them. Its parameter graph has one node per neuron and one edge per
+weight, stored as sparse edge lists (never a dense ``N x N`` matrix):
+
+- node ``v`` of layer ``l`` carries the bias of its neuron (0 for input neurons), its
+  layer ``l``, its kind (input, hidden, output) and, for input and output neurons, its
+  identity (feature or class index). Hidden neurons carry no identity: permuting the
+  hidden neurons of a layer relabels the nodes and changes nothing else.
+- edge ``u -> v`` carries the weight from neuron ``u`` of layer ``l - 1`` to neuron ``v``
+  of layer ``l``. The edges of a layer are stored in the row-major order of its weight
+  matrix, so that graph to weights is a reshape and the round trip is exact.
+
+Networks of different widths and depths batch into one torch-geometric ``Batch``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch_geometric.data import Data
+
+from .._mlp import ACTIVATIONS
+
+__all__ = [
+    "HIDDEN",
+    "INPUT",
+    "OUTPUT",
+    "as_sequential",
+    "extract_weights",
+    "graph_to_weights",
+    "load_weights",
+    "network_forward",
+    "weights_to_graph",
+]
+
+#: Node kinds.
+INPUT, HIDDEN, OUTPUT = 0, 1, 2
+
+_ELEMENTWISE = (*ACTIVATIONS.values(), nn.Dropout, nn.Identity)
+
+Weights = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def as_sequential(network: Any, *, name: str = "network") -> nn.Sequential:
+    """Return the ``nn.Sequential`` of a network, checking that the editor supports it.
+
+    Parameters
+    ----------
+    network : skorch NeuralNet or nn.Sequential
+        A fitted (initialised) skorch net whose ``module_`` is an ``nn.Sequential``, or
+        the ``nn.Sequential`` itself (``sklearn_metaedit.MLP`` is one).
+    name : str, default="network"
+        How error messages refer to the network.
+
+    Returns
+    -------
+    module : nn.Sequential
+        The network's module itself (not a copy).
+
+    Raises
+    ------
+    ValueError
+        If the network holds a layer other than ``Linear``, an element-wise activation
+        of ``ACTIVATIONS``, ``Dropout`` or ``Identity`` (the message names the layer), if
+        it has no ``Linear`` layer, if consecutive ``Linear`` widths do not match, or if
+        a weight is NaN or infinite.
+    TypeError
+        If ``network`` is neither a skorch net nor an ``nn.Sequential``.
+    """
+    module = network
+    if hasattr(network, "module") and not isinstance(network, nn.Module):
+        if not hasattr(network, "module_"):
+            raise ValueError(
+                f"{name} is a skorch net that is not fitted (it has no `module_`); fit it or "
+                "call `initialize()` before editing it."
+            )
+        module = network.module_
+    if not isinstance(module, nn.Sequential):
+        raise TypeError(
+            f"{name} must be a fitted skorch NeuralNetClassifier whose module is an "
+            f"nn.Sequential (e.g. sklearn_metaedit.MLP) or an nn.Sequential, got "
+            f"{type(module).__name__}."
+        )
+    width = None
+    n_linear = 0
+    for index, layer in enumerate(module):
+        if isinstance(layer, nn.Linear):
+            if width is not None and layer.in_features != width:
+                raise ValueError(
+                    f"{name}: layer {index} (Linear) takes {layer.in_features} inputs but the "
+                    f"previous Linear layer outputs {width}."
+                )
+            width = layer.out_features
+            n_linear += 1
+        elif not isinstance(layer, _ELEMENTWISE):
+            raise ValueError(
+                f"{name}: layer {index} ({type(layer).__name__}) is not supported; the editor "
+                "handles nn.Sequential networks of Linear layers, element-wise activations "
+                f"({', '.join(sorted(ACTIVATIONS))}), Dropout and Identity."
+            )
+    if n_linear == 0:
+        raise ValueError(f"{name} has no Linear layer; there is nothing to edit.")
+    for pname, param in module.named_parameters():
+        if not torch.isfinite(param).all():
+            raise ValueError(
+                f"{name} has NaN or infinite values in parameter {pname!r}; the editor needs "
+                "finite weights."
+            )
+    return module
+
+
+def extract_weights(module: nn.Sequential) -> Weights:
+    """Return the ``(weight, bias)`` pairs of the ``Linear`` layers, detached copies.
+
+    Parameters
+    ----------
+    module : nn.Sequential
+        A network accepted by :func:`as_sequential`.
+
+    Returns
+    -------
+    weights : list of (Tensor, Tensor)
+        For layer ``l``: weight of shape ``(n_l, n_{l-1})`` and bias of shape ``(n_l,)``
+        (zeros where the layer has no bias).
+    """
+    weights = []
+    for layer in module:
+        if isinstance(layer, nn.Linear):
+            weight = layer.weight.detach().clone()
+            bias = (
+                layer.bias.detach().clone()
+                if layer.bias is not None
+                else torch.zeros(layer.out_features, dtype=weight.dtype, device=weight.device)
+            )
+            weights.append((weight, bias))
+    return weights
+
+
+def layer_sizes(weights: Weights) -> tuple[int, ...]:
+    """Widths ``(n_0, n_1, ..., n_L)`` of the neuron layers of a network."""
+    return (weights[0][0].shape[1], *(w.shape[0] for w, _ in weights))
+
+
+def weights_to_graph(weights: Weights) -> Data:
+    """Build the parameter graph of a network.
+
+    Parameters
+    ----------
+    weights : list of (Tensor, Tensor)
+        Output of :func:`extract_weights`; ``L`` layers.
+
+    Returns
+    -------
+    graph : torch_geometric.data.Data
+        With ``N`` nodes (neurons) and ``E`` edges (weights):
+
+        - ``edge_index`` (2, E): source neuron (layer ``l - 1``) to target neuron (layer ``l``);
+        - ``edge_weight`` (E,): the weight, in the network's dtype;
+        - ``edge_layer`` (E,): ``l`` in ``1 .. L``;
+        - ``bias`` (N,): the bias of each neuron, 0 for input neurons;
+        - ``node_layer`` (N,): ``l`` in ``0 .. L``;
+        - ``node_kind`` (N,): ``INPUT``, ``HIDDEN`` or ``OUTPUT``;
+        - ``node_identity`` (N,): the feature index of an input neuron, the class index
+          of an output neuron, 0 for hidden neurons;
+        - ``node_depth`` (N,): ``L`` for every node (the network's number of layers);
+        - ``layer_sizes``: the tuple ``(n_0, ..., n_L)``.
+
+    Examples
+    --------
+    >>> from sklearn_metaedit import MLP
+    >>> from sklearn_metaedit.editing._graph import extract_weights, weights_to_graph
+    >>> graph = weights_to_graph(extract_weights(MLP(3, hidden_sizes=(4,), n_classes=2)))
+    >>> graph.num_nodes, graph.edge_index.shape
+    (9, torch.Size([2, 20]))
+    """
+    sizes = layer_sizes(weights)
+    depth = len(weights)
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    device = weights[0][0].device
+    dtype = weights[0][0].dtype
+    sources, targets, edge_layer, edge_weight = [], [], [], []
+    for layer, (weight, _) in enumerate(weights, start=1):
+        n_out, n_in = weight.shape
+        rows = torch.arange(n_out, device=device).repeat_interleave(n_in)
+        cols = torch.arange(n_in, device=device).repeat(n_out)
+        sources.append(cols + offsets[layer - 1])
+        targets.append(rows + offsets[layer])
+        edge_layer.append(torch.full((n_out * n_in,), layer, dtype=torch.long, device=device))
+        edge_weight.append(weight.reshape(-1))
+    node_layer = torch.cat(
+        [
+            torch.full((size,), layer, dtype=torch.long, device=device)
+            for layer, size in enumerate(sizes)
+        ]
+    )
+    node_kind = torch.full_like(node_layer, HIDDEN)
+    node_kind[node_layer == 0] = INPUT
+    node_kind[node_layer == depth] = OUTPUT
+    node_identity = torch.zeros_like(node_layer)
+    node_identity[: sizes[0]] = torch.arange(sizes[0], device=device)
+    node_identity[offsets[depth] :] = torch.arange(sizes[depth], device=device)
+    bias = torch.cat([torch.zeros(sizes[0], dtype=dtype, device=device), *(b for _, b in weights)])
+    return Data(
+        edge_index=torch.stack([torch.cat(sources), torch.cat(targets)]),
+        edge_weight=torch.cat(edge_weight),
+        edge_layer=torch.cat(edge_layer),
+        bias=bias,
+        node_layer=node_layer,
+        node_kind=node_kind,
+        node_identity=node_identity,
+        node_depth=torch.full_like(node_layer, depth),
+        layer_sizes=tuple(int(s) for s in sizes),
+        num_nodes=offsets[-1],
+    )
+
+
+def split_graph_values(
+    edge_values: torch.Tensor, node_values: torch.Tensor, sizes: Sequence[int]
+) -> Weights:
+    """Cut per-edge and per-node values of ONE network's graph into per-layer matrices.
+
+    Parameters
+    ----------
+    edge_values : Tensor of shape (E,)
+        One value per weight, in the graph's edge order.
+    node_values : Tensor of shape (N,)
+        One value per neuron, in the graph's node order.
+    sizes : sequence of int
+        ``(n_0, ..., n_L)``.
+
+    Returns
+    -------
+    weights : list of (Tensor, Tensor)
+        Per layer, a ``(n_l, n_{l-1})`` matrix and a ``(n_l,)`` vector (views, not copies,
+        so gradients flow through).
+    """
+    out = []
+    edge_start, node_start = 0, sizes[0]
+    for n_in, n_out in itertools.pairwise(sizes):
+        out.append(
+            (
+                edge_values[edge_start : edge_start + n_in * n_out].reshape(n_out, n_in),
+                node_values[node_start : node_start + n_out],
+            )
+        )
+        edge_start += n_in * n_out
+        node_start += n_out
+    return out
+
+
+def graph_to_weights(graph: Data) -> Weights:
+    """Read a network's weights back from its parameter graph (the inverse of
+    :func:`weights_to_graph`, exact).
+
+    Parameters
+    ----------
+    graph : torch_geometric.data.Data
+        One network's graph, as built by :func:`weights_to_graph`.
+
+    Returns
+    -------
+    weights : list of (Tensor, Tensor)
+    """
+    return split_graph_values(graph.edge_weight, graph.bias, graph.layer_sizes)
+
+
+def network_forward(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> torch.Tensor:
+    """Logits of ``module`` with its ``Linear`` parameters replaced by ``weights``.
+
+    Differentiable in ``weights``; dropout is inactive (edited networks are evaluated,
+    not trained).
+
+    Parameters
+    ----------
+    module : nn.Sequential
+        The network's architecture (its own parameters are not used).
+    weights : list of (Tensor, Tensor)
+    X : Tensor of shape (n_samples, n_0)
+
+    Returns
+    -------
+    logits : Tensor of shape (n_samples, n_L)
+    """
+    out = X.to(weights[0][0].dtype)
+    layer = 0
+    for child in module:
+        if isinstance(child, nn.Linear):
+            weight, bias = weights[layer]
+            out = F.linear(out, weight, bias)
+            layer += 1
+        elif isinstance(child, nn.Dropout | nn.Identity):
+            continue
+        else:
+            out = child(out)
+    return out
+
+
+def load_weights(
+    module: nn.Sequential, weights: Weights, *, inplace: bool = False
+) -> nn.Sequential:
+    """Return ``module`` (a copy unless ``inplace``) with ``weights`` in its ``Linear`` layers.
+
+    Parameters
+    ----------
+    module : nn.Sequential
+    weights : list of (Tensor, Tensor)
+        Copied to the module's device and dtype.
+    inplace : bool, default=False
+        Write into ``module`` itself rather than into a deep copy.
+
+    Returns
+    -------
+    edited : nn.Sequential
+        A layer without bias stays without bias (its bias values are ignored).
+    """
+    edited = module if inplace else copy.deepcopy(module)
+    layer = 0
+    with torch.no_grad():
+        for child in edited:
+            if isinstance(child, nn.Linear):
+                weight, bias = weights[layer]
+                child.weight.copy_(weight)
+                if child.bias is not None:
+                    child.bias.copy_(bias)
+                layer += 1
+    return edited

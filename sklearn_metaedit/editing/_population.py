@@ -1,0 +1,400 @@
+"""Populations of trained networks, trained together where they share an architecture.
+
+Networks of one architecture (module, epochs, batch size, optimizer) train as one
+vectorised model: their parameters are stacked (``torch.func.stack_module_state``) and
+one ``torch.vmap`` of ``torch.func.functional_call`` runs all of them on their own
+mini-batches at once; the optimizer update is written over the stacked tensors, with a
+learning rate per network. Groups of different architectures are spread over joblib
+workers. Each trained network comes back as a fitted skorch ``NeuralNetClassifier``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.model_selection import ParameterSampler
+from sklearn.utils import check_random_state
+from torch import nn
+from torch.func import functional_call, stack_module_state
+
+from ._graph import as_sequential
+
+__all__ = ["make_population", "train_group"]
+
+
+def _optimizer_spec(net) -> tuple[str, dict]:
+    """Name and keyword arguments of the net's optimizer, for the stacked update."""
+    params = net.get_params()
+    optimizer = params["optimizer"]
+    kwargs = {
+        key[len("optimizer__") :]: value
+        for key, value in params.items()
+        if key.startswith("optimizer__") and key.count("__") == 1
+    }
+    if optimizer in (torch.optim.Adam, torch.optim.AdamW):
+        name = "adamw" if optimizer is torch.optim.AdamW else "adam"
+        defaults = {"betas": (0.9, 0.999), "eps": 1e-8}
+        defaults["weight_decay"] = 1e-2 if name == "adamw" else 0.0
+    elif optimizer is torch.optim.SGD:
+        name = "sgd"
+        defaults = {"momentum": 0.0, "weight_decay": 0.0, "nesterov": False, "dampening": 0.0}
+    else:
+        raise ValueError(
+            f"make_population trains with SGD, Adam or AdamW; the estimator's optimizer is "
+            f"{getattr(optimizer, '__name__', optimizer)!r}."
+        )
+    unknown = set(kwargs) - set(defaults) - {"lr"}
+    if unknown:
+        raise ValueError(f"optimizer arguments {sorted(unknown)} are not supported for {name}.")
+    kwargs.pop("lr", None)
+    return name, {**defaults, **kwargs}
+
+
+class _StackedOptimizer:
+    """SGD / Adam / AdamW over stacked parameters, with one learning rate per network.
+
+    Element-wise, so that each network's update equals what ``torch.optim`` would do to
+    that network alone.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], name: str, lrs: torch.Tensor, **kw):
+        self.params, self.name, self.kw, self.step_count = params, name, kw, 0
+        self.lrs = lrs
+        self.state = {k: {} for k in params}
+
+    def _lr(self, p: torch.Tensor) -> torch.Tensor:
+        return self.lrs.reshape(-1, *([1] * (p.dim() - 1))).to(p.dtype)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        t, kw = self.step_count, self.kw
+        for key, p in self.params.items():
+            grad, state, lr = p.grad, self.state[key], self._lr(p)
+            if grad is None:
+                continue
+            if self.name == "sgd":
+                if kw["weight_decay"]:
+                    grad = grad + kw["weight_decay"] * p
+                if kw["momentum"]:
+                    if "buf" not in state:
+                        state["buf"] = grad.clone()
+                    else:
+                        state["buf"].mul_(kw["momentum"]).add_(grad, alpha=1 - kw["dampening"])
+                    grad = grad + kw["momentum"] * state["buf"] if kw["nesterov"] else state["buf"]
+                p.sub_(lr * grad)
+                continue
+            beta1, beta2 = kw["betas"]
+            if self.name == "adamw":
+                p.mul_(1 - lr * kw["weight_decay"])
+            elif kw["weight_decay"]:
+                grad = grad + kw["weight_decay"] * p
+            if not state:
+                state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
+            state["m"].lerp_(grad, 1 - beta1)
+            state["v"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+            denom = (state["v"].sqrt() / np.sqrt(bias2)).add_(kw["eps"])
+            p.sub_(lr / bias1 * state["m"] / denom)
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+
+def _batch_order(n_rows: int, seed: int, epoch: int) -> torch.Tensor:
+    """The row order of one network's epoch: a permutation seeded by (seed, epoch)."""
+    generator = torch.Generator().manual_seed(int(seed) * 100_003 + epoch)
+    return torch.randperm(n_rows, generator=generator)
+
+
+def _build_module(module_cls, module_kwargs: dict, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return module_cls(**module_kwargs)
+
+
+def train_group(
+    module_cls: type[nn.Module],
+    module_kwargs: dict,
+    seeds: list[int],
+    lrs: list[float],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    max_epochs: int,
+    batch_size: int,
+    optimizer: tuple[str, dict],
+) -> tuple[list[dict], np.ndarray]:
+    """Train networks of one architecture together, vectorised over the networks.
+
+    Parameters
+    ----------
+    module_cls, module_kwargs
+        Each network is ``module_cls(**module_kwargs)`` initialised under its seed.
+    seeds : list of int
+        One per network: initialisation and mini-batch order.
+    lrs : list of float
+        One learning rate per network.
+    X : ndarray of shape (n_samples, n_features), float32
+    y : ndarray of shape (n_samples,), int64 class codes
+    max_epochs, batch_size : int
+        ``batch_size=-1`` trains on all rows at once.
+    optimizer : (str, dict)
+        ``("sgd" | "adam" | "adamw", keyword arguments)``.
+
+    Returns
+    -------
+    states : list of dict
+        One ``state_dict`` per network (CPU tensors).
+    losses : ndarray of shape (n_networks, max_epochs)
+        Mean training loss of each epoch.
+    """
+    modules = [_build_module(module_cls, module_kwargs, seed) for seed in seeds]
+    for module in modules:
+        module.train()
+    params, buffers = stack_module_state(modules)
+    base = copy.deepcopy(modules[0]).to("meta")
+
+    def logits_of(p, b, xb):
+        return functional_call(base, (p, b), (xb,))
+
+    batched = torch.vmap(logits_of, in_dims=(0, 0, 0), randomness="different")
+    name, kwargs = optimizer
+    opt = _StackedOptimizer(params, name, torch.tensor(lrs, dtype=torch.float32), **kwargs)
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.long)
+    n_rows, n_nets = len(X_t), len(seeds)
+    step = n_rows if batch_size in (-1, None) else int(batch_size)
+    losses = np.zeros((n_nets, max_epochs))
+    for epoch in range(max_epochs):
+        orders = torch.stack([_batch_order(n_rows, seed, epoch) for seed in seeds])
+        sums = torch.zeros(n_nets)
+        for start in range(0, n_rows, step):
+            index = orders[:, start : start + step]
+            logits = batched(params, buffers, X_t[index])
+            targets = y_t[index]
+            per_net = (
+                nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+                )
+                .reshape(n_nets, -1)
+                .mean(dim=1)
+            )
+            opt.zero_grad()
+            # each network's loss depends only on its own slice of the stacked parameters,
+            # so the gradient of the sum is every network's own gradient
+            per_net.sum().backward()
+            opt.step()
+            sums += per_net.detach() * index.shape[1]
+        losses[:, epoch] = (sums / n_rows).numpy()
+    states = []
+    for i in range(n_nets):
+        states.append(
+            {
+                **{k: v[i].detach().clone() for k, v in params.items()},
+                **{k: v[i].detach().clone() for k, v in buffers.items()},
+            }
+        )
+    return states, losses
+
+
+def _module_kwargs(net, n_features: int) -> dict:
+    params = net.get_params()
+    kwargs = {
+        key[len("module__") :]: value
+        for key, value in params.items()
+        if key.startswith("module__") and key.count("__") == 1
+    }
+    module = params["module"]
+    if not isinstance(module, type):
+        raise ValueError(
+            "make_population needs the estimator's module as a class (e.g. "
+            "module=sklearn_metaedit.MLP), not an instance, to build networks of many widths."
+        )
+    signature = inspect.signature(module)
+    if "n_features" in signature.parameters and "n_features" not in kwargs:
+        kwargs["n_features"] = n_features
+    return kwargs
+
+
+def _group_key(module_cls, kwargs, max_epochs, batch_size, optimizer) -> str:
+    return repr(
+        (
+            module_cls,
+            sorted((k, repr(v)) for k, v in kwargs.items()),
+            max_epochs,
+            batch_size,
+            optimizer[0],
+            sorted((k, repr(v)) for k, v in optimizer[1].items()),
+        )
+    )
+
+
+def make_population(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    *,
+    n_networks: int = 16,
+    param_distributions: dict | list[dict] | None = None,
+    random_state: Any = None,
+    n_jobs: int | None = None,
+    verbose: int = 0,
+) -> list:
+    """Train a population of networks, varied in seed, width, depth and hyper-parameters.
+
+    Parameters
+    ----------
+    estimator : skorch NeuralNetClassifier
+        The template: its ``module`` is a class (e.g. ``sklearn_metaedit.MLP``), its
+        ``criterion`` ``torch.nn.CrossEntropyLoss``, its optimizer SGD, Adam or AdamW.
+        ``module__n_features`` is set from ``X`` when the module takes it and it is not
+        set. The population trains on all rows of ``X`` (``train_split`` is not used).
+    X : array-like of shape (n_samples, n_features)
+        Numeric inputs.
+    y : array-like of shape (n_samples,)
+        Labels.
+    n_networks : int, default=16
+        Population size.
+    param_distributions : dict or list of dicts, default=None
+        Distributions of the estimator's parameters, as for ``RandomizedSearchCV``
+        (e.g. ``{"module__hidden_sizes": [(16,), (32, 32)], "lr": loguniform(1e-3, 1e-2)}``);
+        one draw per network. None: every network has the estimator's parameters and
+        differs only in its seed.
+    random_state : int, RandomState or None, default=None
+        Seeds the draws and each network's initialisation and batch order.
+    n_jobs : int, default=None
+        joblib workers over the groups of networks that share an architecture.
+    verbose : int, default=0
+        Print progress per group when > 0.
+
+    Returns
+    -------
+    population : list of skorch NeuralNetClassifier
+        Fitted nets, in draw order; ``predict`` works and equals the trained parameters.
+        Each net's ``history`` holds its per-epoch ``train_loss``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn.datasets import make_classification
+    >>> from skorch import NeuralNetClassifier
+    >>> from sklearn_metaedit import MLP
+    >>> X, y = make_classification(200, 5, random_state=0)
+    >>> net = NeuralNetClassifier(MLP, module__n_features=5, criterion=torch.nn.CrossEntropyLoss,
+    ...                           optimizer=torch.optim.Adam, max_epochs=2, verbose=0)
+    >>> population = make_population(net, X.astype(np.float32), y, n_networks=4,
+    ...     param_distributions={"module__hidden_sizes": [(8,), (16, 8)]}, random_state=0)
+    >>> len(population), population[0].predict(X[:3].astype(np.float32)).shape
+    (4, (3,))
+    """
+    if not hasattr(estimator, "get_params") or not hasattr(estimator, "initialize"):
+        raise TypeError(
+            "estimator must be a skorch NeuralNetClassifier (e.g. NeuralNetClassifier(MLP, "
+            f"criterion=torch.nn.CrossEntropyLoss)), got {type(estimator).__name__}."
+        )
+    if int(n_networks) < 1:
+        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}.")
+    X_np = np.asarray(X, dtype=np.float32)
+    if X_np.ndim != 2 or not np.isfinite(X_np).all():
+        raise ValueError("X must be a 2-D array of finite numbers.")
+    y_np = np.asarray(y)
+    if len(y_np) != len(X_np):
+        raise ValueError(f"y has {len(y_np)} labels but X has {len(X_np)} rows.")
+    classes, codes = np.unique(y_np, return_inverse=True)
+    rng = check_random_state(random_state)
+    if param_distributions is None:
+        draws = [{} for _ in range(int(n_networks))]
+    else:
+        # a grid of lists yields each point at most once per pass; pass again until every
+        # network has its draw, so a small grid covers the population evenly
+        draws = []
+        while len(draws) < int(n_networks):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "The total space of parameters", UserWarning)
+                sampler = ParameterSampler(
+                    param_distributions, n_iter=int(n_networks) - len(draws), random_state=rng
+                )
+                draws.extend(sampler)
+    seeds = rng.randint(0, 2**31 - 1, size=len(draws)).tolist()
+    nets, groups = [], {}
+    for index, draw in enumerate(draws):
+        net = clone(estimator).set_params(**draw)
+        criterion = net.get_params()["criterion"]
+        if criterion is not nn.CrossEntropyLoss:
+            raise ValueError(
+                "make_population trains networks that output logits: set criterion="
+                f"torch.nn.CrossEntropyLoss (got {getattr(criterion, '__name__', criterion)!r})."
+            )
+        kwargs = _module_kwargs(net, X_np.shape[1])
+        module_cls = net.get_params()["module"]
+        optimizer = _optimizer_spec(net)
+        max_epochs = int(net.get_params()["max_epochs"])
+        batch_size = int(net.get_params()["batch_size"])
+        as_sequential(_build_module(module_cls, kwargs, 0), name=f"network {index}")
+        key = _group_key(module_cls, kwargs, max_epochs, batch_size, optimizer)
+        spec = groups.setdefault(
+            key,
+            {
+                "module_cls": module_cls,
+                "module_kwargs": kwargs,
+                "max_epochs": max_epochs,
+                "batch_size": batch_size,
+                "optimizer": optimizer,
+                "members": [],
+            },
+        )
+        spec["members"].append(index)
+        nets.append(net)
+    specs = list(groups.values())
+    if verbose:
+        print(
+            f"[make_population] {len(draws)} networks in {len(specs)} architecture group(s)",
+            flush=True,
+        )
+
+    def run(number: int, spec: dict):
+        started = time.perf_counter()
+        result = train_group(
+            spec["module_cls"],
+            spec["module_kwargs"],
+            [seeds[i] for i in spec["members"]],
+            [float(nets[i].get_params()["lr"]) for i in spec["members"]],
+            X_np,
+            codes,
+            max_epochs=spec["max_epochs"],
+            batch_size=spec["batch_size"],
+            optimizer=spec["optimizer"],
+        )
+        if verbose:
+            print(
+                f"[make_population] group {number + 1}/{len(specs)}: "
+                f"{len(spec['members'])} network(s) {spec['module_kwargs']} trained in "
+                f"{time.perf_counter() - started:.1f}s",
+                flush=True,
+            )
+        return result
+
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(run)(number, spec) for number, spec in enumerate(specs)
+    )
+    for spec, (states, losses) in zip(specs, results, strict=True):
+        for member, state, loss in zip(spec["members"], states, losses, strict=True):
+            net = nets[member]
+            net.set_params(**{f"module__{k}": v for k, v in spec["module_kwargs"].items()})
+            net.initialize()
+            net.module_.load_state_dict(state)
+            net.classes_inferred_ = classes
+            for epoch, value in enumerate(loss, start=1):
+                net.history.new_epoch()
+                net.history.record("epoch", epoch)
+                net.history.record("train_loss", float(value))
+    return nets

@@ -1,0 +1,425 @@
+"""Requirements: a differentiable relaxation for training and an exact step at edit time.
+
+Each requirement turns the metanetwork's raw output (gate logits and residuals, see
+:mod:`._metanet`) into edited weights. During training the step is soft (sigmoid gates
+around the per-network k-th score, at a temperature) so that gradients reach the
+metanetwork; at edit time it is exact:
+
+- ``sparsity``: the ``ceil(target * n_weights)`` weights of lowest score are zero, where
+  score = log|w| + learned logit (so an untrained editor is one-shot magnitude pruning);
+- ``data_minimisation``: the first-layer columns of the forbidden features, and of the
+  features outside the top-``k`` budget, are exactly zero;
+- ``demographic_parity`` / ``equalized_odds``: no structural step; the gap is a training
+  loss and is measured after the edit.
+
+Every edit keeps the input network's zero weights at zero, so that editors chain in a
+pipeline without undoing each other (prune, then minimise).
+
+Utility is a divergence between the original and the edited network's predictions
+(:func:`divergence`), to which the editor adds the task loss.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from ._graph import Weights
+
+__all__ = [
+    "REQUIREMENTS",
+    "DataMinimisation",
+    "Fairness",
+    "Requirement",
+    "Sparsity",
+    "divergence",
+    "equalized_odds_gap",
+    "features_used",
+    "magnitude_prune_weights",
+    "selection_rate_gap",
+    "soft_top_k",
+    "top_k_mask",
+    "weight_sparsity",
+]
+
+#: Score given to a weight (or feature) that is already zero: below any log-magnitude.
+_DEAD = -1e4
+
+
+def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the ``k`` largest scores (exactly ``k`` entries are True).
+
+    Parameters
+    ----------
+    scores : Tensor of shape (n,)
+    k : int
+
+    Returns
+    -------
+    mask : bool Tensor of shape (n,)
+    """
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if k > 0:
+        mask[torch.topk(scores.detach(), k, sorted=False).indices] = True
+    return mask
+
+
+def soft_top_k(scores: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    """Soft gates around the ``k``-th largest score: ``sigmoid((score - threshold) / T)``.
+
+    The threshold lies midway between the ``k``-th and ``(k + 1)``-th largest scores and
+    is not differentiated through, so that a gate moves by moving its own score.
+
+    Parameters
+    ----------
+    scores : Tensor of shape (n,)
+    k : int
+        Number of entries to keep, ``0 <= k <= n``.
+    temperature : float
+
+    Returns
+    -------
+    gates : Tensor of shape (n,), values in (0, 1)
+    """
+    n = scores.shape[0]
+    if k >= n:
+        return torch.ones_like(scores)
+    if k <= 0:
+        return torch.zeros_like(scores)
+    top = torch.topk(scores.detach(), k + 1).values
+    threshold = 0.5 * (top[k - 1] + top[k])
+    return torch.sigmoid((scores - threshold) / temperature)
+
+
+def weight_sparsity(weights: Weights) -> float:
+    """Fraction of weights (not biases) that are exactly zero."""
+    n_zero = sum(int((w == 0).sum()) for w, _ in weights)
+    return n_zero / sum(w.numel() for w, _ in weights)
+
+
+def features_used(weights: Weights) -> list[int]:
+    """Indices of the input features whose first-layer column is not all zero."""
+    return torch.nonzero((weights[0][0] != 0).any(dim=0)).flatten().tolist()
+
+
+def selection_rate_gap(
+    positive: torch.Tensor, groups: torch.Tensor, n_groups: int
+) -> torch.Tensor:
+    """Largest minus smallest mean of ``positive`` over the groups present.
+
+    With 0/1 decisions this is fairlearn's ``demographic_parity_difference``; with
+    probabilities it is its differentiable relaxation.
+
+    Parameters
+    ----------
+    positive : Tensor of shape (n_samples,)
+        Decisions or probabilities of the positive class.
+    groups : long Tensor of shape (n_samples,)
+        Group codes ``0 .. n_groups - 1``.
+    n_groups : int
+
+    Returns
+    -------
+    gap : scalar Tensor
+    """
+    counts = torch.bincount(groups, minlength=n_groups).to(positive.dtype)
+    sums = torch.zeros(n_groups, dtype=positive.dtype, device=positive.device)
+    sums = sums.index_add(0, groups, positive)
+    present = counts > 0
+    if int(present.sum()) < 2:
+        return positive.sum() * 0.0
+    rates = sums[present] / counts[present]
+    return rates.max() - rates.min()
+
+
+def equalized_odds_gap(
+    positive: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, n_groups: int
+) -> torch.Tensor:
+    """Largest selection-rate gap among rows of either true label (binary tasks).
+
+    With 0/1 decisions this is fairlearn's ``equalized_odds_difference``: the larger of
+    the true-positive-rate gap and the false-positive-rate gap.
+
+    Parameters
+    ----------
+    positive : Tensor of shape (n_samples,)
+    y : long Tensor of shape (n_samples,)
+        True labels in {0, 1}.
+    groups : long Tensor of shape (n_samples,)
+    n_groups : int
+
+    Returns
+    -------
+    gap : scalar Tensor
+    """
+    gaps = [
+        selection_rate_gap(positive[y == label], groups[y == label], n_groups)
+        for label in (0, 1)
+        if bool((y == label).any())
+    ]
+    return torch.stack(gaps).max() if gaps else positive.sum() * 0.0
+
+
+def divergence(
+    original_logits: torch.Tensor, edited_logits: torch.Tensor, kind: str = "kl"
+) -> torch.Tensor:
+    """Mean divergence between the original and the edited predictive distributions.
+
+    Parameters
+    ----------
+    original_logits, edited_logits : Tensors of shape (n_samples, n_classes)
+    kind : {"kl", "js"}
+        ``"kl"``: KL(original || edited); ``"js"``: Jensen-Shannon divergence.
+
+    Returns
+    -------
+    divergence : scalar Tensor, in nats
+    """
+    log_p = F.log_softmax(original_logits.float(), dim=-1)
+    log_q = F.log_softmax(edited_logits.float(), dim=-1)
+    if kind == "kl":
+        return (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - math.log(2.0)
+    kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=-1)
+    kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=-1)
+    return (0.5 * (kl_pm + kl_qm)).mean()
+
+
+def _base_edit(weights: Weights, edit: dict[str, torch.Tensor]) -> Weights:
+    """Add the residuals, keeping the input's zero weights at zero."""
+    from ._graph import split_graph_values
+
+    sizes = (weights[0][0].shape[1], *(w.shape[0] for w, _ in weights))
+    residual_w = edit["weight_residual"] * edit["edge_scale"]
+    residual_b = edit["bias_residual"] * edit["node_scale"]
+    deltas = split_graph_values(residual_w, residual_b, sizes)
+    return [
+        (torch.where(w != 0, w + dw.to(w.dtype), torch.zeros_like(w)), b + db.to(b.dtype))
+        for (w, b), (dw, db) in zip(weights, deltas, strict=True)
+    ]
+
+
+class Requirement:
+    """A requirement on edited networks: how to edit, relax, enforce and measure it.
+
+    Parameters
+    ----------
+    target : float
+        The requirement's target (see the subclasses).
+    n_features : int
+        Input width of the networks.
+    """
+
+    name = "requirement"
+    needs_sensitive = False
+    n_node_flags = 1
+
+    def __init__(self, target: float, n_features: int) -> None:
+        self.target = target
+        self.n_features = n_features
+
+    def metanet_target(self, target: float) -> float:
+        """The target as the metanetwork reads it (a number of order 1)."""
+        return float(target)
+
+    def node_flags(self, sizes: Sequence[int]) -> torch.Tensor:
+        """Requirement-specific node inputs of shape (N, 1); zeros by default."""
+        return torch.zeros(sum(sizes), 1)
+
+    def apply(
+        self,
+        weights: Weights,
+        edit: dict[str, torch.Tensor],
+        target: float,
+        *,
+        hard: bool,
+        temperature: float,
+    ) -> Weights:
+        """Edited weights of one network (differentiable when ``hard=False``)."""
+        return _base_edit(weights, edit)
+
+    def loss(
+        self,
+        edited_logits: torch.Tensor,
+        y: torch.Tensor,
+        groups: torch.Tensor | None,
+        n_groups: int,
+        target: float,
+        temperature: float,
+    ) -> torch.Tensor:
+        """Requirement term of the training loss (0 for structural requirements)."""
+        return edited_logits.sum() * 0.0
+
+    def measure(
+        self,
+        edited_weights: Weights,
+        decisions: torch.Tensor,
+        y: torch.Tensor,
+        groups: torch.Tensor | None,
+        n_groups: int,
+    ) -> float:
+        """The requirement's quantity on an edited network (sparsity, #features, gap)."""
+        raise NotImplementedError
+
+    def violation(self, value: float, target: float) -> float:
+        """How far a measured value is from meeting ``target`` (0 when it meets it)."""
+        return 0.0
+
+
+class Sparsity(Requirement):
+    """A fraction ``target`` of the weights (not biases) is exactly zero."""
+
+    name = "sparsity"
+
+    def n_zero(self, n_weights: int, target: float) -> int:
+        """Number of weights to zero: ``ceil(target * n_weights)``, so the fraction is met."""
+        return min(n_weights, math.ceil(target * n_weights - 1e-9))
+
+    def apply(self, weights, edit, target, *, hard, temperature):
+        edited = _base_edit(weights, edit)
+        original = torch.cat([w.reshape(-1) for w, _ in weights])
+        scores = torch.where(
+            original != 0,
+            torch.log(original.abs().float().clamp_min(1e-30)) + edit["weight_gate"],
+            torch.full_like(edit["weight_gate"], _DEAD),
+        )
+        k = original.numel() - self.n_zero(original.numel(), target)
+        gates = top_k_mask(scores, k).float() if hard else soft_top_k(scores, k, temperature)
+        out, start = [], 0
+        for w, b in edited:
+            gate = gates[start : start + w.numel()].reshape(w.shape).to(w.dtype)
+            out.append((w * gate if not hard else torch.where(gate > 0, w, 0.0), b))
+            start += w.numel()
+        return out
+
+    def measure(self, edited_weights, decisions, y, groups, n_groups):
+        return weight_sparsity(edited_weights)
+
+    def violation(self, value, target):
+        return max(0.0, target - value)
+
+
+class DataMinimisation(Requirement):
+    """The networks may not use some input features, or only a budget of them.
+
+    Parameters
+    ----------
+    target : int or None
+        Number of input features to keep; the editor chooses them per network. None:
+        keep every feature that is not forbidden.
+    n_features : int
+    forbidden : sequence of int
+        Indices of input features that must not be used.
+    """
+
+    name = "data_minimisation"
+
+    def __init__(self, target, n_features, forbidden=()):
+        super().__init__(target, n_features)
+        self.forbidden = sorted(int(i) for i in forbidden)
+
+    def metanet_target(self, target):
+        keep = self.n_features - len(self.forbidden) if target is None else target
+        return float(keep) / self.n_features
+
+    def node_flags(self, sizes):
+        flags = torch.zeros(sum(sizes), 1)
+        flags[self.forbidden, 0] = 1.0
+        return flags
+
+    def apply(self, weights, edit, target, *, hard, temperature):
+        edited = _base_edit(weights, edit)
+        first = weights[0][0]
+        allowed = torch.ones(self.n_features, dtype=torch.bool, device=first.device)
+        allowed[self.forbidden] = False
+        n_features = self.n_features
+        keep = int(allowed.sum()) if target is None else min(int(target), int(allowed.sum()))
+        norms = first.detach().float().norm(dim=0)
+        scores = torch.where(
+            allowed & (norms > 0),
+            torch.log(norms.clamp_min(1e-30)) + edit["node_gate"][:n_features],
+            torch.full_like(norms, _DEAD),
+        )
+        # forbidden features always score lowest, so the top-k never picks them
+        scores = torch.where(allowed, scores, torch.full_like(norms, 2 * _DEAD))
+        if hard or keep >= int(allowed.sum()):
+            gates = (top_k_mask(scores, keep) & allowed).to(first.dtype)
+        else:
+            gates = soft_top_k(scores, keep, temperature) * allowed
+        w1, b1 = edited[0]
+        w1 = torch.where(gates[None, :] > 0, w1, 0.0) if hard else w1 * gates[None, :].to(w1.dtype)
+        return [(w1, b1), *edited[1:]]
+
+    def measure(self, edited_weights, decisions, y, groups, n_groups):
+        return float(len(features_used(edited_weights)))
+
+
+class Fairness(Requirement):
+    """The gap (demographic parity or equalized odds) on the task data is at most ``target``.
+
+    Parameters
+    ----------
+    target : float
+        Largest gap allowed, in [0, 1].
+    n_features : int
+    kind : {"demographic_parity", "equalized_odds"}
+    """
+
+    needs_sensitive = True
+
+    def __init__(self, target, n_features, kind="demographic_parity"):
+        super().__init__(target, n_features)
+        self.name = kind
+
+    def gap(self, positive, y, groups, n_groups):
+        """Gap of ``positive`` (decisions or probabilities), shape () Tensor."""
+        if self.name == "demographic_parity":
+            return selection_rate_gap(positive, groups, n_groups)
+        return equalized_odds_gap(positive, y, groups, n_groups)
+
+    def loss(self, edited_logits, y, groups, n_groups, target, temperature):
+        # a sharpened sigmoid of the logit margin approximates the 0/1 decisions whose
+        # gap is measured, rather than the probabilities
+        margin = (edited_logits[:, 1] - edited_logits[:, 0]).float()
+        positive = torch.sigmoid(margin / max(temperature, 1e-3))
+        return F.relu(self.gap(positive, y, groups, n_groups) - target)
+
+    def measure(self, edited_weights, decisions, y, groups, n_groups):
+        return float(self.gap(decisions.float(), y, groups, n_groups))
+
+    def violation(self, value, target):
+        return max(0.0, value - target)
+
+
+REQUIREMENTS = ("sparsity", "data_minimisation", "demographic_parity", "equalized_odds")
+
+
+def magnitude_prune_weights(weights: Weights, target: float) -> Weights:
+    """One-shot global magnitude pruning: zero the ``ceil(target * n_weights)`` smallest
+    weights of the network (biases are kept).
+
+    Parameters
+    ----------
+    weights : list of (Tensor, Tensor)
+    target : float
+        Fraction of weights to zero, in [0, 1].
+
+    Returns
+    -------
+    pruned : list of (Tensor, Tensor)
+    """
+    flat = torch.cat([w.reshape(-1) for w, _ in weights])
+    n_zero = Sparsity(target, weights[0][0].shape[1]).n_zero(flat.numel(), target)
+    scores = torch.where(
+        flat != 0, torch.log(flat.abs().float().clamp_min(1e-30)), torch.full_like(flat, _DEAD)
+    )
+    mask = top_k_mask(scores.float(), flat.numel() - n_zero)
+    out, start = [], 0
+    for w, b in weights:
+        keep = mask[start : start + w.numel()].reshape(w.shape)
+        out.append((torch.where(keep, w, torch.zeros_like(w)), b.clone()))
+        start += w.numel()
+    return out
