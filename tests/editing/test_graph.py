@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import torch
+from skorch import NeuralNetClassifier
+from torch import nn
+from torch_geometric.data import Batch
+
+from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit.editing._graph import (
+    HIDDEN,
+    INPUT,
+    OUTPUT,
+    as_sequential,
+    extract_weights,
+    graph_to_weights,
+    load_weights,
+    network_forward,
+    weights_to_graph,
+)
+
+
+def _mlp(n_features=5, hidden=(7, 3), n_classes=2, seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return MLP(n_features, hidden_sizes=hidden, n_classes=n_classes).to(dtype)
+
+
+@pytest.mark.parametrize("hidden", [(), (4,), (7, 3), (6, 6, 6)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weights_to_graph_to_weights_is_exact(hidden, dtype):
+    weights = extract_weights(_mlp(hidden=hidden, dtype=dtype))
+    back = graph_to_weights(weights_to_graph(weights))
+    assert len(back) == len(weights)
+    for (w, b), (w2, b2) in zip(weights, back, strict=True):
+        assert w2.dtype == dtype
+        assert torch.equal(w, w2) and torch.equal(b, b2)
+
+
+def test_graph_has_a_node_per_neuron_and_an_edge_per_weight():
+    module = _mlp(n_features=5, hidden=(7, 3), n_classes=4)
+    graph = weights_to_graph(extract_weights(module))
+    assert graph.num_nodes == 5 + 7 + 3 + 4
+    n_weights = 5 * 7 + 7 * 3 + 3 * 4
+    # sparse edge list: one column per weight, nothing of size N x N
+    assert graph.edge_index.shape == (2, n_weights)
+    assert graph.edge_weight.shape == (n_weights,)
+    source_layer = graph.node_layer[graph.edge_index[0]]
+    target_layer = graph.node_layer[graph.edge_index[1]]
+    assert torch.equal(target_layer, source_layer + 1)
+    assert torch.equal(graph.edge_layer, target_layer)
+    # the weight on edge (j -> i) of layer 1 is W[i, j]
+    W = module[0].weight.detach()
+    for e in [0, 6, 17, 34]:
+        j, i = graph.edge_index[:, e].tolist()
+        assert graph.edge_weight[e] == W[i - 5, j]
+    assert graph.node_kind.tolist() == [INPUT] * 5 + [HIDDEN] * 10 + [OUTPUT] * 4
+    assert graph.node_identity[:5].tolist() == list(range(5))
+    assert graph.node_identity[-4:].tolist() == list(range(4))
+    assert graph.node_identity[5:15].eq(0).all()
+    assert torch.equal(graph.bias[5:12], module[0].bias.detach())
+
+
+def test_batch_of_different_widths_and_depths_round_trips():
+    modules = [_mlp(hidden=()), _mlp(hidden=(9,), seed=1), _mlp(hidden=(4, 8, 2), seed=2)]
+    weights = [extract_weights(m) for m in modules]
+    batch = Batch.from_data_list([weights_to_graph(w) for w in weights])
+    assert batch.num_graphs == 3
+    assert batch.edge_index.shape[1] == sum(sum(w.numel() for w, _ in ws) for ws in weights)
+    for i, ws in enumerate(weights):
+        back = graph_to_weights(batch.get_example(i))
+        assert all(
+            torch.equal(w, w2) and torch.equal(b, b2)
+            for (w, b), (w2, b2) in zip(ws, back, strict=True)
+        )
+
+
+def test_network_forward_and_load_weights_reproduce_the_module_bit_for_bit():
+    module = _mlp(hidden=(6, 5)).eval()
+    X = torch.randn(30, 5)
+    weights = extract_weights(module)
+    assert torch.equal(network_forward(module, weights, X), module(X))
+    copy_ = load_weights(module, weights)
+    assert copy_ is not module and torch.equal(copy_(X), module(X))
+
+
+def test_as_sequential_reads_a_fitted_skorch_net():
+    X = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    net = NeuralNetClassifier(
+        MLP, module__n_features=5, criterion=nn.CrossEntropyLoss, max_epochs=1, verbose=0
+    ).fit(X, y)
+    assert as_sequential(net) is net.module_
+
+
+def test_unsupported_layer_is_named_in_the_error():
+    module = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2))
+    with pytest.raises(ValueError, match=r"layer 1 \(BatchNorm1d\) is not supported"):
+        as_sequential(module)
+
+
+def test_mismatched_widths_nan_weights_and_unfitted_nets_are_errors():
+    with pytest.raises(ValueError, match="takes 4 inputs"):
+        as_sequential(nn.Sequential(nn.Linear(3, 5), nn.Linear(4, 2)))
+    module = _mlp()
+    with torch.no_grad():
+        module[2].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        as_sequential(module)
+    with pytest.raises(ValueError, match="not fitted"):
+        as_sequential(NeuralNetClassifier(MLP, module__n_features=3))
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        as_sequential(nn.Linear(3, 2))
