@@ -1,0 +1,500 @@
+"""OnlineFairPredictor: streaming decisions whose pooled selection-rate gap stays below epsilon.
+
+The estimator is wiring only: groups and probabilities in, the primal-dual loop of
+:mod:`sklearn_metaedit.fairness._primal_dual` over them, labels and a report out.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+from .._groups import (
+    check_sensitive_features,
+    encode_groups,
+    fit_groups,
+    resolve_sensitive_features,
+)
+from ._primal_dual import (
+    decide_stream,
+    dual_values,
+    fit_band_thresholds,
+    gap_bound_constants,
+    pooled_gap_bound,
+    score_stream,
+)
+
+__all__ = ["OnlineFairPredictor", "OnlineReport"]
+
+
+@dataclass(frozen=True)
+class OnlineReport:
+    """The state of a stream: what was decided, per group, and what the theory allows.
+
+    Attributes
+    ----------
+    by_group : DataFrame
+        One row per group seen in fit (index: the group labels), columns
+        ``n_decisions``, ``n_selected``, ``selection_rate`` (pooled over the stream, NaN
+        for a group with no decision yet), ``dual_upper``, ``dual_lower`` (the duals now)
+        and ``threshold`` (the warm-started ``theta_g``).
+    n_decisions : int
+        Decisions since ``fit`` or ``reset``.
+    pooled_gap : float
+        Largest minus smallest pooled selection rate over the groups with decisions.
+    band : tuple of float
+        ``(lo, hi)``: the band the duals hold the group rates in.
+    epsilon : float
+        The estimator's ``epsilon``.
+    bound : float
+        The guaranteed ceiling on ``pooled_gap`` for this many decisions per group:
+        ``hi - lo`` plus a term in ``1 / N_g`` (see
+        :func:`~sklearn_metaedit.fairness._primal_dual.pooled_gap_bound`). It holds for
+        every order of arrival; nothing about the stream is assumed.
+    """
+
+    by_group: pd.DataFrame
+    n_decisions: int
+    pooled_gap: float
+    band: tuple[float, float]
+    epsilon: float
+    bound: float
+
+    def __str__(self) -> str:
+        lo, hi = self.band
+        head = (
+            f"{self.n_decisions} decisions; pooled gap {self.pooled_gap:.4f} "
+            f"(guaranteed <= {self.bound:.4f}; epsilon {self.epsilon}; band [{lo:.4f}, {hi:.4f}])"
+        )
+        return head + "\n" + self.by_group.to_string()
+
+
+def _accepts(method: Any, name: str) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters
+
+
+class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Decide a stream one row (or one batch) at a time, keeping the pooled parity gap <= epsilon.
+
+    Each group ``g`` has a threshold ``theta_g``, warm-started in ``fit`` as the
+    accuracy-optimal deterministic group thresholds whose training selection rates fit
+    in a band ``[lo, hi]`` of width ``(1 - margin) * epsilon``, and two duals computed
+    from its pooled counts (``N_g`` decisions, ``S_g`` of them positive):
+    ``dual_upper_g = step_size * max(0, S_g - N_g hi)`` and
+    ``dual_lower_g = step_size * max(0, N_g lo - S_g)``. A row of group ``g`` with
+    probability ``p`` is selected when ``p + dual_lower_g - dual_upper_g >= theta_g``.
+    Rows are decided in order, so a batch gives exactly the decisions its rows would get
+    one at a time.
+
+    The guarantee, for every sequence of rows (no stochastic assumption, any batch size,
+    any drift): after ``N_g >= 1`` decisions in group ``g`` and ``N_h >= 1`` in group
+    ``h``, the gap between their pooled selection rates is at most
+    ``(1 - margin) * epsilon + (1 / step_size + 1) * (1 / N_g + 1 / N_h)``;
+    :meth:`report` gives the exact bound for the stream so far.
+
+    Parameters
+    ----------
+    estimator : classifier with ``predict_proba``
+        The base model (a skorch net, ``FairnessLayerClassifier``, ``LogisticRegression``,
+        a ``Pipeline``...). Binary targets only. When its ``fit`` / ``predict_proba``
+        take ``sensitive_features``, they receive the groups.
+    constraint : {"demographic_parity"}, default="demographic_parity"
+        The parity to hold: equal selection rates across groups.
+    epsilon : float, default=0.02
+        The largest allowed gap between two groups' pooled selection rates.
+    step_size : float, default=0.5
+        ``eta``: how far one decision outside the band moves its group's threshold.
+        Larger shrinks the finite-sample term of the guarantee; smaller perturbs the
+        decisions of a group outside the band less.
+    margin : float in [0, 1), default=0.1
+        Fraction of ``epsilon`` held back: the band is ``(1 - margin) * epsilon`` wide,
+        so the finite-sample term has room before the gap reaches ``epsilon``.
+    prefit : bool, default=False
+        If True, ``estimator`` is already fitted and ``fit`` only sets the thresholds
+        and duals from ``(X, y)``.
+    sensitive_feature : hashable or list of hashables, optional
+        Column(s) of ``X`` (pandas names or integer positions) holding the groups, for
+        use without routed ``sensitive_features``; several columns make
+        intersectional groups.
+    random_state : int, RandomState instance or None, default=None
+        Set as the ``random_state`` of the fitted clone of ``estimator`` when it has
+        that parameter. The decisions themselves involve no randomness.
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The fitted base model (``estimator`` itself when ``prefit``).
+    classes_ : ndarray of shape (2,)
+        Class labels; a decision of 1 is ``classes_[1]``.
+    groups_ : ndarray of object, shape (n_groups,)
+        The groups seen in fit.
+    thresholds_ : ndarray of shape (n_groups,)
+        ``theta_g``.
+    band_ : tuple of float
+        ``(lo, hi)``, the band of selection rates the duals enforce.
+    train_rates_ : ndarray of shape (n_groups,)
+        The selection rates of the thresholds on the training data.
+    dual_upper_, dual_lower_ : ndarray of shape (n_groups,)
+        The duals now (after the decisions of :meth:`partial_predict` so far).
+    n_decisions_, n_selected_ : ndarray of int64, shape (n_groups,)
+        Decisions and positive decisions per group since ``fit`` or :meth:`reset`.
+
+    See Also
+    --------
+    fairlearn.postprocessing.ThresholdOptimizer : offline group thresholds, randomised.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn_metaedit.datasets import make_biased_classification
+    >>> from sklearn_metaedit.fairness._online import OnlineFairPredictor
+    >>> X, y, groups = make_biased_classification(2000, random_state=0)
+    >>> online = OnlineFairPredictor(LogisticRegression(), epsilon=0.05)
+    >>> online = online.fit(X[:1000], y[:1000], sensitive_features=groups[:1000])
+    >>> for i in range(1000, 2000):
+    ...     decision = online.partial_predict(X[i : i + 1], sensitive_features=groups[i : i + 1])
+    >>> report = online.report()
+    >>> report.n_decisions, report.pooled_gap <= report.bound
+    (1000, True)
+    """
+
+    __metadata_request__fit = {"sensitive_features": True}
+    __metadata_request__predict = {"sensitive_features": True}
+    __metadata_request__predict_proba = {"sensitive_features": True}
+    __metadata_request__score = {"sensitive_features": True}
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict_proba"])],
+        "constraint": [StrOptions({"demographic_parity"})],
+        "epsilon": [Interval(Real, 0, 1, closed="left")],
+        "step_size": [Interval(Real, 0, None, closed="neither")],
+        "margin": [Interval(Real, 0, 1, closed="left")],
+        "prefit": ["boolean"],
+        "sensitive_feature": [Hashable, list, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        constraint: str = "demographic_parity",
+        epsilon: float = 0.02,
+        step_size: float = 0.5,
+        margin: float = 0.1,
+        prefit: bool = False,
+        sensitive_feature: Hashable | Sequence[Hashable] | None = None,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.constraint = constraint
+        self.epsilon = epsilon
+        self.step_size = step_size
+        self.margin = margin
+        self.prefit = prefit
+        self.sensitive_feature = sensitive_feature
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fitting
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X: Any, y: Any, *, sensitive_features: Any = None) -> OnlineFairPredictor:
+        """Fit the base model (unless ``prefit``), warm-start the thresholds, zero the duals.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Binary labels.
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns), optional
+            Group labels; required unless ``sensitive_feature`` names columns of ``X``.
+
+        Returns
+        -------
+        self : OnlineFairPredictor
+        """
+        labels = resolve_sensitive_features(X, sensitive_features, self.sensitive_feature)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(labels):
+            raise ValueError(
+                f"y must be 1-D with one label per row of X; got shape {y.shape} for "
+                f"{len(labels)} rows."
+            )
+        check_classification_targets(y)
+        if type_of_target(y) != "binary":
+            raise ValueError(
+                f"OnlineFairPredictor needs binary targets, got {type_of_target(y)!r} "
+                f"(classes {np.unique(y).tolist()})."
+            )
+        groups = fit_groups(labels)
+        if len(groups) < 2:
+            raise ValueError(
+                f"sensitive_features holds a single group {groups.tolist()}; parity needs "
+                "at least two groups."
+            )
+        codes = encode_groups(labels, groups)
+
+        if self.prefit:
+            check_is_fitted(self.estimator)
+            estimator = self.estimator
+        else:
+            estimator = clone(self.estimator)
+            if self.random_state is not None and "random_state" in estimator.get_params():
+                estimator.set_params(random_state=self.random_state)
+            if _accepts(estimator.fit, "sensitive_features"):
+                estimator.fit(X, y, sensitive_features=labels)
+            else:
+                estimator.fit(X, y)
+        self.estimator_ = estimator
+        self.classes_ = np.unique(y)
+        model_classes = list(getattr(estimator, "classes_", self.classes_))
+        if len(model_classes) != 2 or not np.isin(self.classes_, model_classes).all():
+            raise ValueError(
+                f"The estimator's classes {model_classes} do not match the labels "
+                f"{self.classes_.tolist()} of y."
+            )
+        self._positive_column = model_classes.index(self.classes_[1])
+        # Looked up once: inspecting a signature costs more than a decision.
+        self._proba_takes_groups = _accepts(estimator.predict_proba, "sensitive_features")
+        self.groups_ = groups
+        self._code_of = {g: i for i, g in enumerate(groups.tolist())}
+
+        scores = self._positive_proba(X, labels)
+        width = (1.0 - self.margin) * self.epsilon
+        warm = fit_band_thresholds(
+            scores, (y == self.classes_[1]).astype(np.int64), codes, len(groups), width
+        )
+        self.thresholds_ = warm.thresholds
+        self.train_rates_ = warm.rates
+        # The band is centred on the training rates, which span at most its width.
+        centre = (warm.rates.min() + warm.rates.max()) / 2.0
+        lo = min(max(centre - width / 2.0, 0.0), 1.0 - width)
+        self.band_ = (float(lo), float(lo + width))
+        self._thresholds = self.thresholds_.tolist()
+        self._bound_constants = gap_bound_constants(self.thresholds_, self.band_, self.step_size)
+        self.reset()
+        return self
+
+    def reset(self) -> OnlineFairPredictor:
+        """Start a new stream: the counts, and so the duals, return to zero.
+
+        Returns
+        -------
+        self : OnlineFairPredictor
+        """
+        self._check_fitted()
+        n_groups = len(self.groups_)
+        self._n = [0] * n_groups
+        self._selected = [0] * n_groups
+        return self
+
+    # --------------------------------------------------------------- decisions
+
+    def partial_predict(self, X: Any, *, sensitive_features: Any = None) -> np.ndarray:
+        """Decide the rows of ``X`` in order and carry the stream's state forward.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            One row or a batch.
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns), optional
+            Group labels; required unless ``sensitive_feature`` names columns of ``X``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Class labels.
+        """
+        self._check_fitted()
+        labels, codes = self._codes(X, sensitive_features)
+        scores = self._positive_proba(X, labels).tolist()
+        decisions = decide_stream(
+            scores, codes, self._thresholds, self._n, self._selected, self.band_, self.step_size
+        )
+        return self.classes_[np.frombuffer(decisions, dtype=np.uint8)]
+
+    def predict(self, X: Any, *, sensitive_features: Any = None) -> np.ndarray:
+        """Decide ``X`` as a fresh stream in row order, from the state after ``fit``.
+
+        The stream's state (:meth:`partial_predict`) is left unchanged, so ``predict``
+        on the same rows always gives the same answer.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns), optional
+            Group labels; required unless ``sensitive_feature`` names columns of ``X``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Class labels.
+        """
+        self._check_fitted()
+        labels, codes = self._codes(X, sensitive_features)
+        scores = self._positive_proba(X, labels).tolist()
+        decisions = decide_stream(
+            scores,
+            codes,
+            self._thresholds,
+            [0] * len(self.groups_),
+            [0] * len(self.groups_),
+            self.band_,
+            self.step_size,
+        )
+        return self.classes_[np.frombuffer(decisions, dtype=np.uint8)]
+
+    def predict_proba(self, X: Any, *, sensitive_features: Any = None) -> np.ndarray:
+        """Adjusted probabilities of ``X`` replayed as a fresh stream, as :meth:`predict`.
+
+        The positive column is the base probability moved by the row's group threshold
+        and duals at its decision time, ``clip(0.5 + p + dual_lower - dual_upper -
+        theta, 0, 1)``: at least 0.5 exactly when :meth:`predict` selects the row.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns), optional
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+            Columns in the order of ``classes_``.
+        """
+        self._check_fitted()
+        labels, codes = self._codes(X, sensitive_features)
+        scores = self._positive_proba(X, labels).tolist()
+        adjusted = score_stream(
+            scores,
+            codes,
+            self._thresholds,
+            [0] * len(self.groups_),
+            [0] * len(self.groups_),
+            self.band_,
+            self.step_size,
+        )
+        positive = np.asarray(adjusted, dtype=np.float64)
+        return np.column_stack([1.0 - positive, positive])
+
+    def score(self, X: Any, y: Any, *, sensitive_features: Any = None) -> float:
+        """Accuracy of :meth:`predict` on ``X`` replayed as a stream.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns), optional
+
+        Returns
+        -------
+        score : float
+        """
+        return float(accuracy_score(y, self.predict(X, sensitive_features=sensitive_features)))
+
+    # ------------------------------------------------------------------ report
+
+    @property
+    def dual_upper_(self) -> np.ndarray:
+        return dual_values(self.n_decisions_, self.n_selected_, self.band_, self.step_size)[0]
+
+    @property
+    def dual_lower_(self) -> np.ndarray:
+        return dual_values(self.n_decisions_, self.n_selected_, self.band_, self.step_size)[1]
+
+    @property
+    def n_decisions_(self) -> np.ndarray:
+        self._check_fitted()
+        return np.asarray(self._n, dtype=np.int64)
+
+    @property
+    def n_selected_(self) -> np.ndarray:
+        self._check_fitted()
+        return np.asarray(self._selected, dtype=np.int64)
+
+    def report(self) -> OnlineReport:
+        """Report the stream so far: decisions and pooled rates per group, duals, the bound.
+
+        Returns
+        -------
+        OnlineReport
+        """
+        n, selected = self.n_decisions_, self.n_selected_
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = np.where(n > 0, selected / np.maximum(n, 1), np.nan)
+        seen = rates[n > 0]
+        gap = float(seen.max() - seen.min()) if len(seen) >= 2 else 0.0
+        by_group = pd.DataFrame(
+            {
+                "n_decisions": n,
+                "n_selected": selected,
+                "selection_rate": rates,
+                "dual_upper": self.dual_upper_,
+                "dual_lower": self.dual_lower_,
+                "threshold": self.thresholds_,
+            },
+            index=pd.Index(self.groups_, name="group", tupleize_cols=False),
+        )
+        bound = pooled_gap_bound(n, self.band_, *self._bound_constants)
+        return OnlineReport(by_group, int(n.sum()), gap, self.band_, self.epsilon, bound)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _check_fitted(self) -> None:
+        # A plain attribute test: check_is_fitted would cost more than a decision.
+        if not hasattr(self, "_code_of"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call 'fit' first."
+            )
+
+    def _codes(self, X: Any, sensitive_features: Any) -> tuple[np.ndarray, list[int]]:
+        if sensitive_features is not None:
+            labels = check_sensitive_features(sensitive_features, _num_rows(X))
+        else:
+            labels = resolve_sensitive_features(X, None, self.sensitive_feature)
+        code_of = self._code_of
+        try:
+            codes = [code_of[label] for label in labels.tolist()]
+        except (KeyError, TypeError):
+            encode_groups(labels, self.groups_)  # raises the ValueError naming the groups
+            raise
+        return labels, codes
+
+    def _positive_proba(self, X: Any, labels: np.ndarray) -> np.ndarray:
+        if self._proba_takes_groups:
+            proba = self.estimator_.predict_proba(X, sensitive_features=labels)
+        else:
+            proba = self.estimator_.predict_proba(X)
+        scores = np.asarray(proba, dtype=np.float64)[:, self._positive_column]
+        if not np.isfinite(scores).all() or scores.min() < 0.0 or scores.max() > 1.0:
+            raise ValueError(
+                "The estimator's predict_proba returned values outside [0, 1] or NaN; "
+                "the online decisions need probabilities."
+            )
+        return scores
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+def _num_rows(X: Any) -> int:
+    if hasattr(X, "shape") and len(X.shape) >= 1:
+        return int(X.shape[0])
+    return len(X)
