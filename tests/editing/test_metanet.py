@@ -22,7 +22,9 @@ def permute_hidden(module, generator):
 
 def randomised_metanet(n_features, n_classes, seed=0):
     torch.manual_seed(seed)
-    metanet = GraphMetanetwork(n_features, n_classes, hidden_channels=8, num_layers=2, mlp_hidden=16)
+    metanet = GraphMetanetwork(
+        n_features, n_classes, hidden_channels=8, num_layers=2, mlp_hidden=16
+    )
     # the heads start at zero; give them weights so the test sees a non-trivial edit
     for head in (metanet.edge_head, metanet.node_head):
         torch.nn.init.normal_(head[-1].weight)

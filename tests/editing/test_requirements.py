@@ -95,7 +95,10 @@ def test_selection_rate_gap_of_probabilities_is_differentiable():
 
 def test_divergences_equal_scipy():
     generator = torch.Generator().manual_seed(0)
-    original, edited = torch.randn(20, 3, generator=generator), torch.randn(20, 3, generator=generator)
+    original, edited = (
+        torch.randn(20, 3, generator=generator),
+        torch.randn(20, 3, generator=generator),
+    )
     p, q = original.softmax(-1).numpy(), edited.softmax(-1).numpy()
     kl = np.mean([entropy(p[i], q[i]) for i in range(20)])
     js = np.mean([jensenshannon(p[i], q[i]) ** 2 for i in range(20)])
