@@ -1,0 +1,141 @@
+"""The parity projection as a cvxpy problem: the reference for tests and for extra constraints.
+
+:func:`project_parity_cvxpy` solves the problem that
+:func:`~sklearn_metaedit.fairness._projection.project_parity` solves in closed form, with a
+generic conic solver. It is slower and only as accurate as the solver's tolerance, but it
+accepts additional linear constraints ``A z <= b``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import cvxpy as cp
+import numpy as np
+
+__all__ = ["project_parity_cvxpy"]
+
+# Tight tolerances: the reference must be accurate well below the 1e-6 that tests allow.
+_SOLVER_ARGS = {
+    "CLARABEL": {
+        "tol_gap_abs": 1e-12,
+        "tol_gap_rel": 1e-12,
+        "tol_feas": 1e-12,
+        "tol_ktratio": 1e-10,
+        "max_iter": 500,
+    },
+    "OSQP": {"eps_abs": 1e-11, "eps_rel": 1e-11, "max_iter": 200_000, "polish": True},
+    "SCS": {"eps_abs": 1e-10, "eps_rel": 1e-10, "max_iters": 200_000},
+}
+
+
+def _default_solver() -> str:
+    installed = cp.installed_solvers()
+    for name in ("OSQP", "CLARABEL", "SCS"):
+        if name in installed:
+            return name
+    raise ValueError(
+        f"project_parity_cvxpy needs one of the solvers OSQP, CLARABEL or SCS; cvxpy has "
+        f"{installed}."
+    )
+
+
+def project_parity_cvxpy(
+    scores,
+    groups,
+    epsilon: float,
+    *,
+    blocks=None,
+    A=None,
+    b=None,
+    solver: str | None = None,
+) -> np.ndarray:
+    """Project scores onto the parity band (and ``A z <= b``) with cvxpy.
+
+    Solves ::
+
+        min ||z - s||^2  s.t.  0 <= z <= 1,  a_B <= mean_g(z) <= a_B + epsilon
+                               for every nonempty group g of every block B,  A z <= b
+
+    where the band positions ``a_B`` are free variables, one per block.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n,)
+        The scores to project.
+    groups : array-like of int, shape (n,)
+        Group codes ``>= 0``; ``-1`` marks a row that no parity constraint involves.
+    epsilon : float
+        The largest allowed difference between two group means, ``>= 0``.
+    blocks : array-like of int, shape (n,), optional
+        Block of each row; each block has its own band. By default one block.
+    A : array-like of shape (m, n), optional
+        Extra linear constraints ``A z <= b``.
+    b : array-like of shape (m,), optional
+        Right-hand side of the extra constraints; required with ``A``.
+    solver : str, optional
+        A cvxpy solver name; by default the first installed of OSQP (with solution
+        polishing, which lands on the exact active set), CLARABEL and SCS, run with tight
+        tolerances.
+
+    Returns
+    -------
+    z : ndarray of float64, shape (n,)
+        The solver's solution.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes, a negative ``epsilon``, or when the solver does not
+        reach an optimal solution (for instance when ``A z <= b`` makes the problem
+        infeasible).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_metaedit.fairness._reference import project_parity_cvxpy
+    >>> z = project_parity_cvxpy(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1]), 0.1)
+    >>> np.round(z, 6)
+    array([0.6, 0.5, 0.5, 0.4])
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {s.shape}.")
+    n = s.shape[0]
+    codes = np.asarray(groups)
+    if codes.shape != (n,):
+        raise ValueError(f"groups must have shape ({n},), got {codes.shape}.")
+    codes = codes.astype(np.int64)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+        raise ValueError(f"epsilon must be a real number >= 0, got {epsilon!r}.")
+    if not math.isfinite(epsilon) or epsilon < 0:
+        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
+    block = np.zeros(n, dtype=np.int64) if blocks is None else np.asarray(blocks, dtype=np.int64)
+    if block.shape != (n,):
+        raise ValueError(f"blocks must have shape ({n},), got {block.shape}.")
+    if (A is None) != (b is None):
+        raise ValueError("pass A and b together: the extra constraints are A z <= b.")
+
+    z = cp.Variable(n)
+    constraints = [z >= 0, z <= 1]
+    for block_id in np.unique(block[codes >= 0]):
+        lower = cp.Variable()
+        for g in np.unique(codes[(codes >= 0) & (block == block_id)]):
+            rows = np.flatnonzero((codes == g) & (block == block_id))
+            mean = cp.sum(z[rows]) / len(rows)
+            constraints += [mean >= lower, mean <= lower + float(epsilon)]
+    if A is not None:
+        A = np.asarray(A, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if A.ndim != 2 or A.shape[1] != n or b.shape != (A.shape[0],):
+            raise ValueError(
+                f"A must have shape (m, {n}) and b shape (m,), got {A.shape} and {b.shape}."
+            )
+        constraints.append(A @ z <= b)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(z - s)), constraints)
+    name = solver or _default_solver()
+    problem.solve(solver=name, **_SOLVER_ARGS.get(name, {}))
+    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or z.value is None:
+        raise ValueError(f"the solver {name} ended with status {problem.status!r}.")
+    return np.asarray(z.value, dtype=np.float64)
