@@ -9,8 +9,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -174,12 +174,12 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     (1000, True)
     """
 
-    __metadata_request__fit = {"sensitive_features": True}
-    __metadata_request__predict = {"sensitive_features": True}
-    __metadata_request__predict_proba = {"sensitive_features": True}
-    __metadata_request__score = {"sensitive_features": True}
+    __metadata_request__fit: ClassVar[dict] = {"sensitive_features": True}
+    __metadata_request__predict: ClassVar[dict] = {"sensitive_features": True}
+    __metadata_request__predict_proba: ClassVar[dict] = {"sensitive_features": True}
+    __metadata_request__score: ClassVar[dict] = {"sensitive_features": True}
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "estimator": [HasMethods(["fit", "predict_proba"])],
         "constraint": [StrOptions({"demographic_parity"})],
         "epsilon": [Interval(Real, 0, 1, closed="left")],

@@ -389,7 +389,7 @@ def fit_band_thresholds(
 
     # Candidate lower edges: every available rate of every group, as exact fractions.
     cand_num, cand_den = [], []
-    for s, n, correct, _ in per_group:
+    for _, n, correct, _ in per_group:
         ks = np.flatnonzero(np.isfinite(correct))
         cand_num.append(ks)
         cand_den.append(np.full(len(ks), n))
