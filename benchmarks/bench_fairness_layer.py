@@ -1,0 +1,102 @@
+"""Benchmark: FairnessLayerClassifier against its peers on UCI Adult, and projection speed.
+
+Part 1 (accuracy and parity): on Adult's official test split, with ``sex`` (2 groups) and
+``race`` (5 groups) as the sensitive feature and epsilon in {0.02, 0.05}: test accuracy and
+fairlearn's ``demographic_parity_difference`` of the 0/1 predictions for an unconstrained
+skorch MLP, ``FairnessLayerClassifier``, the plain MLP projected at test time, fairlearn's
+``ThresholdOptimizer`` (prefit on the same MLP) and ``ExponentiatedGradient`` over a
+logistic regression. Every method in one process, on the same data and seed.
+
+Part 2 (speed): ``bench_projection_speed.main`` — the exact projection against
+cvxpylayers, forward + backward, and 10^6 rows against one ``torch.sort``.
+
+Writes ``benchmarks/results/fairness_layer.{json,md}`` (``results/quick/`` with ``--quick``).
+
+    python benchmarks/bench_fairness_layer.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from sklearn_metaedit._compare import compare_fairness_layer, load_task  # noqa: E402
+
+
+def run(quick: bool, seed: int) -> pd.DataFrame:
+    tables = []
+    settings = [("sex", 0.05)] if quick else [(s, e) for s in ("sex", "race") for e in (0.02, 0.05)]
+    epochs = 1 if quick else 10
+    for sensitive, epsilon in settings:
+        task = load_task("adult", sensitive, random_state=seed)
+        if quick:
+            # a CI-sized run: a slice of the training rows, one epoch
+            task.X_train, task.y_train, task.s_train = (
+                task.X_train[:4000],
+                task.y_train[:4000],
+                task.s_train[:4000],
+            )
+        print(f"adult/{sensitive}, epsilon={epsilon} ...", file=sys.stderr, flush=True)
+        tables.append(
+            compare_fairness_layer(task, epsilon=epsilon, max_epochs=epochs, random_state=seed)
+        )
+    return pd.concat(tables, ignore_index=True)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    lines = [
+        "| task | ε | method | test accuracy | DP gap | gap ≤ ε | fit s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.itertuples(index=False):
+        lines.append(
+            f"| {row.task} | {row.epsilon} | {row.method} | {row.accuracy:.4f} | "
+            f"{row.dp_gap:.4f} | {'yes' if row.gap_within_epsilon else 'no'} | "
+            f"{row.fit_seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized run (seconds)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = HERE / "results" / ("quick" if args.quick else "")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    table = run(args.quick, args.seed)
+    markdown = to_markdown(table)
+    speed_md = ""
+    try:
+        import bench_projection_speed
+    except ImportError:
+        bench_projection_speed = None
+    if bench_projection_speed is not None:
+        speed = bench_projection_speed.main(["--quick"] if args.quick else [])
+        speed_md = speed if isinstance(speed, str) else ""
+    payload = {
+        "command": "python benchmarks/bench_fairness_layer.py" + (" --quick" if args.quick else ""),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "seconds": time.perf_counter() - start,
+        "rows": table.to_dict(orient="records"),
+    }
+    (out / "fairness_layer.json").write_text(json.dumps(payload, indent=2))
+    (out / "fairness_layer.md").write_text(markdown + ("\n\n" + speed_md if speed_md else "") + "\n")
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

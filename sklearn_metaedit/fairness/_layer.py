@@ -1,0 +1,515 @@
+"""FairnessLayerClassifier: a skorch network with an exact parity projection on its output."""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+
+import numpy as np
+import pandas as pd
+import torch
+from pandas.api.types import is_numeric_dtype
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from .._groups import encode_groups, fit_groups, resolve_sensitive_features
+from ._constraints import CONSTRAINTS, constraint_codes
+from ._projection import parity_decisions, project_parity
+
+__all__ = ["FairnessLayerClassifier"]
+
+
+class ParityProjectionModule(nn.Module):
+    """A network followed by the parity projection of its positive-class probabilities.
+
+    Parameters
+    ----------
+    base : nn.Module
+        Maps ``(n_samples, n_features)`` inputs to ``(n_samples, 2)`` outputs.
+    to_proba : callable
+        Turns ``base``'s outputs into probabilities (softmax for logits, identity for
+        probabilities).
+    constraint : str
+        "demographic_parity", "equal_opportunity" or "equalized_odds".
+    epsilon : float
+        The largest allowed gap between group means.
+    n_groups : int
+        Number of group codes.
+    """
+
+    def __init__(self, base, to_proba, constraint, epsilon, n_groups):
+        super().__init__()
+        self.base = base
+        self.to_proba = to_proba
+        self.constraint = constraint
+        self.epsilon = epsilon
+        self.n_groups = n_groups
+
+    def base_proba(self, X: torch.Tensor) -> torch.Tensor:
+        """Positive-class probabilities ``(n_samples,)`` of the unprojected network."""
+        proba = self.to_proba(self.base(X))
+        if proba.ndim != 2 or proba.shape[1] != 2:
+            raise ValueError(
+                "the network must output two columns (one per class) for a binary target; "
+                f"it output shape {tuple(proba.shape)}."
+            )
+        return proba[:, 1]
+
+    def forward(self, X, groups, labels=None, strata=None):
+        """Projected class probabilities ``(n_samples, 2)`` whose group means meet the constraint.
+
+        ``groups`` and ``labels`` are ``(n_samples,)`` integer codes; ``strata`` is read
+        by the batch sampler only.
+        """
+        codes = constraint_codes(self.constraint, groups, labels, n_groups=self.n_groups)
+        z = project_parity(
+            self.base_proba(X),
+            codes.groups,
+            self.epsilon,
+            n_groups=codes.n_groups,
+            blocks=codes.blocks,
+        )
+        return torch.stack([1.0 - z, z], dim=1)
+
+
+def _writable(X):
+    """pandas hands out read-only arrays, which torch refuses to wrap without a warning."""
+    return X if X.flags.writeable else X.copy()
+
+
+def _softmax(outputs):
+    return torch.softmax(outputs, dim=-1)
+
+
+def _identity(outputs):
+    return outputs
+
+
+def _dataset_column(dataset, key):
+    """Column ``key`` of the dict-valued X of a skorch Dataset (or a Subset of one)."""
+    if isinstance(dataset, Subset):
+        return _dataset_column(dataset.dataset, key)[np.asarray(dataset.indices)]
+    return np.asarray(dataset.X[key])
+
+
+class StratifiedBatchSampler:
+    """Batches in which every group appears, in proportion to its size.
+
+    Each epoch, the rows of each stratum are shuffled and dealt evenly over
+    ``ceil(n / batch_size)`` batches, so a batch's group means estimate the population's.
+
+    Parameters
+    ----------
+    strata : ndarray of int, shape (n_samples,)
+    batch_size : int
+    shuffle : bool
+    seed : int or None
+    """
+
+    def __init__(self, strata, batch_size, shuffle=True, seed=None):
+        self.strata = np.asarray(strata)
+        self.n_batches = max(1, int(np.ceil(len(self.strata) / batch_size)))
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        self.members = [np.flatnonzero(self.strata == s) for s in np.unique(self.strata)]
+
+    def __len__(self):
+        return self.n_batches
+
+    def __iter__(self):
+        batches = [[] for _ in range(self.n_batches)]
+        for rows in self.members:
+            rows = self.rng.permutation(rows) if self.shuffle else rows
+            # a random rotation spreads the remainders of np.array_split over the batches
+            start = self.rng.integers(self.n_batches) if self.shuffle else 0
+            for i, part in enumerate(np.array_split(rows, self.n_batches)):
+                batches[(i + start) % self.n_batches].extend(part.tolist())
+        order = self.rng.permutation(self.n_batches) if self.shuffle else range(self.n_batches)
+        for b in order:
+            yield batches[b]
+
+
+class StratifiedGroupLoader(DataLoader):
+    """A DataLoader whose every batch holds every group (skorch's ``iterator_train``).
+
+    The dataset's X must be a dict with a ``"strata"`` entry (integer codes).
+    """
+
+    def __init__(self, dataset, batch_size=128, shuffle=True, seed=None, **kwargs):
+        strata = _dataset_column(dataset, "strata")
+        sampler = StratifiedBatchSampler(strata, batch_size, shuffle=shuffle, seed=seed)
+        super().__init__(dataset, batch_sampler=sampler, **kwargs)
+
+
+class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """A skorch network with an exact, differentiable parity projection layer on its output.
+
+    ``fit`` clones ``estimator`` and appends a layer that projects each training batch's
+    positive-class probabilities onto the set where every group's mean lies within
+    ``epsilon`` of every other's (the Euclidean projection, computed exactly); the loss
+    is taken on the projected probabilities, and batches are stratified so that each
+    holds every group. At prediction, ``predict_proba`` projects the batch it is given
+    and ``predict`` returns 0/1 decisions whose selection-rate gap on that batch is at
+    most ``epsilon`` exactly (what fairlearn's ``demographic_parity_difference``
+    measures), changing the least confident decisions, one threshold per group.
+
+    For ``equal_opportunity`` and ``equalized_odds`` the training batches are projected
+    using their labels; at prediction there are no labels, so ``predict_proba``
+    returns the trained network's probabilities and ``predict`` applies group
+    thresholds learnt on the training data (true positive rates within ``epsilon`` on
+    the training data). Their gap on new data is measured, not guaranteed.
+
+    Parameters
+    ----------
+    estimator : skorch.NeuralNetClassifier
+        Unfitted; its module must output two columns (logits with
+        ``criterion=torch.nn.CrossEntropyLoss``, or probabilities with the default
+        ``NLLLoss``). When the module takes ``n_features`` and the net does not set
+        ``module__n_features``, it is set to the width of ``X``.
+    constraint : {"demographic_parity", "equal_opportunity", "equalized_odds"}, \
+            default="demographic_parity"
+    epsilon : float, default=0.05
+        The largest allowed gap between group means, in [0, 1).
+    sensitive_feature : str, int or list, default=None
+        Column(s) of ``X`` that hold the groups, used when ``sensitive_features`` is
+        not passed (so that un-routed Pipelines and GridSearchCV work). Several columns
+        make intersectional groups. The column stays an input of the network.
+    random_state : int or None, default=None
+        Seeds the network's initialisation, dropout and batch order; the global torch
+        random state is left as it was.
+
+    Attributes
+    ----------
+    estimator_ : skorch.NeuralNetClassifier
+        The trained network, its module a :class:`ParityProjectionModule`.
+    classes_ : ndarray of shape (2,)
+    groups_ : ndarray of object, shape (n_groups,)
+        The groups seen in fit.
+    thresholds_ : ndarray of shape (n_groups,)
+        For equal opportunity / equalized odds: each group's decision threshold.
+    n_features_in_ : int
+
+    See Also
+    --------
+    sklearn_metaedit.OnlineFairPredictor : parity of all decisions over a stream.
+    fairlearn.postprocessing.ThresholdOptimizer : randomised group thresholds, post hoc.
+
+    Notes
+    -----
+    A prediction batch that lacks some of the groups seen in fit is fine: the
+    constraint binds among the groups it holds. A group of the batch that was not
+    seen in fit is an error.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from sklearn_metaedit import MLP, FairnessLayerClassifier
+    >>> from sklearn_metaedit.datasets import make_biased_classification
+    >>> from sklearn_metaedit.metrics import selection_rate_gap
+    >>> X, y, groups = make_biased_classification(600, bias=1.0, random_state=0)
+    >>> net = NeuralNetClassifier(MLP, module__hidden_sizes=(16,), max_epochs=5,
+    ...                           criterion=torch.nn.CrossEntropyLoss, verbose=0)
+    >>> clf = FairnessLayerClassifier(net, epsilon=0.02, random_state=0)
+    >>> clf = clf.fit(X, y, sensitive_features=groups)
+    >>> selection_rate_gap(clf.predict(X, sensitive_features=groups),
+    ...                    sensitive_features=groups) <= 0.02
+    True
+    """
+
+    def __init__(
+        self,
+        estimator,
+        *,
+        constraint: str = "demographic_parity",
+        epsilon: float = 0.05,
+        sensitive_feature=None,
+        random_state: int | None = None,
+    ):
+        self.estimator = estimator
+        self.constraint = constraint
+        self.epsilon = epsilon
+        self.sensitive_feature = sensitive_feature
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate_params(self):
+        if self.constraint not in CONSTRAINTS:
+            raise ValueError(
+                f"constraint must be one of {list(CONSTRAINTS)}, got {self.constraint!r}."
+            )
+        eps = self.epsilon
+        if (
+            not isinstance(eps, numbers.Real)
+            or isinstance(eps, bool)
+            or not np.isfinite(eps)
+            or not 0 <= eps < 1
+        ):
+            raise ValueError(f"epsilon must be a number in [0, 1), got {eps!r}.")
+        from skorch import NeuralNetClassifier
+
+        if not isinstance(self.estimator, NeuralNetClassifier):
+            raise ValueError(
+                "estimator must be an unfitted skorch NeuralNetClassifier, got "
+                f"{type(self.estimator).__name__}; wrap a torch module as "
+                "NeuralNetClassifier(module, criterion=torch.nn.CrossEntropyLoss)."
+            )
+
+    def _network_input(self, X):
+        """X without the non-numeric sensitive columns, which a network cannot take."""
+        if isinstance(X, pd.DataFrame) and self.sensitive_feature is not None:
+            names = (
+                self.sensitive_feature
+                if isinstance(self.sensitive_feature, list | tuple)
+                else [self.sensitive_feature]
+            )
+            text = [c for c in names if c in X.columns and not is_numeric_dtype(X[c])]
+            return X.drop(columns=text)
+        return X
+
+    def _groups_of(self, X_original, sensitive_features, n_samples):
+        return resolve_sensitive_features(
+            X_original, sensitive_features, self.sensitive_feature, n_samples=n_samples
+        )
+
+    # ------------------------------------------------------------------ fit
+
+    def _make_net(self, n_features):
+        base_net = clone(self.estimator)
+        params = base_net.get_params(deep=False)
+        module = params["module"]
+        module_kwargs = {
+            k[len("module__") :]: v for k, v in params.items() if k.startswith("module__")
+        }
+        if (
+            isinstance(module, type)
+            and "n_features" not in module_kwargs
+            and "n_features" in inspect.signature(module).parameters
+        ):
+            module_kwargs["n_features"] = n_features
+        base_module = module(**module_kwargs) if isinstance(module, type) else module
+        criterion = params["criterion"]
+        criterion_type = criterion if isinstance(criterion, type) else type(criterion)
+        if issubclass(criterion_type, nn.CrossEntropyLoss):
+            to_proba = _softmax
+        elif issubclass(criterion_type, nn.NLLLoss):
+            to_proba = _identity
+        else:
+            raise ValueError(
+                f"estimator's criterion {criterion_type.__name__} is not supported: use "
+                "torch.nn.CrossEntropyLoss (module outputs logits) or torch.nn.NLLLoss "
+                "(module outputs probabilities)."
+            )
+        layer = ParityProjectionModule(
+            base_module, to_proba, self.constraint, float(self.epsilon), len(self.groups_)
+        )
+        kept = {k: v for k, v in params.items() if not k.startswith(("module__", "criterion__"))}
+        kept.update(
+            module=layer,
+            criterion=nn.NLLLoss,
+            predict_nonlinearity=None,
+            iterator_train=StratifiedGroupLoader,
+            iterator_train__seed=self.random_state,
+        )
+        batch_size = params.get("iterator_train__batch_size", params["batch_size"])
+        return type(base_net)(**kept), batch_size
+
+    def fit(self, X, y, *, sensitive_features=None):
+        """Train the network with the projection layer on its output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Numeric features (a DataFrame when ``sensitive_feature`` names a column).
+        y : array-like of shape (n_samples,)
+            Binary labels (any two values).
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
+            Group of each row; several columns make intersectional groups. Optional
+            when ``sensitive_feature`` names columns of ``X``.
+
+        Returns
+        -------
+        self : FairnessLayerClassifier
+        """
+        self._validate_params()
+        X_original = X
+        X, y = validate_data(self, self._network_input(X), y, dtype=np.float32, reset=True)
+        target_type = type_of_target(y)
+        self.classes_ = np.unique(y)
+        if target_type != "binary" or len(self.classes_) != 2:
+            raise ValueError(
+                f"FairnessLayerClassifier needs a binary target with two classes; got "
+                f"{len(self.classes_)} class(es) ({target_type})."
+            )
+        y_codes = np.searchsorted(self.classes_, y).astype(np.int64)
+        labels = self._groups_of(X_original, sensitive_features, len(X))
+        self.groups_ = fit_groups(labels)
+        if len(self.groups_) < 2:
+            raise ValueError(
+                f"sensitive features hold a single group {self.groups_.tolist()}; parity needs "
+                "at least two groups."
+            )
+        group_codes = encode_groups(labels, self.groups_)
+        n_groups = len(self.groups_)
+        strata = (
+            group_codes
+            if self.constraint == "demographic_parity"
+            else group_codes + n_groups * y_codes
+        )
+        X = _writable(X)
+        inputs = {"X": X, "groups": group_codes, "strata": strata}
+        if self.constraint != "demographic_parity":
+            inputs["labels"] = y_codes
+        with torch.random.fork_rng(devices=[]):
+            if self.random_state is not None:
+                torch.manual_seed(int(self.random_state))
+            net, batch_size = self._make_net(X.shape[1])
+            self._check_strata(strata, group_codes, y_codes, len(X), batch_size)
+            net.fit(inputs, y_codes)
+        self.estimator_ = net
+        self.thresholds_ = self._fit_thresholds(X, y_codes, group_codes)
+        return self
+
+    def _check_strata(self, strata, group_codes, y_codes, n_samples, batch_size):
+        batch_size = n_samples if batch_size == -1 else int(batch_size)
+        n_batches = max(1, int(np.ceil(n_samples / batch_size)))
+        counts = np.bincount(strata, minlength=len(self.groups_) * 2)
+        present = np.unique(strata)
+        smallest = present[np.argmin(counts[present])]
+        if self.constraint != "demographic_parity":
+            missing = [
+                g
+                for g in range(len(self.groups_))
+                if not np.any((group_codes == g) & (y_codes == 1))
+            ]
+            if missing:
+                raise ValueError(
+                    f"constraint={self.constraint!r} needs positive examples of every group; "
+                    f"group(s) {self.groups_[missing].tolist()} have none."
+                )
+        if counts[smallest] < n_batches:
+            group = self.groups_[smallest % len(self.groups_)]
+            raise ValueError(
+                f"group {group!r} has {counts[smallest]} training row(s), too few to appear in "
+                f"every one of the {n_batches} training batches of batch_size={batch_size}; "
+                "increase the estimator's batch_size (or iterator_train__batch_size), or "
+                "merge small groups."
+            )
+
+    def _fit_thresholds(self, X, y_codes, group_codes):
+        if self.constraint == "demographic_parity":
+            return None
+        scores = self._base_scores(X)
+        codes = torch.as_tensor(np.where(y_codes == 1, group_codes, -1))
+        decisions = parity_decisions(
+            scores, codes, float(self.epsilon), n_groups=len(self.groups_)
+        )
+        thresholds = np.empty(len(self.groups_))
+        s = scores.detach().cpu().numpy()
+        d = decisions.cpu().numpy()
+        for g in range(len(self.groups_)):
+            positives = (group_codes == g) & (y_codes == 1)
+            selected = s[positives & (d == 1)]
+            # the lowest selected positive score is the group's threshold
+            thresholds[g] = selected.min() if len(selected) else np.inf
+        return thresholds
+
+    # ------------------------------------------------------------------ predict
+
+    def _base_scores(self, X):
+        module = self.estimator_.module_
+        device = self.estimator_.device
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                chunks = [
+                    module.base_proba(torch.as_tensor(X[i : i + 65536], device=device))
+                    for i in range(0, len(X), 65536)
+                ]
+        finally:
+            module.train(was_training)
+        return torch.cat(chunks) if chunks else torch.empty(0, device=device)
+
+    def _prepare(self, X, sensitive_features):
+        check_is_fitted(self)
+        X_original = X
+        X = _writable(validate_data(self, self._network_input(X), dtype=np.float32, reset=False))
+        labels = self._groups_of(X_original, sensitive_features, len(X))
+        codes = encode_groups(labels, self.groups_)
+        return X, torch.as_tensor(codes, device=self.estimator_.device)
+
+    def predict_proba(self, X, *, sensitive_features=None):
+        """Class probabilities of the batch ``X``, projected so its group means meet the bound.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
+            Groups of the rows; optional when ``sensitive_feature`` is set.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+            For demographic parity, the positive-class column's group means differ by at
+            most ``epsilon`` (exactly, to floating point).
+        """
+        X, codes = self._prepare(X, sensitive_features)
+        scores = self._base_scores(X)
+        if self.constraint == "demographic_parity":
+            scores = project_parity(scores, codes, float(self.epsilon), n_groups=len(self.groups_))
+        z = scores.detach().cpu().double().numpy()
+        return np.column_stack([1.0 - z, z])
+
+    def predict(self, X, *, sensitive_features=None):
+        """0/1 decisions for the batch ``X`` whose selection-rate gap is at most ``epsilon``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
+            Groups of the rows; optional when ``sensitive_feature`` is set.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``. For demographic parity, the selection rates of the
+            groups present differ by at most ``epsilon`` (exactly).
+        """
+        X, codes = self._prepare(X, sensitive_features)
+        scores = self._base_scores(X)
+        if self.constraint == "demographic_parity":
+            projected = project_parity(
+                scores, codes, float(self.epsilon), n_groups=len(self.groups_)
+            )
+            decisions = parity_decisions(
+                projected, codes, float(self.epsilon), n_groups=len(self.groups_)
+            )
+            decisions = decisions.cpu().numpy().astype(np.int64)
+        else:
+            thresholds = torch.as_tensor(
+                self.thresholds_, dtype=scores.dtype, device=scores.device
+            )
+            decisions = (scores >= thresholds[codes]).cpu().numpy().astype(np.int64)
+        return self.classes_[decisions]
+
+    def score(self, X, y, *, sensitive_features=None):
+        """Accuracy of :meth:`predict` on ``X`` (the constraint applied to this batch).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sensitive_features : array-like, optional
+
+        Returns
+        -------
+        accuracy : float
+        """
+        return float(
+            np.mean(self.predict(X, sensitive_features=sensitive_features) == np.asarray(y))
+        )
