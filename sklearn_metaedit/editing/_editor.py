@@ -586,7 +586,7 @@ default="sparsity"
             loss.backward()
             torch.nn.utils.clip_grad_norm_(metanet.parameters(), 1.0)
             optimizer.step()
-            record = {"step": step, "train_loss": float(loss), "validation_loss": np.nan}
+            record = {"step": step, "train_loss": loss.item(), "validation_loss": np.nan}
             if len(val_nets) and (step % max(self.eval_every, 1) == 0 or step == self.max_steps):
                 record["validation_loss"] = evaluate()
                 if record["validation_loss"] < best_loss:

@@ -107,5 +107,5 @@ def test_mismatched_widths_nan_weights_and_unfitted_nets_are_errors():
         as_sequential(module)
     with pytest.raises(ValueError, match="not fitted"):
         as_sequential(NeuralNetClassifier(MLP, module__n_features=3))
-    with pytest.raises(TypeError, match="nn.Sequential"):
+    with pytest.raises(TypeError, match=r"nn\.Sequential"):
         as_sequential(nn.Linear(3, 2))

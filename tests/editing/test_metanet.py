@@ -57,7 +57,7 @@ def test_metanetwork_is_equivariant_to_permuting_hidden_neurons():
         node_map[offsets[layer] : offsets[layer + 1]] = perm + offsets[layer]
     for key in ("bias_residual", "node_gate"):
         assert torch.allclose(out_p[key], out[key][node_map], atol=1e-5)
-    # edge outputs: the permuted weight (i, j) of layer l is the original's (perm_l[i], perm_{l-1}[j])
+    # edge outputs: permuted weight (i, j) of layer l = original (perm_l[i], perm_{l-1}[j])
     edge_start = 0
     for layer in range(3):
         n_in, n_out = sizes[layer], sizes[layer + 1]

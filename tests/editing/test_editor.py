@@ -1,0 +1,326 @@
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fairlearn.metrics import demographic_parity_difference
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, KFold, cross_validate
+from sklearn.pipeline import Pipeline
+from torch import nn
+
+from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit.datasets import make_biased_classification
+from sklearn_metaedit.editing._editor import MetanetEditor
+from sklearn_metaedit.editing._graph import extract_weights
+from sklearn_metaedit.editing._population import make_population
+from sklearn_metaedit.editing._requirements import magnitude_prune_weights
+from sklearn_metaedit.editing._task_data import TaskData
+
+from .conftest import make_net
+from .test_metanet import permute_hidden
+
+FAST = dict(max_steps=6, hidden_channels=8, mlp_hidden=16, num_layers=2, random_state=0)
+
+
+def weights_of(net):
+    return extract_weights(net.module_)
+
+
+def n_weights(net):
+    return sum(w.numel() for w, _ in weights_of(net))
+
+
+def randomise_heads(editor):
+    """Give a fitted editor's zero-initialised heads weights, for a non-trivial edit."""
+    torch.manual_seed(0)
+    for head in (editor.metanet_.edge_head, editor.metanet_.node_head):
+        nn.init.normal_(head[-1].weight, std=0.3)
+        nn.init.normal_(head[-1].bias, std=0.3)
+    return editor
+
+
+@pytest.mark.parametrize(
+    ("requirement", "extra"),
+    [("sparsity", {"target": 0.0}), ("demographic_parity", {}), ("equalized_odds", {})],
+)
+def test_untrained_editor_is_the_identity_bit_for_bit(task, population, requirement, extra):
+    X, y = task
+    groups = (X[:, 0] > 0).astype(int)
+    editor = MetanetEditor(requirement, **extra, max_steps=0).fit(population, data=(X, y, groups))
+    edited = editor.transform(population)
+    for original, new in zip(population, edited, strict=True):
+        assert new is not original
+        assert np.array_equal(new.predict_proba(X), original.predict_proba(X))
+
+
+def test_untrained_sparsity_editor_is_one_shot_magnitude_pruning(task, population):
+    X, y = task
+    editor = MetanetEditor("sparsity", target=0.7, max_steps=0).fit(population, data=(X, y))
+    for original, new in zip(population, editor.transform(population), strict=True):
+        expected = magnitude_prune_weights(weights_of(original), 0.7)
+        for (w, b), (we, be) in zip(weights_of(new), expected, strict=True):
+            assert torch.equal(w, we) and torch.equal(b, be)
+
+
+@pytest.mark.parametrize("target", [0.25, 0.6, 0.93])
+def test_every_edited_network_meets_the_sparsity_target_exactly(task, population, target):
+    X, y = task
+    editor = randomise_heads(
+        MetanetEditor("sparsity", target=target, **FAST).fit(population, data=(X, y))
+    )
+    report = editor.report(population)
+    for original, new in zip(population, editor.transform(population), strict=True):
+        zeros = sum(int((w == 0).sum()) for w, _ in weights_of(new))
+        assert zeros == math.ceil(target * n_weights(original) - 1e-9)
+    assert (report["sparsity_after"] >= target).all()
+    assert (report["violation"] == 0).all()
+
+
+def test_transform_leaves_its_input_untouched(task, population):
+    X, y = task
+    before = [{k: v.clone() for k, v in net.module_.state_dict().items()} for net in population]
+    editor = randomise_heads(
+        MetanetEditor("sparsity", target=0.5, **FAST).fit(population, data=(X, y))
+    )
+    editor.transform(population)
+    for net, state in zip(population, before, strict=True):
+        assert all(torch.equal(v, state[k]) for k, v in net.module_.state_dict().items())
+
+
+def test_permuting_hidden_neurons_permutes_the_edit_and_keeps_the_function(task, population):
+    X, y = task
+    editor = randomise_heads(
+        MetanetEditor("sparsity", target=0.5, **FAST).fit(population, data=(X, y))
+    )
+    torch.manual_seed(5)
+    module = MLP(X.shape[1], hidden_sizes=(10, 7)).eval()
+    permuted_weights, perms = permute_hidden(module, torch.Generator().manual_seed(1))
+    permuted = MLP(X.shape[1], hidden_sizes=(10, 7)).eval()
+    with torch.no_grad():
+        for layer, (w, b) in zip(
+            [permuted[0], permuted[2], permuted[4]], permuted_weights, strict=True
+        ):
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+    edited, edited_permuted = editor.transform([module, permuted])
+    ew, epw = weights_of(edited), weights_of(edited_permuted)
+    assert torch.allclose(epw[0][0], ew[0][0][perms[0]], atol=1e-6)
+    assert torch.allclose(epw[1][0], ew[1][0][perms[1]][:, perms[0]], atol=1e-6)
+    assert torch.allclose(epw[2][0], ew[2][0][:, perms[1]], atol=1e-6)
+    assert torch.allclose(epw[0][1], ew[0][1][perms[0]], atol=1e-6)
+    assert np.allclose(edited.predict_proba(X), edited_permuted.predict_proba(X), atol=1e-5)
+    # and the edit did something: the edited function differs from the original
+    assert not np.allclose(edited.predict_proba(X), module(torch.as_tensor(X)).softmax(1).detach())
+
+
+def test_plain_modules_come_back_as_fitted_skorch_nets(task, population):
+    X, y = task
+    editor = MetanetEditor("sparsity", target=0.4, max_steps=0).fit(population, data=(X, y))
+    module = population[0].module_
+    (edited,) = editor.transform([module])
+    expected = magnitude_prune_weights(extract_weights(module), 0.4)
+    reference = torch.as_tensor(X)
+    for child in module.eval():
+        if isinstance(child, nn.Linear):
+            w, b = expected.pop(0)
+            reference = reference @ w.T + b
+        else:
+            reference = child(reference)
+    assert np.allclose(edited.predict_proba(X), reference.softmax(1).detach().numpy(), atol=1e-6)
+    assert np.array_equal(edited.predict(X), reference.argmax(1).numpy())
+
+
+def test_data_minimisation_zeroes_the_named_features_and_reports_them(task, population):
+    X, y = task
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])
+    editor = randomise_heads(
+        MetanetEditor("data_minimisation", features=["f1", "f6"], **FAST).fit(
+            population, data=(frame, y)
+        )
+    )
+    for new in editor.transform(population):
+        first = new.module_[0].weight.detach()
+        assert torch.count_nonzero(first[:, [1, 6]]) == 0
+        assert torch.count_nonzero(first[:, [0, 2, 3, 4, 5, 7]], dim=0).min() > 0
+    report = editor.report(population)
+    assert all(dropped == ["f1", "f6"] for dropped in report["features_dropped"])
+    assert (report["n_features_used_after"] == 6).all()
+
+
+def test_data_minimisation_budget_keeps_at_most_k_features_chosen_per_network(task, population):
+    X, y = task
+    editor = randomise_heads(
+        MetanetEditor("data_minimisation", target=3, features=[0], **FAST).fit(
+            population, data=(X, y)
+        )
+    )
+    report = editor.report(population)
+    assert (report["n_features_used_after"] == 3).all()
+    assert all("x0" in dropped for dropped in report["features_dropped"])
+    for new in editor.transform(population):
+        used = torch.nonzero(new.module_[0].weight.detach().abs().sum(0)).flatten()
+        assert len(used) == 3 and 0 not in used.tolist()
+
+
+def test_parity_gap_in_the_report_equals_fairlearn(population, task):
+    X, y = task
+    groups = np.where(X[:, 1] > 0.3, "a", np.where(X[:, 1] > -0.5, "b", "c"))
+    editor = randomise_heads(
+        MetanetEditor("demographic_parity", target=0.05, **FAST).fit(
+            population, data=(X, y, groups)
+        )
+    )
+    Xh, yh, gh = X[:300], y[:300], groups[:300]
+    report = editor.report(population, data=TaskData(Xh, yh, gh))
+    for row, new, original in zip(
+        report.itertuples(), editor.transform(population), population, strict=True
+    ):
+        after = demographic_parity_difference(yh, new.predict(Xh), sensitive_features=gh)
+        before = demographic_parity_difference(yh, original.predict(Xh), sensitive_features=gh)
+        assert row.parity_gap_after == pytest.approx(after, abs=1e-6)
+        assert row.requirement_gap_after == pytest.approx(after, abs=1e-6)
+        assert row.parity_gap_before == pytest.approx(before, abs=1e-6)
+        assert row.violation == pytest.approx(max(0.0, after - 0.05), abs=1e-6)
+
+
+def test_demographic_parity_editor_shrinks_the_gap_on_held_out_networks():
+    X, y, groups = make_biased_classification(1500, 6, bias=1.5, random_state=0)
+    population = make_population(make_net(6, max_epochs=10), X, y, n_networks=10, random_state=0)
+    editor = MetanetEditor(
+        "demographic_parity", target=0.02, max_steps=60, learning_rate=3e-3, random_state=0
+    ).fit(population[:7], data=(X, y, groups))
+    report = editor.report(population[7:])
+    assert (report["parity_gap_after"] < report["parity_gap_before"] - 0.05).all()
+
+
+def test_score_is_mean_accuracy_of_the_edits_minus_violation(task, population):
+    X, y = task
+    editor = randomise_heads(
+        MetanetEditor("sparsity", target=0.5, **FAST).fit(population, data=(X, y))
+    )
+    Xh, yh = X[:200], y[:200]
+    accuracies = [(net.predict(Xh) == yh).mean() for net in editor.transform(population)]
+    assert editor.score(population, data=(Xh, yh)) == pytest.approx(np.mean(accuracies))
+    # without data, the score uses the task rows held out in fit
+    Xo, yo, _ = editor.holdout_
+    held = [(net.predict(Xo) == yo).mean() for net in editor.transform(population)]
+    assert len(Xo) == round(0.2 * len(X))
+    assert editor.score(population) == pytest.approx(np.mean(held))
+
+
+@pytest.mark.parametrize("n_networks", [2, 3])
+def test_task_data_reaches_fit_whole_under_cross_validation(task, population, n_networks):
+    X, y = task
+    groups = (X[:, 0] > 0).astype(int)
+    pop = population[:n_networks]
+    result = cross_validate(
+        MetanetEditor("sparsity", target=0.5, **FAST),
+        pop,
+        params={"data": TaskData(X, y, groups)},
+        cv=KFold(n_networks),
+        return_estimator=True,
+        error_score="raise",
+    )
+    for editor in result["estimator"]:
+        # fit saw every task row: its held-out share is 20% of all of them
+        assert len(editor.holdout_[0]) == round(0.2 * len(X))
+    # a plain tuple of as many entries as networks is split by scikit-learn; that is an
+    # error that names the fix, never a silently wrong fit
+    with pytest.raises(ValueError, match="TaskData"):
+        cross_validate(
+            MetanetEditor("sparsity", target=0.5, **FAST),
+            pop,
+            params={"data": (X, y, groups)[:n_networks]},
+            cv=KFold(n_networks),
+            error_score="raise",
+        )
+
+
+def test_grid_search_splits_the_population_and_tunes_the_editor(task, population):
+    X, y = task
+    search = GridSearchCV(
+        MetanetEditor("sparsity", target=0.8, **FAST),
+        {"utility_weight": [0.5, 1.0], "target": [0.5, 0.8]},
+        cv=KFold(3),
+    ).fit(population, data=(X, y))
+    assert search.cv_results_["mean_test_score"].shape == (4,)
+    # the lower sparsity keeps more of the networks: it scores higher at equal weight
+    scores = pd.DataFrame(search.cv_results_)
+    low = scores[scores.param_target == 0.5].mean_test_score.mean()
+    high = scores[scores.param_target == 0.8].mean_test_score.mean()
+    assert low > high
+    assert search.best_params_["target"] == 0.5
+
+
+def test_pipeline_prunes_then_minimises_and_keeps_both(task, population):
+    X, y = task
+    data = TaskData(X, y)
+    pipe = Pipeline(
+        [
+            ("prune", MetanetEditor("sparsity", target=0.6, **FAST)),
+            ("minimise", MetanetEditor("data_minimisation", features=[2, 5], **FAST)),
+        ]
+    )
+    randomise_heads(pipe.fit(population, prune__data=data, minimise__data=data)["prune"])
+    randomise_heads(pipe["minimise"])
+    for original, new in zip(population, pipe.transform(population), strict=True):
+        zeros = sum(int((w == 0).sum()) for w, _ in weights_of(new))
+        assert zeros >= math.ceil(0.6 * n_weights(original) - 1e-9)
+        assert torch.count_nonzero(new.module_[0].weight.detach()[:, [2, 5]]) == 0
+
+
+def test_clear_errors(task, population):
+    X, y = task
+    with pytest.raises(ValueError, match="empty"):
+        MetanetEditor(**FAST).fit([], data=(X, y))
+    with pytest.raises(ValueError, match="takes 8 input features but the task data has 7"):
+        MetanetEditor(**FAST).fit(population, data=(X[:, :7], y))
+    broken = MLP(X.shape[1], hidden_sizes=(4,))
+    with torch.no_grad():
+        broken[0].weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        MetanetEditor(**FAST).fit([*population, broken], data=(X, y))
+    odd = nn.Sequential(nn.Linear(X.shape[1], 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="LayerNorm"):
+        MetanetEditor(**FAST).fit([odd], data=(X, y))
+    with pytest.raises(ValueError, match="needs sensitive features"):
+        MetanetEditor("demographic_parity", **FAST).fit(population, data=(X, y))
+    with pytest.raises(NotFittedError):
+        MetanetEditor(**FAST).transform(population)
+    with pytest.raises(ValueError, match="features= .* or target=k"):
+        MetanetEditor("data_minimisation", **FAST).fit(population, data=(X, y))
+    with pytest.raises(ValueError, match="not a column"):
+        MetanetEditor("data_minimisation", features=["age"], **FAST).fit(population, data=(X, y))
+    with pytest.raises(ValueError, match="requirement="):
+        MetanetEditor("robustness", **FAST).fit(population, data=(X, y))
+
+
+def test_pickled_editor_edits_identically(task, population):
+    X, y = task
+    editor = randomise_heads(
+        MetanetEditor("sparsity", target=0.5, **FAST).fit(population, data=(X, y))
+    )
+    clone_ = pickle.loads(pickle.dumps(editor))
+    for a, b in zip(editor.transform(population), clone_.transform(population), strict=True):
+        assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_same_random_state_gives_the_same_edits(task, population):
+    X, y = task
+    first = MetanetEditor("sparsity", target=0.7, **FAST).fit(population, data=(X, y))
+    again = MetanetEditor("sparsity", target=0.7, **FAST).fit(population, data=(X, y))
+    for a, b in zip(first.transform(population), again.transform(population), strict=True):
+        assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_one_editor_serves_a_range_of_sparsity_targets(task, population):
+    X, y = task
+    editor = MetanetEditor("sparsity", target=0.5, target_range=(0.3, 0.9), **FAST)
+    editor.fit(population, data=(X, y))
+    for target in (0.35, 0.85):
+        report = editor.report(population, target=target)
+        assert (report["sparsity_after"] >= target).all()
+        assert (report["sparsity_after"] < target + 0.05).all()
