@@ -290,7 +290,7 @@ def test_clear_errors(task, population):
         MetanetEditor("demographic_parity", **FAST).fit(population, data=(X, y))
     with pytest.raises(NotFittedError):
         MetanetEditor(**FAST).transform(population)
-    with pytest.raises(ValueError, match="features= .* or target=k"):
+    with pytest.raises(ValueError, match=r"features= .* or target=k"):
         MetanetEditor("data_minimisation", **FAST).fit(population, data=(X, y))
     with pytest.raises(ValueError, match="not a column"):
         MetanetEditor("data_minimisation", features=["age"], **FAST).fit(population, data=(X, y))
