@@ -235,6 +235,12 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         self.sensitive_feature = sensitive_feature
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
     # ------------------------------------------------------------------ validation
 
     def _validate_params(self):
@@ -338,12 +344,13 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         self._validate_params()
         X_original = X
         X, y = validate_data(self, self._network_input(X), y, dtype=np.float32, reset=True)
-        target_type = type_of_target(y)
+        target_type = type_of_target(y, input_name="y", raise_unknown=True)
         self.classes_ = np.unique(y)
         if target_type != "binary" or len(self.classes_) != 2:
             raise ValueError(
-                f"FairnessLayerClassifier needs a binary target with two classes; got "
-                f"{len(self.classes_)} class(es) ({target_type})."
+                "Only binary classification is supported: FairnessLayerClassifier needs a "
+                f"binary target with two classes; got {len(self.classes_)} class(es) "
+                f"({target_type})."
             )
         y_codes = np.searchsorted(self.classes_, y).astype(np.int64)
         labels = self._groups_of(X_original, sensitive_features, len(X))

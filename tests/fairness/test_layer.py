@@ -235,7 +235,7 @@ def test_string_class_labels_come_back(biased):
         ({"sensitive_features": "nan"}, "missing value"),
         ({"sensitive_features": "one group"}, "single group"),
         ({"sensitive_features": "tiny group"}, "too few to appear in every one"),
-        ({"y": "multiclass"}, "binary target"),
+        ({"y": "multiclass"}, "binary target with two classes"),
         ({"epsilon": -0.1}, "epsilon must be"),
         ({"epsilon": 1.0}, "epsilon must be"),
         ({"constraint": "parity"}, "constraint must be one of"),

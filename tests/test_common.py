@@ -1,0 +1,83 @@
+"""scikit-learn's estimator checks, run on every estimator of the package.
+
+The checks feed random continuous X. The estimators here need a group per row, so each
+is configured to read its groups from X's first column (``sensitive_feature=0``); with
+continuous values every row is then its own group. The checks that fail because of that,
+or because of what the estimator guarantees by design, are listed with the reason.
+"""
+
+import pytest
+import torch
+from sklearn.utils.estimator_checks import estimator_checks_generator
+from skorch import NeuralNetClassifier
+
+from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit.fairness._layer import FairnessLayerClassifier
+
+
+def _fairness_layer():
+    net = NeuralNetClassifier(
+        MLP,
+        module__hidden_sizes=(8,),
+        criterion=torch.nn.CrossEntropyLoss,
+        max_epochs=3,
+        batch_size=-1,  # one batch, so that every one-row group is in it
+        lr=0.1,
+        train_split=None,
+        verbose=0,
+    )
+    return FairnessLayerClassifier(net, sensitive_feature=0, random_state=0)
+
+
+EXPECTED_FAILURES = {
+    "FairnessLayerClassifier": {
+        "check_classifiers_train": (
+            "with one group per row, parity between all groups forces nearly constant "
+            "predictions, below the accuracy this check asks for"
+        ),
+        "check_methods_subset_invariance": (
+            "by design: the parity constraint binds on the batch passed to predict, so a "
+            "row's projected probability depends on the other rows of its batch"
+        ),
+        "check_fit_idempotent": (
+            "the check predicts on rows whose group (a continuous value of column 0) was "
+            "not seen in fit, which is a clear ValueError by design"
+        ),
+    },
+}
+
+
+def _expected_failures(estimator):
+    return EXPECTED_FAILURES.get(type(estimator).__name__, {})
+
+
+def _check_name(param):
+    check = param.values[1] if hasattr(param, "values") else param[1]
+    check = getattr(check, "func", check)
+    return check.__name__
+
+
+def _param_id(value):
+    if callable(value) and not hasattr(value, "get_params"):
+        check = getattr(value, "func", value)
+        keywords = getattr(value, "keywords", {})
+        extra = ",".join(f"{k}={v}" for k, v in keywords.items())
+        return f"{check.__name__}({extra})" if extra else check.__name__
+    return type(value).__name__
+
+
+# check_array_api_input is left out: the estimators compute with torch on numpy input and
+# do not claim array-API support (the check would only skip).
+CHECKS = [
+    param
+    for estimator in [_fairness_layer()]
+    for param in estimator_checks_generator(
+        estimator, expected_failed_checks=_expected_failures(estimator), mark="xfail"
+    )
+    if _check_name(param) != "check_array_api_input"
+]
+
+
+@pytest.mark.parametrize(("estimator", "check"), CHECKS, ids=_param_id)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
