@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ._groups import encode_groups, fit_groups
 from .datasets import load_adult, load_german_credit, make_preprocessor
@@ -110,6 +111,31 @@ def mlp_classifier(n_features: int, *, max_epochs: int = 10, random_state: int =
     return NeuralNetClassifier(**params)
 
 
+class _Float64Proba(ClassifierMixin, BaseEstimator):
+    """A fitted classifier whose ``predict_proba`` returns float64.
+
+    fairlearn's ThresholdOptimizer writes float64 values into a Series built from the
+    estimator's probabilities, which pandas >= 3 refuses for a float32 Series (what skorch
+    returns).
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    @property
+    def classes_(self):
+        return self.estimator.classes_
+
+    def predict_proba(self, X):
+        return np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+
+    def predict(self, X):
+        return self.estimator.predict(X)
+
+
 def _fit_seeded(net, X, y, random_state):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
@@ -202,7 +228,7 @@ def compare_fairness_layer(
             net = plain_mlp()
             start = time.perf_counter()
             to = ThresholdOptimizer(
-                estimator=net,
+                estimator=_Float64Proba(net),
                 constraints="demographic_parity",
                 objective="accuracy_score",
                 prefit=True,

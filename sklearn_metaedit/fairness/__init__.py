@@ -1,1 +1,19 @@
 """Parity constraints: exact projection, fairness layer, online primal-dual predictor."""
+
+from ._constraints import CONSTRAINTS, constraint_codes
+from ._layer import FairnessLayerClassifier, ParityProjectionModule
+from ._online import OnlineFairPredictor, OnlineReport
+from ._projection import parity_decisions, project_parity
+from ._reference import project_parity_cvxpy
+
+__all__ = [
+    "CONSTRAINTS",
+    "FairnessLayerClassifier",
+    "OnlineFairPredictor",
+    "OnlineReport",
+    "ParityProjectionModule",
+    "constraint_codes",
+    "parity_decisions",
+    "project_parity",
+    "project_parity_cvxpy",
+]
