@@ -14,12 +14,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .._groups import (
     check_sensitive_features,
@@ -229,18 +230,32 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         -------
         self : OnlineFairPredictor
         """
-        labels = resolve_sensitive_features(X, sensitive_features, self.sensitive_feature)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(labels):
-            raise ValueError(
-                f"y must be 1-D with one label per row of X; got shape {y.shape} for "
-                f"{len(labels)} rows."
+        name = type(self).__name__
+        if y is None:
+            raise ValueError(f"{name} requires y to be passed, but the target y is None.")
+        X = _rows(X)
+        if sparse.issparse(X) and self.sensitive_feature is not None:
+            raise TypeError(
+                "Sparse input is not supported when `sensitive_feature` reads the groups "
+                "from X; pass a dense X, or the groups as `sensitive_features`."
             )
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) == 2 and shape[1] == 0:
+            raise ValueError(
+                f"0 feature(s) (shape={tuple(shape)}) while a minimum of 1 is required."
+            )
+        validate_data(self, X, skip_check_array=True)
+        labels = resolve_sensitive_features(X, sensitive_features, self.sensitive_feature)
+        y = column_or_1d(y, warn=True)
+        if len(y) != len(labels):
+            raise ValueError(f"y has {len(y)} labels but X has {len(labels)} rows.")
+        if len(y) < 2:
+            raise ValueError(f"n_samples={len(y)}: fit needs rows of at least two groups.")
         check_classification_targets(y)
         if type_of_target(y) != "binary":
             raise ValueError(
-                f"OnlineFairPredictor needs binary targets, got {type_of_target(y)!r} "
-                f"(classes {np.unique(y).tolist()})."
+                f"Only binary classification is supported: {name} needs binary targets, "
+                f"got {type_of_target(y)!r} (classes {np.unique(y).tolist()})."
             )
         groups = fit_groups(labels)
         if len(groups) < 2:
@@ -275,7 +290,7 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.groups_ = groups
         self._code_of = {g: i for i, g in enumerate(groups.tolist())}
 
-        scores = self._positive_proba(X, labels)
+        scores = np.asarray(self._positive_proba(X, labels), dtype=np.float64)
         width = (1.0 - self.margin) * self.epsilon
         warm = fit_band_thresholds(
             scores, (y == self.classes_[1]).astype(np.int64), codes, len(groups), width
@@ -322,8 +337,9 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Class labels.
         """
         self._check_fitted()
+        X = _rows(X)
         labels, codes = self._codes(X, sensitive_features)
-        scores = self._positive_proba(X, labels).tolist()
+        scores = self._positive_proba(X, labels)
         decisions = decide_stream(
             scores, codes, self._thresholds, self._n, self._selected, self.band_, self.step_size
         )
@@ -347,8 +363,9 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Class labels.
         """
         self._check_fitted()
+        X = _rows(X)
         labels, codes = self._codes(X, sensitive_features)
-        scores = self._positive_proba(X, labels).tolist()
+        scores = self._positive_proba(X, labels)
         decisions = decide_stream(
             scores,
             codes,
@@ -378,8 +395,9 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Columns in the order of ``classes_``.
         """
         self._check_fitted()
+        X = _rows(X)
         labels, codes = self._codes(X, sensitive_features)
-        scores = self._positive_proba(X, labels).tolist()
+        scores = self._positive_proba(X, labels)
         adjusted = score_stream(
             scores,
             codes,
@@ -463,25 +481,54 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             )
 
     def _codes(self, X: Any, sensitive_features: Any) -> tuple[np.ndarray, list[int]]:
-        if sensitive_features is not None:
-            labels = check_sensitive_features(sensitive_features, _num_rows(X))
-        else:
-            labels = resolve_sensitive_features(X, None, self.sensitive_feature)
+        # Shape checks by hand: validate_data would cost more than a decision.
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) == 1:
+            raise ValueError(
+                "Expected 2D array, got 1D array instead. Reshape your data either using "
+                "array.reshape(-1, 1) if it has a single feature or array.reshape(1, -1) if "
+                "it holds a single sample."
+            )
+        if shape is not None and len(shape) == 2 and shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        n_rows = _num_rows(X)
         code_of = self._code_of
+        if _plain_labels(sensitive_features, n_rows):
+            # Integers and strings cannot be missing: skip the per-value validation,
+            # which costs more than the decision itself on a one-row call.
+            labels = sensitive_features
+            values = labels.tolist() if isinstance(labels, np.ndarray) else labels
+        else:
+            if sensitive_features is not None:
+                labels = check_sensitive_features(sensitive_features, n_rows)
+            else:
+                labels = resolve_sensitive_features(X, None, self.sensitive_feature)
+            values = labels.tolist()
         try:
-            codes = [code_of[label] for label in labels.tolist()]
+            codes = [code_of[label] for label in values]
         except (KeyError, TypeError):
+            if labels is sensitive_features:
+                labels = check_sensitive_features(sensitive_features, n_rows)
             encode_groups(labels, self.groups_)  # raises the ValueError naming the groups
             raise
         return labels, codes
 
-    def _positive_proba(self, X: Any, labels: np.ndarray) -> np.ndarray:
+    def _positive_proba(self, X: Any, labels: Any) -> list[float]:
         if self._proba_takes_groups:
             proba = self.estimator_.predict_proba(X, sensitive_features=labels)
         else:
             proba = self.estimator_.predict_proba(X)
-        scores = np.asarray(proba, dtype=np.float64)[:, self._positive_column]
-        if not np.isfinite(scores).all() or scores.min() < 0.0 or scores.max() > 1.0:
+        column = np.asarray(proba)[:, self._positive_column]
+        scores = column.tolist()
+        # NaN fails both comparisons; a Python check is cheaper than numpy on few rows.
+        if len(scores) <= 64:
+            valid = all(0.0 <= p <= 1.0 for p in scores)
+        else:
+            valid = bool(((column >= 0.0) & (column <= 1.0)).all())
+        if not valid:
             raise ValueError(
                 "The estimator's predict_proba returned values outside [0, 1] or NaN; "
                 "the online decisions need probabilities."
@@ -492,6 +539,22 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
+
+
+def _plain_labels(values: Any, n_rows: int) -> bool:
+    """Whether ``values`` is a 1-D run of integers or strings, one per row (never missing)."""
+    if isinstance(values, np.ndarray):
+        return values.ndim == 1 and values.dtype.kind in "iuU" and len(values) == n_rows
+    if isinstance(values, list) and len(values) == n_rows:
+        return all(type(v) is str or type(v) is int for v in values)
+    return False
+
+
+def _rows(X: Any) -> Any:
+    """X itself, or as an array when it has neither a shape nor a length."""
+    if hasattr(X, "shape") or hasattr(X, "__len__"):
+        return X
+    return np.asarray(X)
 
 
 def _num_rows(X: Any) -> int:

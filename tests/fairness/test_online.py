@@ -339,7 +339,7 @@ def test_clear_errors_for_bad_groups_and_labels(synthetic):
         online.partial_predict(X_test[:2], sensitive_features=[0])
     with pytest.raises(ValueError, match="at least two groups"):
         OnlineFairPredictor(LogisticRegression()).fit(X, y, sensitive_features=np.zeros(len(y)))
-    with pytest.raises(ValueError, match="binary targets"):
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
         OnlineFairPredictor(LogisticRegression()).fit(X, g, sensitive_features=y)
     with pytest.raises(ValueError, match="constraint"):
         OnlineFairPredictor(LogisticRegression(), constraint="equalized_odds").fit(
@@ -394,3 +394,30 @@ def test_online_demo_table_puts_the_online_predictor_within_epsilon(synthetic):
     # The within-batch peer at batch size 1 is the unconstrained model.
     assert table.loc["within-batch primal-dual (batch size 1)"].equals(plain)
     assert ours.accuracy >= plain.accuracy - 0.05
+
+
+@pytest.mark.parametrize(
+    "groups", [np.array([0, 9]), [0, 9], np.array(["0", "9"]), pd.Series([0, 9])]
+)
+def test_an_unseen_group_is_a_clear_error_whatever_the_container(synthetic, groups):
+    online = _fitted(synthetic)
+    *_, X, _y, _g = synthetic
+    with pytest.raises(ValueError, match=r"group\(s\) \[.*9.*\] that were not seen in fit"):
+        online.partial_predict(X[:2], sensitive_features=groups)
+    assert online.report().n_decisions == 0
+
+
+def test_wrong_number_of_features_or_a_1d_row_is_a_clear_error(synthetic):
+    online = _fitted(synthetic)
+    *_, X, _y, g = synthetic
+    with pytest.raises(ValueError, match="X has 3 features, but OnlineFairPredictor is expecting"):
+        online.predict(X[:5, :3], sensitive_features=g[:5])
+    with pytest.raises(ValueError, match="Reshape your data"):
+        online.partial_predict(X[0], sensitive_features=g[:1])
+
+
+def test_missing_group_labels_are_rejected_at_decision_time(synthetic):
+    online = _fitted(synthetic)
+    *_, X, _y, _g = synthetic
+    with pytest.raises(ValueError, match="missing value"):
+        online.partial_predict(X[:2], sensitive_features=np.array([0.0, np.nan]))
