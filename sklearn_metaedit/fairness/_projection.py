@@ -29,9 +29,9 @@ from torch import Tensor
 
 __all__ = ["parity_decisions", "project_parity"]
 
-# Knots probed per group in each round of the root search: the search takes
-# ceil(log_65(2 n_g + 2)) rounds, 2 rounds for a thousand rows and 4 for a million.
-_PROBES = 64
+# Upper bound on the probes evaluated per search round, over all groups and batch rows:
+# larger rounds cost more searchsorted work than the rounds they save.
+_PROBE_BUDGET = 1 << 12
 
 
 def _check_epsilon(epsilon: float) -> float:
@@ -228,10 +228,10 @@ def _derivative(probes: Tensor, a: Tensor, phi: Tensor, same_block: Tensor) -> T
 def _search(a: Tensor, phi: Tensor, counts: Tensor, n_groups: int) -> Tensor:
     """For every group, the number of its knots at which ``F' <= 0``.
 
-    The knots of one group are sorted and ``F'`` is nondecreasing, so a ``_PROBES + 1``-ary
-    search over each group's own knots finds the count; the root of ``F'`` then lies
-    between the last knot with ``F' <= 0`` and the first with ``F' > 0`` over all groups,
-    an interval that no knot enters.
+    The knots of one group are sorted and ``F'`` is nondecreasing, so an ``(R + 1)``-ary
+    search over each group's own knots finds the count, ``R`` probes per group and round;
+    the root of ``F'`` then lies between the last knot with ``F' <= 0`` and the first with
+    ``F' > 0`` over all groups, an interval that no knot enters.
 
     Returns
     -------
@@ -239,29 +239,32 @@ def _search(a: Tensor, phi: Tensor, counts: Tensor, n_groups: int) -> Tensor:
     """
     batch, n_total, n_knots = a.shape
     device = a.device
+    width = n_knots - 1
+    probes_per_group = max(64, _PROBE_BUDGET // (batch * n_total * n_total))
+    probes_per_group = min(probes_per_group, width)
     block = torch.arange(n_total, device=device) // n_groups
     nonempty = counts > 0
     lo = torch.zeros(batch, n_total, dtype=torch.long, device=device)
-    hi = torch.where(nonempty, n_knots - 1, 0)
-    steps = torch.arange(1, _PROBES + 1, device=device)
-    probe_block = block.repeat_interleave(_PROBES)
+    hi = torch.where(nonempty, width, 0)
+    steps = torch.arange(1, probes_per_group + 1, device=device)
+    probe_block = block.repeat_interleave(probes_per_group)
     same_block = (block[:, None] == probe_block[None, :]).unsqueeze(0) & nonempty.unsqueeze(-1)
-    width = n_knots - 1
     while width > 0:
         span = (hi - lo).unsqueeze(-1)
-        index = lo.unsqueeze(-1) + (span * steps) // (_PROBES + 1)
+        index = lo.unsqueeze(-1) + (span * steps) // (probes_per_group + 1)
         inside = index < hi.unsqueeze(-1)
         position = a.gather(-1, index.clamp(max=n_knots - 1))
         finite = inside & torch.isfinite(position)
         probes = torch.where(finite, position, 0.0).reshape(batch, -1)
-        slope = _derivative(probes, a, phi, same_block).reshape(batch, n_total, _PROBES)
+        slope = _derivative(probes, a, phi, same_block).reshape(batch, n_total, -1)
         below = finite & (slope <= 0)
         above = inside & ~below
         lo = torch.maximum(lo, torch.where(below, index + 1, 0).amax(-1))
         hi = torch.minimum(hi, torch.where(above, index, n_knots).amin(-1))
         # Rounding could make F' dip at a knot; never let the bracket invert.
         lo = torch.minimum(lo, hi)
-        width = 0 if width <= _PROBES else -(-width // (_PROBES + 1))
+        # With span <= R every index is probed; otherwise the span shrinks R+1-fold.
+        width = 0 if width <= probes_per_group else -(-width // (probes_per_group + 1))
     return lo
 
 
@@ -372,50 +375,78 @@ def project_parity(
     >>> scores = torch.tensor([0.9, 0.8, 0.2, 0.1], dtype=torch.float64)
     >>> groups = torch.tensor([0, 0, 1, 1])
     >>> project_parity(scores, groups, 0.1)
-    tensor([0.5500, 0.4500, 0.5500, 0.4500], dtype=torch.float64)
+    tensor([0.6000, 0.5000, 0.5000, 0.4000], dtype=torch.float64)
     """
     epsilon = _check_epsilon(epsilon)
     s2, codes, n_total, n_groups, squeeze = _prepare(scores, groups, blocks, n_groups)
     x = s2.to(torch.float64).clamp(0.0, 1.0)
-    with torch.no_grad():
-        state, upper_end, clipped_one, unclipped = _active_set(
-            x.detach(), codes, n_total, n_groups, epsilon, scores.dtype
-        )
-    z = _closed_form(x, codes, state, upper_end, clipped_one, unclipped, n_groups, epsilon)
+    z = _ParityProjection.apply(x, codes, n_total, n_groups, epsilon, scores.dtype)
     z = z.to(scores.dtype)
     return z.squeeze(0) if squeeze else z
 
 
-def _closed_form(x, codes, state, upper_end, clipped_one, unclipped, n_groups, epsilon):
-    """The projection on a known active set, in differentiable torch ops.
+class _ParityProjection(torch.autograd.Function):
+    """The projection of scores already in ``[0, 1]``, with its exact Jacobian.
 
-    An active group with ``u`` shifted rows summing to ``S``, ``c`` rows clipped at one
-    and band end ``a + delta`` has shift ``nu = (n (a + delta) - c - S) / u``; the band's
-    lower end ``a`` makes the shifts balance, ``sum_g n_g nu_g = 0``, within each block.
+    An active group ``g`` with ``u_g`` shifted rows summing to ``S_g``, ``c_g`` rows
+    clipped at one and band end ``a + delta_g`` has shift
+    ``nu_g = (n_g (a + delta_g) - c_g - S_g) / u_g``; the band's lower end ``a`` makes the
+    shifts balance, ``sum_g n_g nu_g = 0``, within each block, so that
+    ``a = sum_g w_g (c_g + S_g - n_g delta_g) / D`` with ``w_g = n_g / u_g`` and
+    ``D = sum_g w_g n_g``. Differentiating, a shifted row ``i`` of group ``h`` receives
+    ``v_i + (w_h / D) sum_g w_g V_g - V_h / u_h`` from the output gradient ``v``, where
+    ``V_g`` sums ``v`` over the shifted rows of ``g``; free rows pass ``v_i`` through and
+    clipped rows receive nothing.
     """
-    batch, n_total = upper_end.shape
-    g = codes.clamp(min=0)
-    shifted = state == 1
-    total_shifted = torch.zeros(batch, n_total, dtype=x.dtype, device=x.device)
-    total_shifted = total_shifted.scatter_add(1, g, torch.where(shifted, x, 0.0))
-    sizes = torch.zeros(batch, n_total, dtype=x.dtype, device=x.device)
-    sizes.scatter_add_(1, g, (codes >= 0).to(x.dtype))
-    active = unclipped > 0
-    u = unclipped.clamp(min=1).to(x.dtype)
-    c = clipped_one.to(x.dtype)
-    delta = upper_end.to(x.dtype) * epsilon
-    weight = torch.where(active, sizes / u, 0.0)
-    shape = (batch, n_total // n_groups, n_groups)
-    numerator = (weight * (c + total_shifted - sizes * delta)).reshape(shape).sum(-1)
-    denominator = (weight * sizes).reshape(shape).sum(-1)
-    lower = numerator / torch.where(denominator > 0, denominator, 1.0)
-    lower = lower.repeat_interleave(n_groups, dim=1)
-    nu = torch.where(active, (sizes * (lower + delta) - c - total_shifted) / u, 0.0)
-    z = torch.where(shifted, x + nu.gather(1, g), x)
-    z = torch.where(state == 2, 0.0, z)
-    z = torch.where(state == 3, 1.0, z)
-    # Shifted rows land in [0, 1] up to rounding; clamp the value, keep the exact gradient.
-    return z + (z.clamp(0.0, 1.0) - z).detach()
+
+    @staticmethod
+    def forward(ctx, x, codes, n_total, n_groups, epsilon, dtype):
+        state, upper_end, clipped_one, unclipped = _active_set(
+            x, codes, n_total, n_groups, epsilon, dtype
+        )
+        batch = x.shape[0]
+        g = codes.clamp(min=0)
+        shifted = state == 1
+        total_shifted = torch.zeros(batch, n_total, dtype=x.dtype, device=x.device)
+        total_shifted.scatter_add_(1, g, torch.where(shifted, x, 0.0))
+        sizes = torch.zeros(batch, n_total, dtype=x.dtype, device=x.device)
+        sizes.scatter_add_(1, g, (codes >= 0).to(x.dtype))
+        active = unclipped > 0
+        u = unclipped.clamp(min=1).to(x.dtype)
+        c = clipped_one.to(x.dtype)
+        delta = upper_end.to(x.dtype) * epsilon
+        weight = torch.where(active, sizes / u, 0.0)
+        shape = (batch, n_total // n_groups, n_groups)
+        numerator = (weight * (c + total_shifted - sizes * delta)).reshape(shape).sum(-1)
+        denominator = (weight * sizes).reshape(shape).sum(-1)
+        denominator = torch.where(denominator > 0, denominator, 1.0)
+        lower = (numerator / denominator).repeat_interleave(n_groups, dim=1)
+        nu = torch.where(active, (sizes * (lower + delta) - c - total_shifted) / u, 0.0)
+        z = torch.where(shifted, x + nu.gather(1, g), x)
+        z = torch.where(state == 2, 0.0, z)
+        z = torch.where(state == 3, 1.0, z)
+        # Shifted rows land in [0, 1] up to rounding.
+        z = z.clamp(0.0, 1.0)
+        ctx.n_groups = n_groups
+        ctx.save_for_backward(state, g, weight, u, denominator)
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        state, g, weight, u, denominator = ctx.saved_tensors
+        batch, n_total = weight.shape
+        grad = grad.to(weight.dtype)
+        shifted = state == 1
+        per_group = torch.zeros(batch, n_total, dtype=grad.dtype, device=grad.device)
+        per_group.scatter_add_(1, g, torch.where(shifted, grad, 0.0))
+        shape = (batch, n_total // ctx.n_groups, ctx.n_groups)
+        pooled = (weight * per_group).reshape(shape).sum(-1) / denominator
+        pooled = pooled.repeat_interleave(ctx.n_groups, dim=1)
+        correction = weight * pooled - per_group / u
+        grad_x = torch.where(state >= 2, 0.0, grad)
+        grad_x = torch.where(shifted, grad_x + correction.gather(1, g), grad_x)
+        return grad_x, None, None, None, None, None
 
 
 def _rates(k: Tensor, n: Tensor) -> Tensor:
