@@ -501,7 +501,7 @@ def parity_decisions(
     >>> scores = torch.tensor([0.9, 0.8, 0.6, 0.45, 0.3, 0.55])
     >>> groups = torch.tensor([0, 0, 0, 1, 1, 1])
     >>> parity_decisions(scores, groups, 0.34)
-    tensor([1, 1, 0, 0, 0, 1])
+    tensor([1, 1, 1, 1, 0, 1])
     """
     epsilon = _check_epsilon(epsilon)
     s2, codes, n_total, n_groups, squeeze = _prepare(scores, groups, blocks, n_groups)
