@@ -544,7 +544,11 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 def _plain_labels(values: Any, n_rows: int) -> bool:
     """Whether ``values`` is a 1-D run of integers or strings, one per row (never missing)."""
     if isinstance(values, np.ndarray):
-        return values.ndim == 1 and values.dtype.kind in "iuU" and len(values) == n_rows
+        if values.ndim != 1 or len(values) != n_rows:
+            return False
+        if values.dtype.kind in "iuU":
+            return True
+        values = values.tolist() if values.dtype.kind == "O" else None
     if isinstance(values, list) and len(values) == n_rows:
         return all(type(v) is str or type(v) is int for v in values)
     return False

@@ -421,3 +421,55 @@ def test_missing_group_labels_are_rejected_at_decision_time(synthetic):
     *_, X, _y, _g = synthetic
     with pytest.raises(ValueError, match="missing value"):
         online.partial_predict(X[:2], sensitive_features=np.array([0.0, np.nan]))
+
+
+def _skorch_net(n_features: int):
+    import torch
+    from skorch import NeuralNetClassifier
+
+    from sklearn_metaedit._mlp import MLP
+
+    torch.manual_seed(0)
+    return NeuralNetClassifier(
+        MLP,
+        module__n_features=n_features,
+        module__hidden_sizes=(16,),
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=0.05,
+        max_epochs=3,
+        batch_size=256,
+        train_split=None,
+        verbose=0,
+    )
+
+
+def test_a_skorch_network_as_base_model_keeps_the_guarantee(synthetic):
+    X, y, g, X_test, _y, g_test = synthetic
+    online = OnlineFairPredictor(_skorch_net(X.shape[1]), epsilon=0.02)
+    online.fit(X, y, sensitive_features=g)
+    whole = online.predict(X_test, sensitive_features=g_test)
+    rows = [
+        online.partial_predict(X_test[i : i + 50], sensitive_features=g_test[i : i + 50])
+        for i in range(0, len(X_test), 50)
+    ]
+    np.testing.assert_array_equal(np.concatenate(rows), whole)
+    report = online.report()
+    assert report.pooled_gap == pytest.approx(selection_rate_gap(whole, sensitive_features=g_test))
+    assert report.pooled_gap <= report.bound
+
+
+def test_a_fairness_layer_as_base_model_receives_the_groups(synthetic):
+    from sklearn_metaedit.fairness._layer import FairnessLayerClassifier
+
+    X, y, g, X_test, _y, g_test = synthetic
+    layer = FairnessLayerClassifier(_skorch_net(X.shape[1]), epsilon=0.05, random_state=0)
+    online = OnlineFairPredictor(layer, epsilon=0.02).fit(X, y, sensitive_features=g)
+    # The layer's own fit and predict_proba need the groups: they would raise without them.
+    decisions = online.partial_predict(X_test, sensitive_features=g_test)
+    report = online.report()
+    assert report.n_decisions == len(X_test)
+    assert report.pooled_gap == pytest.approx(
+        selection_rate_gap(decisions, sensitive_features=g_test)
+    )
+    assert report.pooled_gap <= report.bound
