@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import cvxpy as cp
 import numpy as np
@@ -30,18 +31,18 @@ _SOLVER_ARGS = {
 }
 
 
-def _default_solver(n: int) -> str:
+def _solvers(n: int) -> list[str]:
     installed = cp.installed_solvers()
     # OSQP's polishing lands on the exact active set but slows down on large problems,
     # where the interior-point CLARABEL is both fast and accurate.
     preference = ("OSQP", "CLARABEL", "SCS") if n <= 2000 else ("CLARABEL", "OSQP", "SCS")
-    for name in preference:
-        if name in installed:
-            return name
-    raise ValueError(
-        f"project_parity_cvxpy needs one of the solvers OSQP, CLARABEL or SCS; cvxpy has "
-        f"{installed}."
-    )
+    names = [name for name in preference if name in installed]
+    if not names:
+        raise ValueError(
+            f"project_parity_cvxpy needs one of the solvers OSQP, CLARABEL or SCS; cvxpy has "
+            f"{installed}."
+        )
+    return names
 
 
 def project_parity_cvxpy(
@@ -79,8 +80,9 @@ def project_parity_cvxpy(
         Right-hand side of the extra constraints; required with ``A``.
     solver : str, optional
         A cvxpy solver name. By default OSQP with solution polishing (which lands on
-        the exact active set) up to 2000 rows and CLARABEL above, or whichever of
-        OSQP, CLARABEL and SCS is installed; all run with tight tolerances.
+        the exact active set) up to 2000 rows and CLARABEL above, each handing over to
+        the next installed of OSQP, CLARABEL and SCS when it stops short of an optimal
+        solution; all run with tight tolerances.
 
     Returns
     -------
@@ -92,7 +94,8 @@ def project_parity_cvxpy(
     ValueError
         On inconsistent shapes, a negative ``epsilon``, or when the solver does not
         reach an optimal solution (for instance when ``A z <= b`` makes the problem
-        infeasible).
+        infeasible). A solution that the solvers only reach inaccurately is returned
+        with a ``UserWarning``.
 
     Examples
     --------
@@ -137,8 +140,25 @@ def project_parity_cvxpy(
             )
         constraints.append(A @ z <= b)
     problem = cp.Problem(cp.Minimize(cp.sum_squares(z - s)), constraints)
-    name = solver or _default_solver(n)
-    problem.solve(solver=name, **_SOLVER_ARGS.get(name, {}))
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or z.value is None:
-        raise ValueError(f"the solver {name} ended with status {problem.status!r}.")
-    return np.asarray(z.value, dtype=np.float64)
+    outcomes = []
+    inaccurate = None
+    # A solver that stops short (iteration limit, numerical trouble) hands over to the next.
+    for name in [solver] if solver else _solvers(n):
+        try:
+            problem.solve(solver=name, **_SOLVER_ARGS.get(name, {}))
+        except cp.SolverError as error:
+            outcomes.append(f"{name}: {error}")
+            continue
+        if problem.status == cp.OPTIMAL and z.value is not None:
+            return np.asarray(z.value, dtype=np.float64)
+        if problem.status == cp.OPTIMAL_INACCURATE and inaccurate is None:
+            inaccurate = np.asarray(z.value, dtype=np.float64)
+        outcomes.append(f"{name} ended with status {problem.status!r}")
+    if inaccurate is not None:
+        warnings.warn(
+            f"the reference solution is inaccurate ({'; '.join(outcomes)}).",
+            UserWarning,
+            stacklevel=2,
+        )
+        return inaccurate
+    raise ValueError(f"no solver reached an optimal solution: {'; '.join(outcomes)}.")

@@ -90,7 +90,7 @@ def test_reference_blocks_have_independent_bands():
         ({"groups": [0, 1]}, "groups"),
         ({"A": np.ones((1, 4))}, "A and b"),
         ({"A": np.ones((1, 3)), "b": [1.0]}, "shape"),
-        ({"A": np.ones((1, 4)), "b": [-1.0]}, "status"),
+        ({"A": np.ones((1, 4)), "b": [-1.0]}, "optimal solution"),
         ({"scores": np.ones((2, 2))}, "1-D"),
     ],
 )
