@@ -32,6 +32,8 @@ __all__ = ["parity_decisions", "project_parity"]
 # Upper bound on the probes evaluated per search round, over all groups and batch rows:
 # larger rounds cost more searchsorted work than the rounds they save.
 _PROBE_BUDGET = 1 << 12
+# Candidate bands scored at once by parity_decisions, times batch rows and groups.
+_CANDIDATE_CHUNK = 1 << 21
 
 
 def _check_epsilon(epsilon: float) -> float:
@@ -533,42 +535,33 @@ def parity_decisions(
     block = torch.arange(n_total, device=device) // n_groups
     candidate_block = block.repeat_interleave(n_max + 1)
 
-    # Per group and candidate, the feasible range of k, adjusted to the float tests.
-    lo_end = candidate.unsqueeze(1)  # (batch, 1, n_candidates)
-    n_g = size.unsqueeze(-1)  # (batch, n_total, 1)
-    top = counts.unsqueeze(-1)
-    k_lo = torch.minimum(torch.ceil(lo_end * n_g).long(), top).clamp(min=0)
-    k_hi = torch.minimum(torch.floor((lo_end + epsilon) * n_g).long(), top).clamp(min=0)
-    for _ in range(2):
-        down = (k_lo > 0) & (_rates(k_lo - 1, n_g) >= lo_end)
-        k_lo = torch.where(down, k_lo - 1, k_lo)
-        up = (k_lo < top) & (_rates(k_lo, n_g) < lo_end)
-        k_lo = torch.where(up, k_lo + 1, k_lo)
-        up = (k_hi < top) & (_rates(k_hi + 1, n_g) - lo_end <= epsilon)
-        k_hi = torch.where(up, k_hi + 1, k_hi)
-        down = (k_hi > 0) & (_rates(k_hi, n_g) - lo_end > epsilon)
-        k_hi = torch.where(down, k_hi - 1, k_hi)
-    k = torch.minimum(torch.maximum(k0.unsqueeze(-1), k_lo), k_hi)
-    feasible = (_rates(k_lo, n_g) >= lo_end) & (_rates(k_hi, n_g) - lo_end <= epsilon)
-    feasible &= k_lo <= k_hi
-    involved = (block[:, None] == candidate_block[None, :]).unsqueeze(0) & (counts > 0).unsqueeze(
-        -1
-    )
-    flip_cost = cost.gather(-1, k) - cost.gather(-1, k0.unsqueeze(-1))
-    total = torch.where(involved, flip_cost, 0.0).sum(1)
-    possible = candidate_ok & ~(involved & ~feasible).any(1)
-    total = torch.where(possible, total, torch.inf)
+    # Each candidate band costs the cheapest count of every group of its block; the
+    # candidates are scored in chunks so that memory stays bounded.
+    chunk = max(1, _CANDIDATE_CHUNK // (batch * n_total))
+    totals = []
+    for first in range(0, candidate.shape[1], chunk):
+        part = slice(first, first + chunk)
+        k, feasible = _counts_in_band(candidate[:, part], counts, k0, epsilon)
+        involved = (block[:, None] == candidate_block[None, part]).unsqueeze(0) & (
+            counts > 0
+        ).unsqueeze(-1)
+        flip_cost = cost.gather(-1, k) - cost.gather(-1, k0.unsqueeze(-1))
+        total = torch.where(involved, flip_cost, 0.0).sum(1)
+        possible = candidate_ok[:, part] & ~(involved & ~feasible).any(1)
+        totals.append(torch.where(possible, total, torch.inf))
+    total = torch.cat(totals, 1)
 
-    # The cheapest candidate of each block fixes every group's k in that block.
+    # The cheapest candidate of each block fixes every group's count in that block.
     n_blocks = n_total // n_groups
     per_block = torch.where(
         candidate_block[None, None, :] == torch.arange(n_blocks, device=device)[None, :, None],
         total.unsqueeze(1),
         torch.inf,
     )
-    best = per_block.argmin(-1)  # (batch, n_blocks)
-    chosen = best.repeat_interleave(n_groups, dim=1)
-    k_star = k.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+    best = candidate.gather(1, per_block.argmin(-1))  # (batch, n_blocks)
+    k, _ = _counts_in_band(best, counts, k0, epsilon)
+    own_block = (block[:, None] == torch.arange(n_blocks, device=device)[None, :]).unsqueeze(0)
+    k_star = torch.where(own_block, k, 0).sum(-1)
 
     g = sorted_codes.clamp(min=0)
     selected = (sorted_codes >= 0) & (ranks < k_star.gather(1, g))
@@ -579,6 +572,45 @@ def parity_decisions(
     chosen_rows.scatter_(1, order, selected)
     decisions = torch.where(constrained, chosen_rows, decisions).long()
     return decisions.squeeze(0) if squeeze else decisions
+
+
+def _counts_in_band(lower: Tensor, counts: Tensor, k0: Tensor, epsilon: float):
+    """Cheapest count per group for bands ``[lower, lower + epsilon]``, under float tests.
+
+    Parameters
+    ----------
+    lower : Tensor of shape (batch, n_candidates)
+        Candidate lower ends of the band.
+    counts, k0 : Tensor of shape (batch, n_groups)
+        Group sizes and unconstrained counts of selected rows.
+
+    Returns
+    -------
+    k : Tensor of shape (batch, n_groups, n_candidates)
+        ``k0`` clamped to the counts whose rate ``k / n_g`` (rounded as fairlearn rounds
+        it) lies in the band: ``k / n_g >= lower`` and ``k / n_g - lower <= epsilon``.
+    feasible : Tensor of the same shape
+        Whether any count of the group lies in the band.
+    """
+    lower = lower.unsqueeze(1)
+    n_g = counts.to(torch.float64).unsqueeze(-1)
+    top = counts.unsqueeze(-1)
+    k_lo = torch.minimum(torch.ceil(lower * n_g).long(), top).clamp(min=0)
+    k_hi = torch.minimum(torch.floor((lower + epsilon) * n_g).long(), top).clamp(min=0)
+    # The products are off by at most one count; settle them with the exact float tests.
+    for _ in range(2):
+        down = (k_lo > 0) & (_rates(k_lo - 1, n_g) >= lower)
+        k_lo = torch.where(down, k_lo - 1, k_lo)
+        up = (k_lo < top) & (_rates(k_lo, n_g) < lower)
+        k_lo = torch.where(up, k_lo + 1, k_lo)
+        up = (k_hi < top) & (_rates(k_hi + 1, n_g) - lower <= epsilon)
+        k_hi = torch.where(up, k_hi + 1, k_hi)
+        down = (k_hi > 0) & (_rates(k_hi, n_g) - lower > epsilon)
+        k_hi = torch.where(down, k_hi - 1, k_hi)
+    k = torch.minimum(torch.maximum(k0.unsqueeze(-1), k_lo), k_hi)
+    feasible = (_rates(k_lo, n_g) >= lower) & (_rates(k_hi, n_g) - lower <= epsilon)
+    feasible &= k_lo <= k_hi
+    return k, feasible
 
 
 def _sort_by_group_stable(x: Tensor, codes: Tensor) -> Tensor:
