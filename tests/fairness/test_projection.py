@@ -441,3 +441,23 @@ def test_batched_decisions_equal_row_by_row_and_respect_threshold():
             cost
             <= _brute_force(scores[row][constrained], groups[row][constrained], 0.05, 0.3) + 1e-9
         )
+
+
+def test_projection_does_not_depend_on_the_number_of_search_rounds(monkeypatch):
+    import sklearn_metaedit.fairness._projection as projection
+
+    scores, groups = _spread_instance(30, 3000, 3)
+    wide = _project(scores, groups, 0.01)
+    monkeypatch.setattr(projection, "_PROBE_BUDGET", 1)  # 64 probes a round: 3 rounds
+    np.testing.assert_array_equal(_project(scores, groups, 0.01), wide)
+
+
+def test_decisions_do_not_depend_on_candidate_chunking(monkeypatch):
+    import sklearn_metaedit.fairness._projection as projection
+
+    scores, groups = _spread_instance(31, 500, 3)
+    whole = _decide(scores, groups, 0.02)
+    monkeypatch.setattr(projection, "_CANDIDATE_CHUNK", 7)
+    np.testing.assert_array_equal(_decide(scores, groups, 0.02), whole)
+    gap = demographic_parity_difference(np.zeros(500), whole, sensitive_features=groups)
+    assert gap <= 0.02
