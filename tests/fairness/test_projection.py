@@ -448,7 +448,7 @@ def test_projection_does_not_depend_on_the_number_of_search_rounds(monkeypatch):
 
     scores, groups = _spread_instance(30, 3000, 3)
     wide = _project(scores, groups, 0.01)
-    monkeypatch.setattr(projection, "_PROBE_BUDGET", 1)  # 64 probes a round: 3 rounds
+    monkeypatch.setattr(projection, "_PROBES", 2)  # 9 rounds instead of 3
     np.testing.assert_array_equal(_project(scores, groups, 0.01), wide)
 
 
