@@ -68,6 +68,8 @@ def _prepare(scores: Tensor, groups, blocks, n_groups: int | None):
         raise ValueError(
             f"scores must have shape (n,) or (batch, n), got shape {tuple(scores.shape)}."
         )
+    if bool(torch.isnan(scores).any()):
+        raise ValueError("scores hold NaN; every row needs a score.")
     squeeze = scores.ndim == 1
     s2 = scores.unsqueeze(0) if squeeze else scores
     codes = _as_codes(groups, scores, "groups")
@@ -505,7 +507,8 @@ def parity_decisions(
     >>> parity_decisions(scores, groups, 0.34)
     tensor([1, 1, 1, 1, 0, 1])
     """
-    epsilon = _check_epsilon(epsilon)
+    # Rates lie in [0, 1], so any epsilon >= 1 admits every count, as epsilon = 1 does.
+    epsilon = min(_check_epsilon(epsilon), 1.0)
     s2, codes, n_total, n_groups, squeeze = _prepare(scores, groups, blocks, n_groups)
     x = s2.detach().to(torch.float64)
     batch = x.shape[0]

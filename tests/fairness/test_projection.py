@@ -291,6 +291,7 @@ def test_projection_ignores_groups_without_rows():
         ({"groups": torch.tensor([0, 1, 2]), "n_groups": 2}, "n_groups"),
         ({"groups": torch.tensor([0, 1])}, "shape"),
         ({"scores": torch.tensor([1, 0, 1])}, "floating"),
+        ({"scores": torch.tensor([0.1, float("nan"), 0.4])}, "NaN"),
     ],
 )
 def test_projection_rejects_invalid_arguments(kwargs, message):
@@ -415,6 +416,13 @@ def test_decisions_fall_back_to_the_cheapest_trivial_solution():
     all_zero = _flip_cost(scores, np.zeros(10, bool))
     expected = np.ones(10) if all_one < all_zero else np.zeros(10)
     np.testing.assert_array_equal(decisions, expected)
+
+
+def test_decisions_and_projection_with_a_loose_epsilon_change_nothing():
+    scores, groups = _spread_instance(40, 120, 3)
+    for epsilon in (1.0, 7.5, 1e300):
+        np.testing.assert_array_equal(_decide(scores, groups, epsilon), scores >= 0.5)
+        np.testing.assert_array_equal(_project(scores, groups, epsilon), scores)
 
 
 def test_decisions_equal_thresholding_when_already_fair():
