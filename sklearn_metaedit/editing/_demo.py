@@ -28,7 +28,7 @@ def run_editor_demo(
     target: float = 0.9,
     n_networks: int = 10,
     max_rows: int = 10_000,
-    max_steps: int = 100,
+    max_steps: int = 200,
     random_state: int = 0,
     verbose: int = 1,
 ) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def run_editor_demo(
     max_rows : int, default=10_000
         The population and the editor train on at most this many training rows (a
         random subset), to keep the demo short.
-    max_steps : int, default=100
+    max_steps : int, default=200
         Training steps of the metanetwork.
     random_state : int, default=0
     verbose : int, default=1
@@ -106,8 +106,8 @@ def run_editor_demo(
         num_layers=2,
         networks_per_step=4,
         rows_per_step=256,
-        learning_rate=3e-3,
-        temperature=0.1,
+        learning_rate=1e-3,
+        temperature=0.3,
         random_state=random_state,
     )
     editor.fit(population[:-1], data=TaskData(X_train, y_train))

@@ -98,7 +98,7 @@ default="sparsity"
         Task rows per step.
     learning_rate : float, default=1e-3
         AdamW learning rate (gradients are clipped at norm 1).
-    temperature : float, default=0.5
+    temperature : float, default=0.3
         Temperature of the soft gates (and of the soft decisions of the fairness loss).
     holdout_fraction : float, default=0.2
         Fraction of the task rows kept out of training; :meth:`score` and
@@ -183,7 +183,7 @@ default="sparsity"
         networks_per_step: int = 6,
         rows_per_step: int = 512,
         learning_rate: float = 1e-3,
-        temperature: float = 0.5,
+        temperature: float = 0.3,
         holdout_fraction: float = 0.2,
         validation_fraction: float = 0.2,
         eval_every: int = 25,

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 from fairlearn.metrics import demographic_parity_difference
+from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import Pipeline
@@ -14,9 +15,9 @@ from torch import nn
 from sklearn_metaedit._mlp import MLP
 from sklearn_metaedit.datasets import make_biased_classification
 from sklearn_metaedit.editing._editor import MetanetEditor
-from sklearn_metaedit.editing._graph import extract_weights
+from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._population import make_population
-from sklearn_metaedit.editing._requirements import magnitude_prune_weights
+from sklearn_metaedit.editing._requirements import magnitude_prune_weights, weight_sparsity
 from sklearn_metaedit.editing._task_data import TaskData
 
 from .conftest import make_net
@@ -324,3 +325,45 @@ def test_one_editor_serves_a_range_of_sparsity_targets(task, population):
         report = editor.report(population, target=target)
         assert (report["sparsity_after"] >= target).all()
         assert (report["sparsity_after"] < target + 0.05).all()
+
+
+def test_trained_editor_beats_magnitude_pruning_on_held_out_networks():
+    X, y = make_classification(2000, 10, n_informative=6, random_state=0)
+    X = X.astype(np.float32)
+    X_task, y_task, X_test, y_test = X[:1500], y[:1500], X[1500:], y[1500:]
+    population = make_population(
+        make_net(10, max_epochs=15),
+        X_task,
+        y_task,
+        n_networks=16,
+        param_distributions={"module__hidden_sizes": [(16,), (16, 16), (24,)]},
+        random_state=0,
+    )
+    train, held_out = population[:10], population[10:]
+    editor = MetanetEditor(
+        "sparsity",
+        target=0.8,
+        max_steps=150,
+        hidden_channels=16,
+        mlp_hidden=32,
+        num_layers=2,
+        networks_per_step=4,
+        rows_per_step=256,
+        eval_every=20,
+        random_state=0,
+    ).fit(train, data=(X_task, y_task))
+    edited = editor.transform(held_out)
+    editor_accuracy = np.mean([(net.predict(X_test) == y_test).mean() for net in edited])
+    pruned_accuracy = []
+    for net in held_out:
+        pruned = load_weights(net.module_, magnitude_prune_weights(weights_of(net), 0.8)).eval()
+        with torch.no_grad():
+            predictions = pruned(torch.as_tensor(X_test)).argmax(1).numpy()
+        pruned_accuracy.append((predictions == y_test).mean())
+    # same sparsity, exactly, for both
+    assert all(
+        weight_sparsity(weights_of(e))
+        == weight_sparsity(magnitude_prune_weights(weights_of(n), 0.8))
+        for e, n in zip(edited, held_out, strict=True)
+    )
+    assert editor_accuracy > np.mean(pruned_accuracy) + 0.01
