@@ -145,7 +145,10 @@ def project_parity_cvxpy(
     # A solver that stops short (iteration limit, numerical trouble) hands over to the next.
     for name in [solver] if solver else _solvers(n):
         try:
-            problem.solve(solver=name, **_SOLVER_ARGS.get(name, {}))
+            with warnings.catch_warnings():
+                # The status is checked below; an inaccurate solve hands over to the next.
+                warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
+                problem.solve(solver=name, **_SOLVER_ARGS.get(name, {}))
         except cp.SolverError as error:
             outcomes.append(f"{name}: {error}")
             continue

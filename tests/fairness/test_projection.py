@@ -204,6 +204,27 @@ def test_projection_leaves_a_feasible_input_unchanged():
     )
 
 
+@pytest.mark.parametrize(
+    ("scores", "groups", "epsilon"),
+    [
+        ([0.0, 0.0, 0.0, 0.0], [0, 0, 1, 1], 0.0),  # all at zero
+        ([1.0, 1.0, 1.0], [0, 1, 2], 0.0),  # all at one, groups of one
+        ([1.0, 0.0, 0.0, 0.0], [0, 1, 1, 1], 0.0),  # a group of one against the rest
+        ([1.0, 1.0, 0.0, 0.0, 0.5], [0, 0, 1, 1, 2], 0.25),  # means 1, 0, 0.5
+        ([0.7, 0.3, 0.5, 0.5], [0, 0, 1, 1], 0.0),  # equal means: already on the edge
+        ([0.6, 0.6, 0.4, 0.4], [0, 0, 1, 1], 0.2),  # gap exactly epsilon
+        ([0.6, 0.6, 0.4, 0.4], [0, 0, 1, 1], 0.1),  # half of it
+    ],
+)
+def test_projection_handles_degenerate_instances(scores, groups, epsilon):
+    scores, groups = np.array(scores), np.array(groups)
+    z = _project(scores, groups, epsilon)
+    reference = project_parity_cvxpy(scores, groups, epsilon)
+    np.testing.assert_allclose(z, reference, atol=1e-6)
+    assert _gap(z, groups) <= epsilon + 1e-12
+    assert ((z - scores) ** 2).sum() <= ((reference - scores) ** 2).sum() + 1e-9
+
+
 def test_projection_clips_out_of_range_scores_first():
     scores, groups = _instance(6, 80, 2, skew=0.3)
     raw = scores * 1.6 - 0.3
