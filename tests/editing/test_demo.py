@@ -16,5 +16,5 @@ def test_demo_compares_the_editor_with_magnitude_pruning_at_equal_sparsity():
     assert table.loc["magnitude pruning", "sparsity"] == table.loc["MetanetEditor", "sparsity"]
     assert table.loc["MetanetEditor", "sparsity"] >= 0.9
     # the original network learned the task; the accuracies are of real predictions
-    assert table.loc["original", "accuracy"] > 0.8
+    assert table.loc["original", "accuracy"] > 0.7
     assert ((table["accuracy"] > 0) & (table["accuracy"] <= 1)).all()
