@@ -111,7 +111,7 @@ def mlp_classifier(n_features: int, *, max_epochs: int = 10, random_state: int =
     return NeuralNetClassifier(**params)
 
 
-class _Float64Proba(ClassifierMixin, BaseEstimator):
+class Float64Proba(ClassifierMixin, BaseEstimator):
     """A fitted classifier whose ``predict_proba`` returns float64.
 
     fairlearn's ThresholdOptimizer writes float64 values into a Series built from the
@@ -119,8 +119,11 @@ class _Float64Proba(ClassifierMixin, BaseEstimator):
     returns).
     """
 
-    def __init__(self, estimator):
+    def __init__(self, estimator=None):
         self.estimator = estimator
+
+    def fit(self, X, y):
+        return self
 
     def __sklearn_is_fitted__(self):
         return True
@@ -228,7 +231,7 @@ def compare_fairness_layer(
             net = plain_mlp()
             start = time.perf_counter()
             to = ThresholdOptimizer(
-                estimator=_Float64Proba(net),
+                estimator=Float64Proba(net),
                 constraints="demographic_parity",
                 objective="accuracy_score",
                 prefit=True,

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
+from .._compare import Float64Proba
 from .._groups import check_sensitive_features, encode_groups, fit_groups
 from ..metrics import selection_rate_gap
 from ._online import OnlineFairPredictor
@@ -140,33 +140,6 @@ def drifting_order(
     return np.concatenate([rng.permutation(first), rng.permutation(second)])
 
 
-class _Float64Proba(ClassifierMixin, BaseEstimator):
-    """A fitted classifier whose probabilities come back as float64.
-
-    fairlearn's ThresholdOptimizer writes float64 values into a vector of the model's
-    dtype, which pandas 3 refuses for float32 models.
-    """
-
-    def __init__(self, model: Any = None) -> None:
-        self.model = model
-
-    def fit(self, X, y):
-        return self
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return self.model.classes_
-
-    def predict_proba(self, X) -> np.ndarray:
-        return np.asarray(self.model.predict_proba(X), dtype=np.float64)
-
-    def predict(self, X) -> np.ndarray:
-        return self.model.predict(X)
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True
-
-
 def stream_summary(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> dict:
     """Accuracy, pooled selection-rate gap, and the gap over the stream's last half.
 
@@ -251,7 +224,7 @@ def run_online_demo(
     rows = {"unconstrained": (scores >= 0.5).astype(np.int64)}
 
     optimizer = ThresholdOptimizer(
-        estimator=_Float64Proba(model), prefit=True, predict_method="predict_proba", tol=epsilon
+        estimator=Float64Proba(model), prefit=True, predict_method="predict_proba", tol=epsilon
     ).fit(X_train, y_train, sensitive_features=s_train)
     rows[f"ThresholdOptimizer (tol={epsilon})"] = optimizer.predict(
         X_test, sensitive_features=s_test, random_state=random_state

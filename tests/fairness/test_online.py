@@ -16,6 +16,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sklearn_metaedit._compare import Float64Proba
 from sklearn_metaedit.datasets import load_adult, make_biased_classification, make_preprocessor
 from sklearn_metaedit.fairness._online import OnlineFairPredictor
 from sklearn_metaedit.fairness._online_demo import (
@@ -88,7 +89,7 @@ def test_accuracy_matches_threshold_optimizer_with_the_same_tolerance(adult):
     online.fit(X_train, y_train, sensitive_features=s_train)
     ours = (online.predict(X, sensitive_features=sex) == y).mean()
     # fairlearn's predict_proba path needs float64 scores under pandas 3.
-    wrapped = _Float64Proba(model)
+    wrapped = Float64Proba(model)
     optimizer = ThresholdOptimizer(
         estimator=wrapped, prefit=True, predict_method="predict_proba", tol=0.05
     ).fit(X_train, y_train, sensitive_features=s_train)
@@ -99,27 +100,6 @@ def test_accuracy_matches_threshold_optimizer_with_the_same_tolerance(adult):
         ]
     )
     assert ours >= theirs - 0.01
-
-
-class _Float64Proba(ClassifierMixin, BaseEstimator):
-    def __init__(self, model=None):
-        self.model = model
-
-    def fit(self, X, y):
-        return self
-
-    @property
-    def classes_(self):
-        return self.model.classes_
-
-    def predict_proba(self, X):
-        return np.asarray(self.model.predict_proba(X), dtype=np.float64)
-
-    def predict(self, X):
-        return self.model.predict(X)
-
-    def __sklearn_is_fitted__(self):
-        return True
 
 
 @pytest.fixture(scope="module")
