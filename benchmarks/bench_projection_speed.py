@@ -7,8 +7,9 @@ K = 2 groups, epsilon = 0.05, with the largest difference between their solution
 Part 2: 10^6 rows with K = 2 and K = 5: forward and forward + backward time of
 ``project_parity`` against one ``torch.sort`` of 10^6 values.
 
-Everything runs side by side in one process; times are medians over repeats, and ratios
-are taken between timings measured in the same run. Writes
+Everything runs side by side in one process, the compared functions timed in
+alternation so that they share the machine's load; times are medians over repeats, and
+ratios are taken between timings measured in the same run. Writes
 ``benchmarks/results/projection_speed.{json,md}`` (``results/quick/`` with ``--quick``,
 a seconds-long run with fewer repeats and smaller sizes).
 
@@ -44,14 +45,21 @@ def _instance(n: int, n_groups: int, seed: int):
     return scores, groups, weights
 
 
-def _median_seconds(function, repeats: int) -> float:
-    function()  # warm-up: first-call allocations and solver set-up are not the steady state
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _interleaved_medians(functions: dict, repeats: dict) -> dict:
+    """Median seconds of each function, timed in alternation so that they share the
+    machine's load; ``repeats[name]`` calls of each over ``max(repeats)`` rounds."""
+    for function in functions.values():
+        function()  # warm-up: first-call allocations and solver set-up are not steady state
+    rounds = max(repeats.values())
+    times = {name: [] for name in functions}
+    for round_ in range(rounds):
+        for name, function in functions.items():
+            # a function with fewer repeats runs in evenly spread rounds only
+            if (round_ * repeats[name]) // rounds != ((round_ + 1) * repeats[name]) // rounds:
+                start = time.perf_counter()
+                function()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _cvxpy_layer(n: int, n_groups: int):
@@ -96,8 +104,10 @@ def compare_with_cvxpylayers(sizes, repeats: int, layer_repeats: int) -> list[di
 
         z_exact, grad_exact = exact()
         z_layer, grad_layer = reference()
-        exact_s = _median_seconds(exact, repeats)
-        layer_s = _median_seconds(reference, layer_repeats)
+        medians = _interleaved_medians(
+            {"exact": exact, "layer": reference}, {"exact": repeats, "layer": layer_repeats}
+        )
+        exact_s, layer_s = medians["exact"], medians["layer"]
         rows.append(
             {
                 "n": n,
@@ -130,9 +140,11 @@ def compare_with_sort(n: int, group_counts, repeats: int) -> list[dict]:
                 s = scores.clone().requires_grad_(True)
                 (project_parity(s, groups, EPSILON, n_groups=n_groups) * w).sum().backward()
 
-            sort_s = _median_seconds(sort, repeats)
-            forward_s = _median_seconds(forward, repeats)
-            both_s = _median_seconds(forward_backward, repeats)
+            medians = _interleaved_medians(
+                {"sort": sort, "forward": forward, "both": forward_backward},
+                dict.fromkeys(("sort", "forward", "both"), repeats),
+            )
+            sort_s, forward_s, both_s = medians["sort"], medians["forward"], medians["both"]
             rows.append(
                 {
                     "n": n,
@@ -188,7 +200,7 @@ def main(argv=None) -> str:
         layer_rows = compare_with_cvxpylayers([256], repeats=3, layer_repeats=2)
         sort_rows = compare_with_sort(100_000, [2], repeats=3)
     else:
-        layer_rows = compare_with_cvxpylayers([256, 1024, 4096], repeats=15, layer_repeats=5)
+        layer_rows = compare_with_cvxpylayers([256, 1024, 4096], repeats=61, layer_repeats=7)
         sort_rows = compare_with_sort(1_000_000, [2, 5], repeats=7)
     markdown = to_markdown(layer_rows, sort_rows)
     out = HERE / "results" / ("quick" if args.quick else "")

@@ -33,6 +33,9 @@ __all__ = ["parity_decisions", "project_parity"]
 # rounds, 2 for a thousand rows and 4 for a million; more probes a round cost more
 # searchsorted work than the rounds they save.
 _PROBES = 64
+# Up to this many knots per group, one round probes them all: for small problems the
+# ops of a second round cost more than the extra searchsorted work.
+_ONE_ROUND = 1024
 # Candidate bands scored at once by parity_decisions, times batch rows and groups.
 _CANDIDATE_CHUNK = 1 << 21
 
@@ -245,7 +248,7 @@ def _search(a: Tensor, phi: Tensor, counts: Tensor, n_groups: int) -> Tensor:
     batch, n_total, n_knots = a.shape
     device = a.device
     width = n_knots - 1
-    probes_per_group = min(_PROBES, width)
+    probes_per_group = width if width <= _ONE_ROUND else min(_PROBES, width)
     block = torch.arange(n_total, device=device) // n_groups
     nonempty = counts > 0
     lo = torch.zeros(batch, n_total, dtype=torch.long, device=device)

@@ -478,7 +478,12 @@ def test_projection_does_not_depend_on_the_number_of_search_rounds(monkeypatch):
     scores, groups = _spread_instance(30, 3000, 3)
     wide = _project(scores, groups, 0.01)
     monkeypatch.setattr(projection, "_PROBES", 2)  # 9 rounds instead of 3
+    monkeypatch.setattr(projection, "_ONE_ROUND", 0)
     np.testing.assert_array_equal(_project(scores, groups, 0.01), wide)
+    small_scores, small_groups = _spread_instance(32, 200, 3)
+    several_rounds = _project(small_scores, small_groups, 0.01)
+    monkeypatch.setattr(projection, "_ONE_ROUND", 1024)  # one round over all knots
+    np.testing.assert_array_equal(_project(small_scores, small_groups, 0.01), several_rounds)
 
 
 def test_decisions_do_not_depend_on_candidate_chunking(monkeypatch):
