@@ -65,6 +65,39 @@ def run_editor_demo(
         that network: training the population's share for the original, one pruning
         pass, one editor forward pass; the editor's own training time is printed).
     """
+    # the demo's tensors are small: one thread avoids the synchronisation that made it
+    # several times slower on a shared two-core machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(
+            X_train,
+            y_train,
+            X_test,
+            y_test,
+            target,
+            n_networks,
+            max_rows,
+            max_steps,
+            random_state,
+            verbose,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    target,
+    n_networks,
+    max_rows,
+    max_steps,
+    random_state,
+    verbose,
+) -> pd.DataFrame:
     from skorch import NeuralNetClassifier
 
     X_train = np.asarray(X_train, dtype=np.float32)
