@@ -131,7 +131,7 @@ class GraphMetanetwork(nn.Module):
     >>> graph = weights_to_graph(extract_weights(MLP(3, hidden_sizes=(4,))))
     >>> metanet = GraphMetanetwork(n_features=3, n_classes=2)
     >>> out = metanet(graph, target=torch.tensor([0.5]))
-    >>> out["weight_residual"].shape, float(out["weight_residual"].abs().max())
+    >>> out["weight_residual"].shape, float(out["weight_residual"].detach().abs().max())
     (torch.Size([20]), 0.0)
     """
 
