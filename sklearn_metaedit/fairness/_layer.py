@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import inspect
-import numbers
+from collections.abc import Hashable
+from numbers import Real
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 from pandas.api.types import is_numeric_dtype
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
@@ -220,6 +224,20 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     True
     """
 
+    # sensitive features are requested by default under metadata routing
+    __metadata_request__fit: ClassVar[dict] = {"sensitive_features": True}
+    __metadata_request__predict: ClassVar[dict] = {"sensitive_features": True}
+    __metadata_request__predict_proba: ClassVar[dict] = {"sensitive_features": True}
+    __metadata_request__score: ClassVar[dict] = {"sensitive_features": True}
+
+    _parameter_constraints: ClassVar[dict] = {
+        "estimator": [HasMethods(["fit", "predict_proba"])],
+        "constraint": [StrOptions(set(CONSTRAINTS))],
+        "epsilon": [Interval(Real, 0, 1, closed="left")],
+        "sensitive_feature": [Hashable, list, None],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
         estimator,
@@ -243,19 +261,7 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
 
     # ------------------------------------------------------------------ validation
 
-    def _validate_params(self):
-        if self.constraint not in CONSTRAINTS:
-            raise ValueError(
-                f"constraint must be one of {list(CONSTRAINTS)}, got {self.constraint!r}."
-            )
-        eps = self.epsilon
-        if (
-            not isinstance(eps, numbers.Real)
-            or isinstance(eps, bool)
-            or not np.isfinite(eps)
-            or not 0 <= eps < 1
-        ):
-            raise ValueError(f"epsilon must be a number in [0, 1), got {eps!r}.")
+    def _check_estimator(self):
         from skorch import NeuralNetClassifier
 
         if not isinstance(self.estimator, NeuralNetClassifier):
@@ -319,11 +325,12 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
             criterion=nn.NLLLoss,
             predict_nonlinearity=None,
             iterator_train=StratifiedGroupLoader,
-            iterator_train__seed=self.random_state,
+            iterator_train__seed=int(torch.randint(2**31, ()).item()),
         )
         batch_size = params.get("iterator_train__batch_size", params["batch_size"])
         return type(base_net)(**kept), batch_size
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, *, sensitive_features=None):
         """Train the network with the projection layer on its output.
 
@@ -341,7 +348,7 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         -------
         self : FairnessLayerClassifier
         """
-        self._validate_params()
+        self._check_estimator()
         X_original = X
         X, y = validate_data(self, self._network_input(X), y, dtype=np.float32, reset=True)
         target_type = type_of_target(y, input_name="y", raise_unknown=True)
@@ -373,7 +380,7 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
             inputs["labels"] = y_codes
         with torch.random.fork_rng(devices=[]):
             if self.random_state is not None:
-                torch.manual_seed(int(self.random_state))
+                torch.manual_seed(int(check_random_state(self.random_state).randint(2**31)))
             net, batch_size = self._make_net(X.shape[1])
             self._check_strata(strata, group_codes, y_codes, len(X), batch_size)
             net.fit(inputs, y_codes)

@@ -236,10 +236,10 @@ def test_string_class_labels_come_back(biased):
         ({"sensitive_features": "one group"}, "single group"),
         ({"sensitive_features": "tiny group"}, "too few to appear in every one"),
         ({"y": "multiclass"}, "binary target with two classes"),
-        ({"epsilon": -0.1}, "epsilon must be"),
-        ({"epsilon": 1.0}, "epsilon must be"),
-        ({"constraint": "parity"}, "constraint must be one of"),
-        ({"estimator": "not a net"}, "skorch NeuralNetClassifier"),
+        ({"epsilon": -0.1}, "'epsilon' parameter"),
+        ({"epsilon": 1.0}, "'epsilon' parameter"),
+        ({"constraint": "parity"}, "'constraint' parameter"),
+        ({"estimator": "not a net"}, "'estimator' parameter"),
     ],
 )
 def test_bad_input_at_fit_is_a_clear_error(biased, change, match):
