@@ -1,8 +1,8 @@
 """
-=====================================================
 ========================================
-=====================================================
+Tuning a fair Pipeline with GridSearchCV
 ========================================
+
 scikit-learn's scorers call ``predict(X)`` without metadata, so an estimator that needs
 each row's group at prediction time scores NaN inside ``GridSearchCV``. The scorers of
 :mod:`sklearn_metaedit.metrics` pass ``sensitive_features`` to ``predict`` and to the
