@@ -66,7 +66,7 @@ def run_editor_demo(
         pass, one editor forward pass; the editor's own training time is printed).
     """
     # the demo's tensors are small: one thread avoids the synchronisation that made it
-    # several times slower on a shared two-core machine
+    # several times slower when other processes keep the cores busy
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
