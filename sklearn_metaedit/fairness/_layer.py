@@ -449,13 +449,17 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
             module.train(was_training)
         return torch.cat(chunks) if chunks else torch.empty(0, device=device)
 
-    def _prepare(self, X, sensitive_features):
+    def _scores(self, X, sensitive_features):
+        """Group codes and (for demographic parity, projected) positive-class scores of X."""
         check_is_fitted(self)
         X_original = X
         X = _writable(validate_data(self, self._network_input(X), dtype=np.float32, reset=False))
         labels = self._groups_of(X_original, sensitive_features, len(X))
-        codes = encode_groups(labels, self.groups_)
-        return X, torch.as_tensor(codes, device=self.estimator_.device)
+        codes = torch.as_tensor(encode_groups(labels, self.groups_), device=self.estimator_.device)
+        scores = self._base_scores(X)
+        if self.constraint == "demographic_parity":
+            scores = project_parity(scores, codes, float(self.epsilon), n_groups=len(self.groups_))
+        return scores, codes
 
     def predict_proba(self, X, *, sensitive_features=None):
         """Class probabilities of the batch ``X``, projected so its group means meet the bound.
@@ -472,10 +476,7 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
             For demographic parity, the positive-class column's group means differ by at
             most ``epsilon`` (exactly, to floating point).
         """
-        X, codes = self._prepare(X, sensitive_features)
-        scores = self._base_scores(X)
-        if self.constraint == "demographic_parity":
-            scores = project_parity(scores, codes, float(self.epsilon), n_groups=len(self.groups_))
+        scores, _ = self._scores(X, sensitive_features)
         z = scores.detach().cpu().double().numpy()
         return np.column_stack([1.0 - z, z])
 
@@ -494,21 +495,17 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
             Labels from ``classes_``. For demographic parity, the selection rates of the
             groups present differ by at most ``epsilon`` (exactly).
         """
-        X, codes = self._prepare(X, sensitive_features)
-        scores = self._base_scores(X)
+        scores, codes = self._scores(X, sensitive_features)
         if self.constraint == "demographic_parity":
-            projected = project_parity(
+            decisions = parity_decisions(
                 scores, codes, float(self.epsilon), n_groups=len(self.groups_)
             )
-            decisions = parity_decisions(
-                projected, codes, float(self.epsilon), n_groups=len(self.groups_)
-            )
-            decisions = decisions.cpu().numpy().astype(np.int64)
         else:
             thresholds = torch.as_tensor(
                 self.thresholds_, dtype=scores.dtype, device=scores.device
             )
-            decisions = (scores >= thresholds[codes]).cpu().numpy().astype(np.int64)
+            decisions = (scores >= thresholds[codes]).long()
+        decisions = decisions.cpu().numpy().astype(np.int64)
         return self.classes_[decisions]
 
     def score(self, X, y, *, sensitive_features=None):
