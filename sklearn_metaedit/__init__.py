@@ -14,6 +14,7 @@ _PUBLIC = {
     "OnlineFairPredictor": "sklearn_metaedit.fairness",
     "MetanetEditor": "sklearn_metaedit.editing",
     "make_population": "sklearn_metaedit.editing",
+    "TaskData": "sklearn_metaedit.editing",
 }
 
 __all__ = sorted(_PUBLIC)

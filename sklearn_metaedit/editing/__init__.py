@@ -2,5 +2,6 @@
 
 from ._editor import MetanetEditor
 from ._population import make_population
+from ._task_data import TaskData
 
-__all__ = ["MetanetEditor", "make_population"]
+__all__ = ["MetanetEditor", "TaskData", "make_population"]
