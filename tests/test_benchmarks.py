@@ -1,0 +1,57 @@
+"""Every benchmark runs in its quick mode, so that none of them rots.
+
+Each script in ``benchmarks/`` must accept ``--quick`` and write a JSON and a markdown
+table to ``benchmarks/results/quick/``; where a benchmark measures a guarantee, its
+quick run must show the guarantee holding.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+SCRIPTS = sorted(BENCHMARKS.glob("bench_*.py"))
+
+
+def _guarantees(name, payload):
+    """The properties a benchmark's quick run must show."""
+    if name == "fairness_layer":
+        rows = [r for r in payload["summary"] if r["method"] == "FairnessLayerClassifier"]
+        assert rows and all(r["within_epsilon_every_seed"] for r in rows)
+    if name == "online":
+        rows = [r for r in payload["rows"] if r["method"] == "OnlineFairPredictor"]
+        assert rows and all(r["pooled_gap"] <= r["epsilon"] for r in rows)
+        assert all(r["pooled_gap"] <= r["guaranteed_gap"] + 1e-12 for r in rows)
+
+
+def test_there_are_benchmarks():
+    assert len(SCRIPTS) >= 3
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_benchmark_quick_mode_writes_its_tables(script):
+    start = time.time()
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = [
+        p
+        for p in (BENCHMARKS / "results" / "quick").glob("*.json")
+        if p.stat().st_mtime >= start - 1
+    ]
+    assert written, f"{script.name} --quick wrote no JSON to benchmarks/results/quick/"
+    for path in written:
+        payload = json.loads(path.read_text())
+        markdown = path.with_suffix(".md").read_text()
+        assert "|---" in markdown
+        _guarantees(path.stem, payload)
