@@ -417,7 +417,8 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     def _fit_thresholds(self, X, y_codes, group_codes):
         if self.constraint == "demographic_parity":
             return None
-        scores = self._base_scores(X)
+        # float64, so that the bound holds to float64 rounding rather than float32
+        scores = self._base_scores(X).double()
         codes = torch.as_tensor(np.where(y_codes == 1, group_codes, -1))
         decisions = parity_decisions(
             scores, codes, float(self.epsilon), n_groups=len(self.groups_)
@@ -456,7 +457,8 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         X = _writable(validate_data(self, self._network_input(X), dtype=np.float32, reset=False))
         labels = self._groups_of(X_original, sensitive_features, len(X))
         codes = torch.as_tensor(encode_groups(labels, self.groups_), device=self.estimator_.device)
-        scores = self._base_scores(X)
+        # float64, so that the bound holds to float64 rounding rather than float32
+        scores = self._base_scores(X).double()
         if self.constraint == "demographic_parity":
             scores = project_parity(scores, codes, float(self.epsilon), n_groups=len(self.groups_))
         return scores, codes
