@@ -39,11 +39,11 @@ def run(quick: bool, seeds: list[int]) -> pd.DataFrame:
     settings = (
         [("sex", 0.05)] if quick else [(s, e) for s in ("sex", "race") for e in (0.02, 0.05)]
     )
-    epochs = 3 if quick else 10
+    steps = 100 if quick else 1200
     for sensitive, epsilon in settings:
         task = load_task("adult", sensitive)
         if quick:
-            # a CI-sized run: a slice of the training rows, three epochs
+            # a CI-sized run: a slice of the training rows, a hundred steps
             task.X_train, task.y_train, task.s_train = (
                 task.X_train[:8000],
                 task.y_train[:8000],
@@ -55,9 +55,7 @@ def run(quick: bool, seeds: list[int]) -> pd.DataFrame:
                 file=sys.stderr,
                 flush=True,
             )
-            table = compare_fairness_layer(
-                task, epsilon=epsilon, max_epochs=epochs, random_state=seed
-            )
+            table = compare_fairness_layer(task, epsilon=epsilon, steps=steps, random_state=seed)
             tables.append(table.assign(seed=seed))
     return pd.concat(tables, ignore_index=True)
 

@@ -32,12 +32,12 @@ def demo(args: argparse.Namespace) -> int:
         f"  {len(task.X_train)} training rows, {len(task.X_test)} test rows, "
         f"{task.n_features} features after one-hot encoding"
     )
-    epochs = 4 if args.quick else 10
+    steps = 500 if args.quick else 1200
     print(f"\n== Fairness layer vs peers: {task.name}, epsilon={args.epsilon} ==")
     table = compare_fairness_layer(
         task,
         epsilon=args.epsilon,
-        max_epochs=epochs,
+        steps=steps,
         random_state=args.seed,
         progress=lambda m: _say(f"  fitting {m} ..."),
     )
@@ -118,7 +118,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="compare the estimators with their peers on bundled data")
     d.add_argument("--dataset", choices=["adult", "german"], default="adult")
-    d.add_argument("--sensitive", default=None, help="sex (default), race (adult), age_group (german)")
+    d.add_argument(
+        "--sensitive", default=None, help="sex (default), race (adult), age_group (german)"
+    )
     d.add_argument("--epsilon", type=float, default=0.05)
     d.add_argument("--quick", action="store_true", help="fewer epochs")
     d.add_argument("--seed", type=int, default=0)

@@ -89,7 +89,19 @@ def load_task(
     )
 
 
-def mlp_classifier(n_features: int, *, max_epochs: int = 10, random_state: int = 0, **kwargs):
+def training_schedule(n_rows: int, *, steps: int = 1200) -> dict:
+    """Batch size and epochs that give about ``steps`` optimiser steps on ``n_rows`` rows.
+
+    Large tables (Adult) get batches of 256 and ~10 epochs; small ones (German credit)
+    smaller batches and more epochs, so that the network trains as much either way.
+    """
+    batch_size = int(min(256, max(32, n_rows // 20)))
+    batches_per_epoch = max(1, int(np.ceil(n_rows / batch_size)))
+    max_epochs = int(np.clip(np.ceil(steps / batches_per_epoch), 1, 300))
+    return {"batch_size": batch_size, "max_epochs": max_epochs}
+
+
+def mlp_classifier(n_features: int, *, max_epochs: int = 10, batch_size: int = 256, **kwargs):
     """The skorch MLP every comparison starts from (two hidden layers of 64)."""
     from skorch import NeuralNetClassifier
 
@@ -102,7 +114,7 @@ def mlp_classifier(n_features: int, *, max_epochs: int = 10, random_state: int =
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.Adam,
         lr=1e-3,
-        batch_size=256,
+        batch_size=batch_size,
         max_epochs=max_epochs,
         train_split=None,
         verbose=0,
@@ -159,7 +171,7 @@ def compare_fairness_layer(
     task: TabularTask,
     *,
     epsilon: float = 0.05,
-    max_epochs: int = 10,
+    steps: int = 1200,
     random_state: int = 0,
     methods: tuple[str, ...] = (
         "unconstrained MLP",
@@ -184,6 +196,7 @@ def compare_fairness_layer(
     from .fairness._projection import parity_decisions, project_parity
 
     rows = []
+    schedule = training_schedule(len(task.X_train), steps=steps)
     Xtr, ytr, str_, Xte, yte, ste = (
         task.X_train,
         task.y_train,
@@ -199,7 +212,7 @@ def compare_fairness_layer(
         if plain is None:
             start = time.perf_counter()
             plain = _fit_seeded(
-                mlp_classifier(task.n_features, max_epochs=max_epochs), Xtr, ytr, random_state
+                mlp_classifier(task.n_features, **schedule), Xtr, ytr, random_state
             )
             plain.fit_seconds_ = time.perf_counter() - start
         return plain
@@ -213,7 +226,7 @@ def compare_fairness_layer(
         elif method == "FairnessLayerClassifier":
             start = time.perf_counter()
             clf = FairnessLayerClassifier(
-                mlp_classifier(task.n_features, max_epochs=max_epochs),
+                mlp_classifier(task.n_features, **schedule),
                 epsilon=epsilon,
                 random_state=random_state,
             ).fit(Xtr, ytr, sensitive_features=str_)
