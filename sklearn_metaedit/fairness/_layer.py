@@ -79,6 +79,27 @@ class ParityProjectionModule(nn.Module):
         return torch.stack([1.0 - z, z], dim=1)
 
 
+class ProjectedNLLLoss(nn.Module):
+    """Negative log-likelihood of projected probabilities, floored at ``min_proba``.
+
+    The projection can move a row's probability close to 0 for its true class; the
+    plain ``-log z`` then has a gradient of ``1 / z``, large enough to throw training off
+    (seen on Adult with five groups). Below the floor the row adds a constant loss.
+
+    Parameters
+    ----------
+    min_proba : float, default=1e-3
+    """
+
+    def __init__(self, min_proba: float = 1e-3):
+        super().__init__()
+        self.min_proba = min_proba
+
+    def forward(self, proba: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean loss of ``(n_samples, 2)`` probabilities against ``(n_samples,)`` labels."""
+        return nn.functional.nll_loss(torch.log(proba.clamp_min(self.min_proba)), target)
+
+
 def _writable(X):
     """pandas hands out read-only arrays, which torch refuses to wrap without a warning."""
     return X if X.flags.writeable else X.copy()
@@ -322,7 +343,7 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         kept = {k: v for k, v in params.items() if not k.startswith(("module__", "criterion__"))}
         kept.update(
             module=layer,
-            criterion=nn.NLLLoss,
+            criterion=ProjectedNLLLoss,
             predict_nonlinearity=None,
             iterator_train=StratifiedGroupLoader,
             iterator_train__seed=int(torch.randint(2**31, ()).item()),

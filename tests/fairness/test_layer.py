@@ -17,6 +17,7 @@ from sklearn_metaedit.datasets import make_biased_classification
 from sklearn_metaedit.fairness._layer import (
     FairnessLayerClassifier,
     ParityProjectionModule,
+    ProjectedNLLLoss,
     StratifiedBatchSampler,
 )
 from sklearn_metaedit.metrics import fair_accuracy_scorer, make_fair_scorer, true_positive_rate_gap
@@ -281,3 +282,16 @@ def test_clone_keeps_parameters():
     clf = FairnessLayerClassifier(_net(), epsilon=0.07, constraint="equalized_odds")
     cloned = clone(clf)
     assert cloned.epsilon == 0.07 and cloned.constraint == "equalized_odds"
+
+
+def test_training_loss_is_the_nll_of_projected_probabilities_with_a_floor():
+    proba = torch.tensor([[0.2, 0.8], [0.9995, 0.0005], [0.6, 0.4]], requires_grad=True)
+    target = torch.tensor([1, 1, 0])
+    loss = ProjectedNLLLoss(min_proba=1e-3)(proba, target)
+    # above the floor it is the plain NLL; the second row sits below it and adds -log(1e-3)
+    expected = -(np.log(0.8) + np.log(1e-3) + np.log(0.6)) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    # no gradient through the floored row, so a probability near 0 cannot blow up training
+    assert proba.grad[1].abs().max() == 0
+    assert proba.grad.abs().max() <= 1 / (3 * 1e-3)
