@@ -4,16 +4,24 @@ Networks of one architecture (module, epochs, batch size, optimizer) train as on
 vectorised model: their parameters are stacked (``torch.func.stack_module_state``) and
 one ``torch.vmap`` of ``torch.func.functional_call`` runs all of them on their own
 mini-batches at once; the optimizer update is written over the stacked tensors, with a
-learning rate per network. Groups of different architectures are spread over joblib
-workers. Each trained network comes back as a fitted skorch ``NeuralNetClassifier``.
+learning rate per network. The groups, cut into tasks of a bounded number of networks,
+are spread over joblib workers (any backend: loky, threads, ``dask.distributed``). Each
+network's result depends only on its own seed, learning rate and the data, never on which
+task or worker trained it, so a task lost with its worker is simply run again, and a
+network written to a checkpoint directory is never trained twice. Each trained network
+comes back as a fitted skorch ``NeuralNetClassifier``.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
+import os
 import time
 import warnings
+from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -238,6 +246,83 @@ def _group_key(module_cls, kwargs, max_epochs, batch_size, optimizer) -> str:
     )
 
 
+def _data_digest(X: np.ndarray, y: np.ndarray) -> str:
+    """A fingerprint of the training data, so that a checkpoint never resumes other data."""
+    digest = hashlib.sha256()
+    for array in (X, y):
+        array = np.ascontiguousarray(array)
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _network_key(spec: dict, seed: int, lr: float, data_digest: str, classes) -> str:
+    """What determines one trained network: architecture, training, seed, rate and data."""
+    module_cls = spec["module_cls"]
+    text = repr(
+        (
+            f"{module_cls.__module__}.{module_cls.__qualname__}",
+            sorted((k, repr(v)) for k, v in spec["module_kwargs"].items()),
+            spec["max_epochs"],
+            spec["batch_size"],
+            spec["optimizer"][0],
+            sorted((k, repr(v)) for k, v in spec["optimizer"][1].items()),
+            int(seed),
+            repr(float(lr)),
+            data_digest,
+            [repr(c) for c in np.asarray(classes).tolist()],
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _checkpoint_path(directory: Path, index: int) -> Path:
+    return directory / f"network-{index:06d}.pt"
+
+
+def _read_checkpoint(path: Path, key: str, index: int) -> tuple[dict, np.ndarray] | None:
+    """The saved state and losses of network ``index``, or None when it is not saved yet."""
+    if not path.exists():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("key") != key:
+        raise ValueError(
+            f"checkpoint_dir holds {path.name}, a network {index} of another population (a "
+            "different estimator, param_distributions, random_state or training data); pass "
+            "an empty directory, or the directory of this very run to resume it."
+        )
+    return saved["state_dict"], saved["train_loss"].numpy()
+
+
+def _write_checkpoint(path: Path, key: str, state: dict, losses: np.ndarray) -> None:
+    """Write one network, all or nothing: a partial file never passes for a finished one."""
+    if path.exists():
+        # every network is written once; a second write would mean it was trained twice
+        raise RuntimeError(f"{path.name} is already written; a network was trained twice.")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    torch.save({"key": key, "state_dict": state, "train_loss": torch.as_tensor(losses)}, partial)
+    os.replace(partial, path)
+
+
+def _train_task(
+    task: dict, X: np.ndarray, y: np.ndarray
+) -> tuple[list[int], list[dict], np.ndarray, float]:
+    """One unit of parallel work: some networks of one architecture, trained together."""
+    started = time.perf_counter()
+    states, losses = train_group(
+        task["module_cls"],
+        task["module_kwargs"],
+        task["seeds"],
+        task["lrs"],
+        X,
+        y,
+        max_epochs=task["max_epochs"],
+        batch_size=task["batch_size"],
+        optimizer=task["optimizer"],
+    )
+    return task["members"], states, losses, time.perf_counter() - started
+
+
 def make_population(
     estimator: Any,
     X: Any,
@@ -247,9 +332,18 @@ def make_population(
     param_distributions: dict | list[dict] | None = None,
     random_state: Any = None,
     n_jobs: int | None = None,
+    networks_per_task: int | None = 32,
+    checkpoint_dir: str | os.PathLike | None = None,
     verbose: int = 0,
 ) -> list:
     """Train a population of networks, varied in seed, width, depth and hyper-parameters.
+
+    Networks that share an architecture and training settings train together, vectorised,
+    in tasks of at most ``networks_per_task`` networks; joblib spreads the tasks over its
+    workers, so any joblib backend scales it out (``joblib.parallel_config(backend=
+    "dask")`` spreads it over a ``dask.distributed`` cluster). A network's weights depend
+    only on its draw, its seed and the data: the same ``random_state`` gives the same
+    population for every ``n_jobs``, backend and ``networks_per_task``.
 
     Parameters
     ----------
@@ -272,9 +366,20 @@ def make_population(
     random_state : int, RandomState or None, default=None
         Seeds the draws and each network's initialisation and batch order.
     n_jobs : int, default=None
-        joblib workers over the groups of networks that share an architecture.
+        joblib workers over the tasks (``-1``: all workers of the active backend, e.g.
+        every thread of a dask cluster).
+    networks_per_task : int or None, default=32
+        The most networks one task trains together. Smaller tasks spread better over
+        many workers, and a lost worker costs less; larger ones vectorise more. None:
+        one task per architecture group.
+    checkpoint_dir : str or path-like, default=None
+        A directory to write each network to as soon as its task finishes (one file per
+        network, ``network-000000.pt``, loadable with ``torch.load(weights_only=True)``).
+        Run again with the same arguments and directory to resume an interrupted run:
+        networks already written are loaded, not retrained. A file of another run
+        (other estimator, draws, seed or data) is an error.
     verbose : int, default=0
-        Print progress per group when > 0.
+        Print progress per task when > 0.
 
     Returns
     -------
@@ -301,15 +406,41 @@ def make_population(
             "estimator must be a skorch NeuralNetClassifier (e.g. NeuralNetClassifier(MLP, "
             f"criterion=torch.nn.CrossEntropyLoss)), got {type(estimator).__name__}."
         )
-    if int(n_networks) < 1:
+    if isinstance(n_networks, bool) or not isinstance(n_networks, Integral) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}.")
-    X_np = np.asarray(X, dtype=np.float32)
-    if X_np.ndim != 2 or not np.isfinite(X_np).all():
-        raise ValueError("X must be a 2-D array of finite numbers.")
+    if networks_per_task is not None and (
+        isinstance(networks_per_task, bool)
+        or not isinstance(networks_per_task, Integral)
+        or networks_per_task < 1
+    ):
+        raise ValueError(
+            f"networks_per_task must be a positive integer or None, got {networks_per_task!r}."
+        )
+    try:
+        X_np = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"X must be numeric (the networks' inputs); preprocess it first ({exc})."
+        ) from exc
+    if X_np.ndim != 2 or 0 in X_np.shape:
+        raise ValueError(f"X must be a non-empty 2-D array, got shape {X_np.shape}.")
+    if not np.isfinite(X_np).all():
+        raise ValueError("X holds NaN or infinite values; the networks need finite inputs.")
     y_np = np.asarray(y)
-    if len(y_np) != len(X_np):
-        raise ValueError(f"y has {len(y_np)} labels but X has {len(X_np)} rows.")
+    if y_np.ndim != 1 or len(y_np) != len(X_np):
+        raise ValueError(
+            f"y must be 1-D with one label per row of X ({len(X_np)} rows), got shape "
+            f"{y_np.shape}."
+        )
     classes, codes = np.unique(y_np, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"y holds a single class {classes.tolist()}; the networks need at least two."
+        )
+    directory = None
+    if checkpoint_dir is not None:
+        directory = Path(checkpoint_dir)
+        directory.mkdir(parents=True, exist_ok=True)
     rng = check_random_state(random_state)
     if param_distributions is None:
         draws = [{} for _ in range(int(n_networks))]
@@ -355,46 +486,67 @@ def make_population(
         spec["members"].append(index)
         nets.append(net)
     specs = list(groups.values())
+    spec_of = {member: spec for spec in specs for member in spec["members"]}
+    lrs = [float(net.get_params()["lr"]) for net in nets]
+
+    trained: dict[int, tuple[dict, np.ndarray]] = {}
+    keys: dict[int, str] = {}
+    if directory is not None:
+        digest = _data_digest(X_np, codes)
+        for index in range(len(nets)):
+            keys[index] = _network_key(spec_of[index], seeds[index], lrs[index], digest, classes)
+            saved = _read_checkpoint(_checkpoint_path(directory, index), keys[index], index)
+            if saved is not None:
+                trained[index] = saved
+
+    tasks = []
+    for spec in specs:
+        todo = [i for i in spec["members"] if i not in trained]
+        size = len(todo) if networks_per_task is None else int(networks_per_task)
+        for start in range(0, len(todo), max(size, 1)):
+            members = todo[start : start + size]
+            tasks.append(
+                {
+                    **{k: v for k, v in spec.items() if k != "members"},
+                    "members": members,
+                    "seeds": [seeds[i] for i in members],
+                    "lrs": [lrs[i] for i in members],
+                }
+            )
     if verbose:
+        resumed = f", {len(trained)} loaded from {directory}" if trained else ""
         print(
-            f"[make_population] {len(draws)} networks in {len(specs)} architecture group(s)",
+            f"[make_population] {len(draws)} networks in {len(specs)} architecture group(s): "
+            f"{len(tasks)} task(s) to train{resumed}",
             flush=True,
         )
 
-    def run(number: int, spec: dict):
-        started = time.perf_counter()
-        result = train_group(
-            spec["module_cls"],
-            spec["module_kwargs"],
-            [seeds[i] for i in spec["members"]],
-            [float(nets[i].get_params()["lr"]) for i in spec["members"]],
-            X_np,
-            codes,
-            max_epochs=spec["max_epochs"],
-            batch_size=spec["batch_size"],
-            optimizer=spec["optimizer"],
-        )
+    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(_train_task)(task, X_np, codes) for task in tasks
+    )
+    for members, states, losses, seconds in results:
+        for member, state, loss in zip(members, states, losses, strict=True):
+            if member in trained:
+                raise RuntimeError(f"network {member} came back twice from the workers.")
+            trained[member] = (state, loss)
+            if directory is not None:
+                _write_checkpoint(_checkpoint_path(directory, member), keys[member], state, loss)
         if verbose:
             print(
-                f"[make_population] group {number + 1}/{len(specs)}: "
-                f"{len(spec['members'])} network(s) {spec['module_kwargs']} trained in "
-                f"{time.perf_counter() - started:.1f}s",
+                f"[make_population] {len(trained)}/{len(nets)} networks: "
+                f"{len(members)} {spec_of[members[0]]['module_kwargs']} trained in "
+                f"{seconds:.1f}s",
                 flush=True,
             )
-        return result
-
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(run)(number, spec) for number, spec in enumerate(specs)
-    )
-    for spec, (states, losses) in zip(specs, results, strict=True):
-        for member, state, loss in zip(spec["members"], states, losses, strict=True):
-            net = nets[member]
-            net.set_params(**{f"module__{k}": v for k, v in spec["module_kwargs"].items()})
-            net.initialize()
-            net.module_.load_state_dict(state)
-            net.classes_inferred_ = classes
-            for epoch, value in enumerate(loss, start=1):
-                net.history.new_epoch()
-                net.history.record("epoch", epoch)
-                net.history.record("train_loss", float(value))
+    for index, net in enumerate(nets):
+        state, loss = trained[index]
+        spec = spec_of[index]
+        net.set_params(**{f"module__{k}": v for k, v in spec["module_kwargs"].items()})
+        net.initialize()
+        net.module_.load_state_dict(state)
+        net.classes_inferred_ = classes
+        for epoch, value in enumerate(loss, start=1):
+            net.history.new_epoch()
+            net.history.record("epoch", epoch)
+            net.history.record("train_loss", float(value))
     return nets
