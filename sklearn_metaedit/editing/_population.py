@@ -18,6 +18,7 @@ import copy
 import hashlib
 import inspect
 import os
+import threading
 import time
 import warnings
 from numbers import Integral
@@ -124,10 +125,19 @@ def _batch_order(n_rows: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n_rows, generator=generator)
 
 
+# torch's default generator is one per process: threads that seed it and draw from it
+# at once (joblib's threading backend) would interleave their draws.
+_GLOBAL_RNG = threading.RLock()
+
+
 def _build_module(module_cls, module_kwargs: dict, seed: int) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         return module_cls(**module_kwargs)
+
+
+def _dropout_seed(seeds: list[int]) -> int:
+    return int.from_bytes(hashlib.sha256(repr(list(map(int, seeds))).encode()).digest()[:7], "big")
 
 
 def train_group(
@@ -165,8 +175,26 @@ def train_group(
         One ``state_dict`` per network (CPU tensors).
     losses : ndarray of shape (n_networks, max_epochs)
         Mean training loss of each epoch.
+
+    Notes
+    -----
+    Without dropout, a network's result depends only on its own seed and learning rate,
+    not on the other networks trained beside it. Dropout masks are drawn for the whole
+    stack from a generator seeded by all of ``seeds``, so with dropout the result also
+    depends on which networks train together.
     """
     modules = [_build_module(module_cls, module_kwargs, seed) for seed in seeds]
+    random = any(isinstance(m, nn.Dropout) and m.p > 0 for m in modules[0].modules())
+    if not random:
+        return _train_stacked(modules, seeds, lrs, X, y, max_epochs, batch_size, optimizer)
+    # dropout draws its masks from torch's default generator: seed it from the task's
+    # networks, and hold it for the whole task so that no other thread draws meanwhile
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_dropout_seed(seeds))
+        return _train_stacked(modules, seeds, lrs, X, y, max_epochs, batch_size, optimizer)
+
+
+def _train_stacked(modules, seeds, lrs, X, y, max_epochs, batch_size, optimizer):
     for module in modules:
         module.train()
     params, buffers = stack_module_state(modules)

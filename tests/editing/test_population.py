@@ -103,3 +103,134 @@ def test_population_needs_logits_and_a_supported_optimizer(task):
         make_population(make_net(X.shape[1], criterion=nn.NLLLoss), X, y, n_networks=2)
     with pytest.raises(ValueError, match="SGD, Adam or AdamW"):
         make_population(make_net(X.shape[1], optimizer=torch.optim.RMSprop), X, y, n_networks=2)
+
+
+DISTRIBUTIONS = {"module__hidden_sizes": [(8,), (6, 6)], "lr": [0.01, 0.02]}
+
+
+def _same_weights(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=True):
+        state_a, state_b = a.module_.state_dict(), b.module_.state_dict()
+        assert state_a.keys() == state_b.keys()
+        assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+        assert a.history[:, "train_loss"] == b.history[:, "train_loss"]
+
+
+@pytest.fixture(scope="module")
+def small(task):
+    X, y = task
+    X, y = X[:300], y[:300]
+    net = make_net(X.shape[1], max_epochs=3)
+    kwargs = dict(n_networks=6, param_distributions=DISTRIBUTIONS, random_state=3)
+    reference = make_population(net, X, y, networks_per_task=None, **kwargs)
+    return X, y, net, kwargs, reference
+
+
+@pytest.mark.parametrize("networks_per_task", [1, 2, 5])
+def test_population_does_not_depend_on_how_networks_are_cut_into_tasks(small, networks_per_task):
+    X, y, net, kwargs, reference = small
+    _same_weights(
+        make_population(net, X, y, networks_per_task=networks_per_task, **kwargs), reference
+    )
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_population_is_the_same_on_every_joblib_backend(small, backend):
+    from joblib import parallel_config
+
+    X, y, net, kwargs, reference = small
+    with parallel_config(backend=backend):
+        population = make_population(net, X, y, n_jobs=2, networks_per_task=1, **kwargs)
+    _same_weights(population, reference)
+
+
+def test_checkpoint_dir_holds_one_weights_only_file_per_network(small, tmp_path):
+    X, y, net, kwargs, reference = small
+    population = make_population(net, X, y, checkpoint_dir=tmp_path, networks_per_task=2, **kwargs)
+    _same_weights(population, reference)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"network-{i:06d}.pt" for i in range(6)]
+    for i, ref in enumerate(reference):
+        saved = torch.load(tmp_path / files[i], weights_only=True)
+        for key, value in ref.module_.state_dict().items():
+            assert torch.equal(saved["state_dict"][key], value)
+        np.testing.assert_allclose(saved["train_loss"].numpy(), ref.history[:, "train_loss"])
+
+
+def test_interrupted_run_resumes_without_retraining_finished_networks(
+    small, tmp_path, monkeypatch
+):
+    from sklearn_metaedit.editing import _population
+
+    X, y, net, kwargs, reference = small
+    real_train_group = _population.train_group
+    trained_seeds = []
+
+    def interrupted_after_two_tasks(*args, **kw):
+        if len(trained_seeds) == 2:
+            raise KeyboardInterrupt
+        trained_seeds.append(list(args[2]))
+        return real_train_group(*args, **kw)
+
+    monkeypatch.setattr(_population, "train_group", interrupted_after_two_tasks)
+    with pytest.raises(KeyboardInterrupt):
+        make_population(net, X, y, checkpoint_dir=tmp_path, networks_per_task=2, **kwargs)
+    written = sorted(p.name for p in tmp_path.glob("network-*.pt"))
+    assert len(written) == 4  # two tasks of two networks finished before the interruption
+    before = {name: (tmp_path / name).read_bytes() for name in written}
+
+    resumed_seeds = []
+
+    def counting(*args, **kw):
+        resumed_seeds.append(list(args[2]))
+        return real_train_group(*args, **kw)
+
+    monkeypatch.setattr(_population, "train_group", counting)
+    population = make_population(net, X, y, checkpoint_dir=tmp_path, networks_per_task=2, **kwargs)
+    _same_weights(population, reference)
+    # only the two networks not written were trained, and the written files were kept
+    assert sum(len(s) for s in resumed_seeds) == 2
+    assert not {s for seeds in resumed_seeds for s in seeds} & {
+        s for seeds in trained_seeds for s in seeds
+    }
+    assert all((tmp_path / name).read_bytes() == data for name, data in before.items())
+    assert len(list(tmp_path.iterdir())) == 6
+
+    # a finished directory loads the whole population without training anything
+    resumed_seeds.clear()
+    again = make_population(net, X, y, checkpoint_dir=tmp_path, networks_per_task=2, **kwargs)
+    _same_weights(again, reference)
+    assert resumed_seeds == []
+
+
+def test_checkpoint_of_another_population_is_refused(small, tmp_path):
+    X, y, net, kwargs, _ = small
+    make_population(net, X, y, checkpoint_dir=tmp_path, **kwargs)
+    with pytest.raises(ValueError, match=r"checkpoint_dir holds network-000000\.pt"):
+        make_population(net, X, y, checkpoint_dir=tmp_path, **{**kwargs, "random_state": 4})
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        make_population(net, X[::-1].copy(), y[::-1].copy(), checkpoint_dir=tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_networks_per_task_must_be_a_positive_integer(small, value):
+    X, y, net, kwargs, _ = small
+    with pytest.raises(ValueError, match="networks_per_task"):
+        make_population(net, X, y, networks_per_task=value, **kwargs)
+
+
+def test_population_with_dropout_is_reproducible_whatever_the_global_torch_seed(small):
+    from joblib import parallel_config
+
+    X, y, _, kwargs, _ = small
+    net = make_net(X.shape[1], max_epochs=3, module__dropout=0.3)
+    torch.manual_seed(0)
+    first = make_population(net, X, y, networks_per_task=2, **kwargs)
+    torch.manual_seed(1)
+    with parallel_config(backend="threading"):
+        second = make_population(net, X, y, networks_per_task=2, n_jobs=2, **kwargs)
+    _same_weights(first, second)
+    # dropout was active: training without it ends elsewhere
+    without = make_population(make_net(X.shape[1], max_epochs=3), X, y, **kwargs)
+    assert not torch.equal(first[0].module_[0].weight, without[0].module_[0].weight)
