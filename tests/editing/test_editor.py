@@ -367,3 +367,66 @@ def test_trained_editor_beats_magnitude_pruning_on_held_out_networks():
         for e, n in zip(edited, held_out, strict=True)
     )
     assert editor_accuracy > np.mean(pruned_accuracy) + 0.01
+
+
+def test_batched_transform_edits_each_network_as_it_would_alone(task, population):
+    X, y = task
+    editor = randomise_heads(
+        MetanetEditor("sparsity", target=0.6, **FAST).fit(population, data=(X, y))
+    )
+    # more networks than one metanetwork pass takes, so the batches have a boundary
+    networks = population * 3
+    together = editor.transform(networks)
+    for network, edited in zip(networks, together, strict=True):
+        (alone,) = editor.transform([network])
+        for (w, b), (wa, ba) in zip(weights_of(edited), weights_of(alone), strict=True):
+            assert torch.equal(w == 0, wa == 0)
+            assert torch.allclose(w, wa, atol=1e-6) and torch.allclose(b, ba, atol=1e-6)
+
+
+def test_metanetwork_rebuilt_from_its_parameters_and_state_edits_identically(task, population):
+    from sklearn_metaedit.editing._metanet import GraphMetanetwork
+
+    X, y = task
+    editor = randomise_heads(
+        MetanetEditor("data_minimisation", target=4, **FAST).fit(population, data=(X, y))
+    )
+    expected = editor.transform(population)
+    rebuilt = GraphMetanetwork(**editor.metanet_params_)
+    rebuilt.load_state_dict(editor.metanet_.state_dict())
+    editor.metanet_ = rebuilt
+    for a, b in zip(expected, editor.transform(population), strict=True):
+        assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_range_editor_selects_checkpoints_across_its_range(task, population):
+    X, y = task
+    editor = MetanetEditor("sparsity", target=0.5, target_range=(0.3, 0.9), **FAST)
+    editor.fit(population, data=(X, y))
+    assert editor._validation_targets() == pytest.approx([0.3, 0.6, 0.9, 0.5])
+    budget = MetanetEditor("data_minimisation", target=3, target_range=(2, 7), **FAST)
+    assert budget.fit(population, data=(X, y))._validation_targets() == [2, 4, 7, 3]
+    single = MetanetEditor("sparsity", target=0.5, **FAST).fit(population, data=(X, y))
+    assert single._validation_targets() == [0.5]
+
+
+def test_fairness_margin_trains_for_a_smaller_gap_than_the_target():
+    X, y, groups = make_biased_classification(1500, 6, bias=1.5, random_state=0)
+    population = make_population(make_net(6, max_epochs=10), X, y, n_networks=10, random_state=0)
+    gaps = {}
+    for margin in (0.0, 0.2):
+        editor = MetanetEditor(
+            "demographic_parity",
+            target=0.3,
+            target_margin=margin,
+            max_steps=60,
+            learning_rate=3e-3,
+            random_state=0,
+        ).fit(population[:7], data=(X, y, groups))
+        report = editor.report(population[7:])
+        gaps[margin] = report["parity_gap_after"].to_numpy()
+        # the margin tightens training only: compliance is still judged against target
+        assert report["violation"].to_numpy() == pytest.approx(
+            np.maximum(0.0, gaps[margin] - 0.3), abs=1e-9
+        )
+    assert gaps[0.2].mean() < gaps[0.0].mean() - 0.05

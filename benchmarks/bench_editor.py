@@ -1,0 +1,892 @@
+"""Benchmark: MetanetEditor against every baseline on UCI Adult, on held-out networks.
+
+One process, one data set, one population, every method side by side:
+
+- **sparsity 90%**: one-shot global magnitude pruning; magnitude pruning + 1 / 3 epochs of
+  fine-tuning with the mask fixed; the editor (one forward pass).
+- **data minimisation**: (a) five forbidden feature groups (age, sex, race,
+  marital-status, occupation: 29 one-hot columns): zero their columns; zero them + 1 epoch
+  of fine-tuning; retrain from scratch without them; the editor. (b) a budget of ``k``
+  features chosen per network: keep the ``k`` features of largest first-layer column
+  norm; that + 1 epoch of fine-tuning; retrain on those ``k`` features; the editor.
+- **demographic parity** (sex, target gap 0.05): fairlearn's ``ThresholdOptimizer``,
+  prefit on each held-out network (it needs the sensitive feature at prediction time,
+  and its predictions are randomised); the editor (the edited network needs no sensitive
+  feature beside its ordinary inputs, and predicts deterministically).
+- **one editor for a range of targets**: an editor trained on sparsities in
+  [0.5, 0.95] edits at 0.5, 0.8, 0.9 and 0.95 without refitting, beside the editor
+  trained for 0.9 alone.
+- **unseen architectures**: the range editor (trained on widths {16, 32, 48}, 2 hidden
+  layers) prunes networks of widths 24 and 64 and of 1 and 3 hidden layers.
+- **wider networks** (3 x 256 hidden): the sparsity comparison again, where fine-tuning
+  costs more.
+- **cost**: population building (``make_population`` vs one skorch fit after another),
+  editor training time, time per edit and per fine-tuning, and the break-even number of
+  edits against each fine-tuning baseline.
+
+Editors are fitted with 3 seeds (2 in ``--quick``); tables give mean +- std over seeds
+of the mean test accuracy over the held-out networks. Timings are per network, on one
+torch thread. Writes ``benchmarks/results/editor.{json,md}`` (``results/quick/`` with
+``--quick``).
+
+    python benchmarks/bench_editor.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fairlearn.postprocessing import ThresholdOptimizer
+from sklearn.base import BaseEstimator, ClassifierMixin
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit.datasets import load_adult, make_preprocessor
+from sklearn_metaedit.editing._editor import MetanetEditor
+from sklearn_metaedit.editing._graph import extract_weights, load_weights
+from sklearn_metaedit.editing._population import make_population
+from sklearn_metaedit.editing._requirements import (
+    features_used,
+    magnitude_prune_weights,
+    weight_sparsity,
+)
+
+HERE = Path(__file__).resolve().parent
+FORBIDDEN_GROUPS = ("age", "sex", "race", "marital-status", "occupation")
+
+FULL = dict(
+    n_rows=10_000,
+    epochs=5,
+    widths=(16, 32, 48),
+    n_networks=48,
+    n_held_out=12,
+    unseen={"w24": (24, 24), "w64": (64, 64), "1 layer": (32,), "3 layers": (32, 32, 32)},
+    n_unseen=3,
+    wide=(256, 256, 256),
+    n_wide=10,
+    n_wide_held_out=3,
+    seeds=(0, 1, 2),
+    steps=600,
+    wide_steps=150,
+    budget_k=20,
+    dp_target=0.05,
+    range_targets=(0.5, 0.8, 0.9, 0.95),
+    sequential_fits=48,
+)
+QUICK = dict(
+    n_rows=3000,
+    epochs=3,
+    widths=(16, 32),
+    n_networks=10,
+    n_held_out=3,
+    unseen={"w24": (24, 24), "1 layer": (32,), "3 layers": (16, 16, 16)},
+    n_unseen=1,
+    wide=(64, 64, 64),
+    n_wide=4,
+    n_wide_held_out=1,
+    seeds=(0, 1),
+    steps=30,
+    wide_steps=10,
+    budget_k=20,
+    dp_target=0.05,
+    range_targets=(0.5, 0.9),
+    sequential_fits=4,
+)
+EDITOR = dict(
+    hidden_channels=16,
+    num_layers=2,
+    mlp_hidden=32,
+    networks_per_step=6,
+    rows_per_step=512,
+    learning_rate=1e-3,
+    eval_every=50,
+)
+# the parity editor weighs the gap more than the others weigh their (structural)
+# requirements, sharpens its soft decisions and trains for a gap 0.025 below the target,
+# so that the gap measured on new rows and networks stays below it
+PARITY = dict(utility_weight=0.5, temperature=0.1, target_margin=0.025)
+FINE_TUNE_LR = 1e-3
+BATCH_SIZE = 256
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def load(n_rows: int, seed: int):
+    train, test = load_adult(split="train"), load_adult(split="test")
+    pre = make_preprocessor()
+    X_train = pre.fit_transform(train.data).astype(np.float32)
+    X_test = pre.transform(test.data).astype(np.float32)
+    names = [str(n) for n in pre.get_feature_names_out()]
+    rows = np.random.default_rng(seed).choice(len(X_train), n_rows, replace=False)
+    return {
+        "X": X_train[rows],
+        "y": train.target.to_numpy()[rows],
+        "sex": train.sensitive["sex"].to_numpy()[rows],
+        "X_test": X_test,
+        "y_test": test.target.to_numpy(),
+        "sex_test": test.sensitive["sex"].to_numpy(),
+        "names": names,
+    }
+
+
+def estimator(n_features: int, epochs: int) -> NeuralNetClassifier:
+    return NeuralNetClassifier(
+        MLP,
+        module__n_features=n_features,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=3e-3,
+        batch_size=BATCH_SIZE,
+        max_epochs=epochs,
+        train_split=None,
+        verbose=0,
+    )
+
+
+def population(data, hidden: list[tuple], n: int, epochs: int, seed: int) -> tuple[list, float]:
+    started = time.perf_counter()
+    nets = make_population(
+        estimator(data["X"].shape[1], epochs),
+        data["X"],
+        data["y"],
+        n_networks=n,
+        param_distributions={"module__hidden_sizes": hidden},
+        random_state=seed,
+    )
+    return nets, time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def accuracy_of(module: nn.Module, X: torch.Tensor, y: np.ndarray) -> float:
+    with torch.no_grad():
+        return float((module.eval()(X).argmax(1).numpy() == y).mean())
+
+
+def predictions_of(module: nn.Module, X: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return module.eval()(X).argmax(1).numpy()
+
+
+def fine_tune(module: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int, seed: int):
+    """Train ``module`` in place for ``epochs`` epochs, keeping its zero weights at zero."""
+    masks = [
+        (layer.weight != 0).to(layer.weight.dtype)
+        for layer in module
+        if isinstance(layer, nn.Linear)
+    ]
+    linears = [layer for layer in module if isinstance(layer, nn.Linear)]
+    optimizer = torch.optim.Adam(module.parameters(), lr=FINE_TUNE_LR)
+    generator = torch.Generator().manual_seed(seed)
+    module.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(X), generator=generator)
+        for start in range(0, len(X), BATCH_SIZE):
+            index = order[start : start + BATCH_SIZE]
+            loss = nn.functional.cross_entropy(module(X[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                for layer, mask in zip(linears, masks, strict=True):
+                    layer.weight.mul_(mask)
+    return module.eval()
+
+
+def retrain(hidden: tuple, columns: list[int], X, y, epochs: int, seed: int) -> nn.Module:
+    """A fresh network of the same architecture trained on ``columns`` only; returned with
+    the full input width (the other columns' weights zero) so that it reads the same X."""
+    torch.manual_seed(seed)
+    small = MLP(len(columns), hidden_sizes=hidden)
+    optimizer = torch.optim.Adam(small.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    X_cols = X[:, columns]
+    small.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(X), generator=generator)
+        for start in range(0, len(X), BATCH_SIZE):
+            index = order[start : start + BATCH_SIZE]
+            loss = nn.functional.cross_entropy(small(X_cols[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    full = MLP(X.shape[1], hidden_sizes=hidden)
+    weights = extract_weights(small)
+    first = torch.zeros(hidden[0], X.shape[1])
+    first[:, columns] = weights[0][0]
+    return load_weights(full, [(first, weights[0][1]), *weights[1:]]).eval()
+
+
+def zero_columns(module: nn.Module, columns: list[int]) -> nn.Module:
+    weights = extract_weights(module)
+    first = weights[0][0].clone()
+    first[:, columns] = 0
+    return load_weights(module, [(first, weights[0][1]), *weights[1:]])
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    out = function(*args, **kwargs)
+    return out, time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------- summaries
+
+
+def summary(values) -> dict:
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(values.mean()), "std": float(values.std()), "n": int(values.size)}
+
+
+def fmt(stats: dict, digits: int = 4) -> str:
+    if stats["n"] > 1:
+        return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f}"
+
+
+def fit_editor(nets, data_args, seed: int, steps: int, **params) -> MetanetEditor:
+    config = {**EDITOR, **params}
+    return MetanetEditor(max_steps=steps, random_state=seed, **config).fit(nets, data=data_args)
+
+
+def edit_timed(editor, nets, **kwargs):
+    started = time.perf_counter()
+    edited = editor.transform(nets, **kwargs)
+    return edited, (time.perf_counter() - started) / len(nets)
+
+
+# ---------------------------------------------------------------------------- experiments
+
+
+def sparsity_experiment(
+    cfg, data, train, held_out, target, steps, label, log, networks_per_step=None
+) -> dict:
+    X, y = torch.as_tensor(data["X"]), torch.as_tensor(data["y"], dtype=torch.long)
+    X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
+    rows = {"original": [], "magnitude": [], "magnitude + 1 epoch": [], "magnitude + 3 epochs": []}
+    seconds = {"magnitude": [], "magnitude + 1 epoch": [], "magnitude + 3 epochs": []}
+    for index, net in enumerate(held_out):
+        module = net.module_
+        rows["original"].append(accuracy_of(module, X_test, y_test))
+        pruned, s = timed(
+            lambda m=module: load_weights(m, magnitude_prune_weights(extract_weights(m), target))
+        )
+        rows["magnitude"].append(accuracy_of(pruned, X_test, y_test))
+        seconds["magnitude"].append(s)
+        for epochs in (1, 3):
+            name = f"magnitude + {epochs} epoch" + ("s" if epochs > 1 else "")
+            tuned, s = timed(
+                lambda m=module, e=epochs: fine_tune(
+                    load_weights(m, magnitude_prune_weights(extract_weights(m), target)),
+                    X,
+                    y,
+                    e,
+                    index,
+                )
+            )
+            assert weight_sparsity(extract_weights(tuned)) >= target
+            rows[name].append(accuracy_of(tuned, X_test, y_test))
+            seconds[name].append(s)
+    editor_acc, editor_fit, editor_edit = [], [], []
+    editors = []
+    for seed in cfg["seeds"]:
+        editor = fit_editor(
+            train,
+            (data["X"], data["y"]),
+            seed,
+            steps,
+            requirement="sparsity",
+            target=target,
+            networks_per_step=min(networks_per_step or EDITOR["networks_per_step"], len(train)),
+        )
+        edited, per_net = edit_timed(editor, held_out)
+        assert all(weight_sparsity(extract_weights(e.module_)) >= target for e in edited)
+        editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+        editor_fit.append(editor.fit_seconds_)
+        editor_edit.append(per_net)
+        editors.append(editor)
+        log(f"{label} seed {seed}: editor {editor_acc[-1]:.4f} fit {editor.fit_seconds_:.0f}s")
+    out = {
+        "target": target,
+        "accuracy": {k: summary([np.mean(v)]) for k, v in rows.items()},
+        "seconds_per_network": {k: float(np.mean(v)) for k, v in seconds.items()},
+        "per_network": {k: [float(a) for a in v] for k, v in rows.items()},
+    }
+    out["accuracy"]["MetanetEditor"] = summary(editor_acc)
+    out["seconds_per_network"]["MetanetEditor"] = float(np.mean(editor_edit))
+    out["editor_fit_seconds"] = summary(editor_fit)
+    out["editor_per_seed"] = [float(a) for a in editor_acc]
+    return out, editors
+
+
+def range_experiment(cfg, data, train, held_out, unseen, single, steps, log) -> dict:
+    X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
+    low, high = 0.5, 0.95
+    per_target = {t: [] for t in cfg["range_targets"]}
+    unseen_acc = {name: [] for name in unseen}
+    fits = []
+    for seed in cfg["seeds"]:
+        editor = fit_editor(
+            train,
+            (data["X"], data["y"]),
+            seed,
+            steps,
+            requirement="sparsity",
+            target=0.9,
+            target_range=(low, high),
+            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+        )
+        fits.append(editor.fit_seconds_)
+        for target in cfg["range_targets"]:
+            edited = editor.transform(held_out, target=target)
+            per_target[target].append(
+                np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited])
+            )
+        for name, nets in unseen.items():
+            edited = editor.transform(nets, target=0.9)
+            unseen_acc[name].append(
+                np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited])
+            )
+        log(
+            f"range seed {seed}: {[round(v[-1], 4) for v in per_target.values()]}, unseen "
+            f"{[round(v[-1], 4) for v in unseen_acc.values()]}"
+        )
+    magnitude = {
+        t: float(
+            np.mean(
+                [
+                    accuracy_of(
+                        load_weights(
+                            n.module_, magnitude_prune_weights(extract_weights(n.module_), t)
+                        ),
+                        X_test,
+                        y_test,
+                    )
+                    for n in held_out
+                ]
+            )
+        )
+        for t in cfg["range_targets"]
+    }
+    rows = [
+        {
+            "target": t,
+            "magnitude": magnitude[t],
+            "range_editor": summary(per_target[t]),
+            "single_target_editor": single["accuracy"]["MetanetEditor"] if t == 0.9 else None,
+        }
+        for t in cfg["range_targets"]
+    ]
+    # unseen architectures: quality as the accuracy lost to the edit, against the original,
+    # so that families of different accuracy compare
+    groups = {"in distribution": held_out, **unseen}
+    arch = []
+    for name, nets in groups.items():
+        original = np.mean([accuracy_of(n.module_, X_test, y_test) for n in nets])
+        mag = np.mean(
+            [
+                accuracy_of(
+                    load_weights(
+                        n.module_, magnitude_prune_weights(extract_weights(n.module_), 0.9)
+                    ),
+                    X_test,
+                    y_test,
+                )
+                for n in nets
+            ]
+        )
+        editor_values = per_target[0.9] if name == "in distribution" else unseen_acc[name]
+        arch.append(
+            {
+                "architecture": name,
+                "hidden_sizes": sorted({tuple(n.module__hidden_sizes) for n in nets}),
+                "n_networks": len(nets),
+                "original": float(original),
+                "magnitude": float(mag),
+                "range_editor": summary(editor_values),
+                "editor_drop": summary(np.asarray(editor_values) - original),
+                "magnitude_drop": float(mag - original),
+            }
+        )
+    return {
+        "range": [low, high],
+        "rows": rows,
+        "architectures": arch,
+        "editor_fit_seconds": summary(fits),
+    }
+
+
+def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
+    X, y = torch.as_tensor(data["X"]), torch.as_tensor(data["y"], dtype=torch.long)
+    X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
+    names = data["names"]
+    forbidden = [j for j, n in enumerate(names) if n.split("_")[0] in FORBIDDEN_GROUPS]
+    allowed = [j for j in range(len(names)) if j not in forbidden]
+    results = {}
+    epochs = cfg["epochs"]
+    # (a) forbidden groups
+    rows = {"original": [], "zero the columns": [], "zero + 1 epoch": [], "retrain without": []}
+    seconds = {k: [] for k in rows if k != "original"}
+    for index, net in enumerate(held_out):
+        module = net.module_
+        rows["original"].append(accuracy_of(module, X_test, y_test))
+        zeroed, s = timed(zero_columns, module, forbidden)
+        rows["zero the columns"].append(accuracy_of(zeroed, X_test, y_test))
+        seconds["zero the columns"].append(s)
+        tuned, s = timed(lambda m=module: fine_tune(zero_columns(m, forbidden), X, y, 1, index))
+        assert not set(features_used(extract_weights(tuned))) & set(forbidden)
+        rows["zero + 1 epoch"].append(accuracy_of(tuned, X_test, y_test))
+        seconds["zero + 1 epoch"].append(s)
+        fresh, s = timed(retrain, tuple(net.module__hidden_sizes), allowed, X, y, epochs, index)
+        rows["retrain without"].append(accuracy_of(fresh, X_test, y_test))
+        seconds["retrain without"].append(s)
+    editor_acc, fit_s, edit_s = [], [], []
+    for seed in cfg["seeds"]:
+        editor = fit_editor(
+            train,
+            (data["X"], data["y"]),
+            seed,
+            cfg["steps"],
+            requirement="data_minimisation",
+            features=forbidden,
+            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+        )
+        edited, per_net = edit_timed(editor, held_out)
+        assert all(
+            not set(features_used(extract_weights(e.module_))) & set(forbidden) for e in edited
+        )
+        editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+        fit_s.append(editor.fit_seconds_)
+        edit_s.append(per_net)
+        log(f"minimise groups seed {seed}: {editor_acc[-1]:.4f}")
+    results["forbidden_groups"] = {
+        "groups": list(FORBIDDEN_GROUPS),
+        "n_columns": len(forbidden),
+        "accuracy": {k: summary([np.mean(v)]) for k, v in rows.items()}
+        | {"MetanetEditor": summary(editor_acc)},
+        "seconds_per_network": {k: float(np.mean(v)) for k, v in seconds.items()}
+        | {"MetanetEditor": float(np.mean(edit_s))},
+        "editor_fit_seconds": summary(fit_s),
+    }
+    # (b) a budget of k features, chosen per network
+    k = cfg["budget_k"]
+    rows = {"original": [], "top-k column norm": [], "top-k + 1 epoch": [], "retrain on top-k": []}
+    seconds = {key: [] for key in rows if key != "original"}
+    for index, net in enumerate(held_out):
+        module = net.module_
+        rows["original"].append(accuracy_of(module, X_test, y_test))
+
+        def top_k(m=module):
+            norms = extract_weights(m)[0][0].norm(dim=0)
+            keep = torch.topk(norms, k).indices.tolist()
+            return zero_columns(m, [j for j in range(len(names)) if j not in keep]), keep
+
+        (zeroed, keep), s = timed(top_k)
+        rows["top-k column norm"].append(accuracy_of(zeroed, X_test, y_test))
+        seconds["top-k column norm"].append(s)
+        tuned, s2 = timed(fine_tune, copy.deepcopy(zeroed), X, y, 1, index)
+        assert len(features_used(extract_weights(tuned))) <= k
+        rows["top-k + 1 epoch"].append(accuracy_of(tuned, X_test, y_test))
+        seconds["top-k + 1 epoch"].append(s + s2)
+        fresh, s3 = timed(
+            retrain, tuple(net.module__hidden_sizes), sorted(keep), X, y, epochs, index
+        )
+        rows["retrain on top-k"].append(accuracy_of(fresh, X_test, y_test))
+        seconds["retrain on top-k"].append(s + s3)
+    editor_acc, fit_s, edit_s = [], [], []
+    for seed in cfg["seeds"]:
+        editor = fit_editor(
+            train,
+            (data["X"], data["y"]),
+            seed,
+            cfg["steps"],
+            requirement="data_minimisation",
+            target=k,
+            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+        )
+        edited, per_net = edit_timed(editor, held_out)
+        assert all(len(features_used(extract_weights(e.module_))) <= k for e in edited)
+        editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+        fit_s.append(editor.fit_seconds_)
+        edit_s.append(per_net)
+        log(f"minimise budget seed {seed}: {editor_acc[-1]:.4f}")
+    results["budget"] = {
+        "k": k,
+        "n_columns": len(names),
+        "accuracy": {key: summary([np.mean(v)]) for key, v in rows.items()}
+        | {"MetanetEditor": summary(editor_acc)},
+        "seconds_per_network": {key: float(np.mean(v)) for key, v in seconds.items()}
+        | {"MetanetEditor": float(np.mean(edit_s))},
+        "editor_fit_seconds": summary(fit_s),
+    }
+    return results
+
+
+class _Float64Proba(ClassifierMixin, BaseEstimator):
+    """A prefit network whose ``predict_proba`` is float64: fairlearn writes its
+    interpolated probabilities into a float64 buffer, and float32 input breaks it under
+    pandas 3."""
+
+    def __init__(self, net=None) -> None:
+        self.net = net
+
+    def fit(self, X, y):
+        return self
+
+    @property
+    def classes_(self):
+        return np.array([0, 1])
+
+    def predict(self, X):
+        return self.net.predict(X)
+
+    def predict_proba(self, X):
+        return np.asarray(self.net.predict_proba(np.asarray(X, dtype=np.float32)), float)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+
+def _gap(decisions: np.ndarray, groups: np.ndarray) -> float:
+    rates = [decisions[groups == g].mean() for g in np.unique(groups)]
+    return float(max(rates) - min(rates))
+
+
+def parity_experiment(cfg, data, train, held_out, log) -> dict:
+    X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
+    sex_test, target = data["sex_test"], cfg["dp_target"]
+    original_acc, original_gap, to_acc, to_gap, to_s = [], [], [], [], []
+    for index, net in enumerate(held_out):
+        decisions = predictions_of(net.module_, X_test)
+        original_acc.append(float((decisions == y_test).mean()))
+        original_gap.append(_gap(decisions, sex_test))
+        started = time.perf_counter()
+        mitigator = ThresholdOptimizer(
+            estimator=_Float64Proba(net),
+            constraints="demographic_parity",
+            prefit=True,
+            predict_method="predict_proba",
+        ).fit(data["X"], data["y"], sensitive_features=data["sex"])
+        to_s.append(time.perf_counter() - started)
+        decisions = np.asarray(
+            mitigator.predict(data["X_test"], sensitive_features=sex_test, random_state=index)
+        )
+        to_acc.append(float((decisions == y_test).mean()))
+        to_gap.append(_gap(decisions, sex_test))
+    editor_acc, editor_gap, editor_within, fit_s, edit_s = [], [], [], [], []
+    for seed in cfg["seeds"]:
+        editor = fit_editor(
+            train,
+            (data["X"], data["y"], data["sex"]),
+            seed,
+            cfg["steps"],
+            requirement="demographic_parity",
+            target=target,
+            **PARITY,
+            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+        )
+        edited, per_net = edit_timed(editor, held_out)
+        gaps, accs = [], []
+        for e in edited:
+            decisions = predictions_of(e.module_, X_test)
+            accs.append(float((decisions == y_test).mean()))
+            gaps.append(_gap(decisions, sex_test))
+        editor_acc.append(np.mean(accs))
+        editor_gap.append(np.mean(gaps))
+        editor_within.append(np.mean(np.asarray(gaps) <= target))
+        fit_s.append(editor.fit_seconds_)
+        edit_s.append(per_net)
+        log(
+            f"parity seed {seed}: acc {editor_acc[-1]:.4f} gap {editor_gap[-1]:.4f} "
+            f"within {editor_within[-1]:.2f}"
+        )
+    return {
+        "target": target,
+        "sensitive_feature": "sex",
+        "rows": [
+            {
+                "method": "original",
+                "accuracy": summary([np.mean(original_acc)]),
+                "gap": summary([np.mean(original_gap)]),
+                "within": summary([np.mean(np.asarray(original_gap) <= target)]),
+                "needs_sensitive_at_predict": False,
+                "seconds_per_network": 0.0,
+            },
+            {
+                "method": "ThresholdOptimizer (prefit)",
+                "accuracy": summary([np.mean(to_acc)]),
+                "gap": summary([np.mean(to_gap)]),
+                "within": summary([np.mean(np.asarray(to_gap) <= target)]),
+                "needs_sensitive_at_predict": True,
+                "seconds_per_network": float(np.mean(to_s)),
+            },
+            {
+                "method": "MetanetEditor",
+                "accuracy": summary(editor_acc),
+                "gap": summary(editor_gap),
+                "within": summary(editor_within),
+                "needs_sensitive_at_predict": False,
+                "seconds_per_network": float(np.mean(edit_s)),
+            },
+        ],
+        "editor_fit_seconds": summary(fit_s),
+    }
+
+
+def break_even(fit_seconds: float, edit_seconds: float, baseline_seconds: float) -> float | None:
+    """Number of edits after which fitting the editor once and editing is cheaper than
+    running the baseline on every network (None: the baseline is the cheaper per network)."""
+    saving = baseline_seconds - edit_seconds
+    return None if saving <= 0 else float(np.ceil(fit_seconds / saving))
+
+
+def run(quick: bool, seed: int, log) -> dict:
+    cfg = QUICK if quick else FULL
+    torch.set_num_threads(1)
+    data = load(cfg["n_rows"], seed)
+    hidden = [(w, w) for w in cfg["widths"]]
+    nets, vectorised = population(data, hidden, cfg["n_networks"], cfg["epochs"], seed)
+    log(f"population of {len(nets)} in {vectorised:.1f}s")
+    started = time.perf_counter()
+    for net in nets[: cfg["sequential_fits"]]:
+        estimator(data["X"].shape[1], cfg["epochs"]).set_params(
+            module__hidden_sizes=net.module__hidden_sizes
+        ).fit(data["X"], data["y"])
+    sequential = (time.perf_counter() - started) * len(nets) / cfg["sequential_fits"]
+    log(f"sequential skorch fits: {sequential:.1f}s for {len(nets)}")
+    train, held_out = nets[: -cfg["n_held_out"]], nets[-cfg["n_held_out"] :]
+    unseen = {}
+    for number, (name, sizes) in enumerate(cfg["unseen"].items()):
+        unseen[name], _ = population(
+            data, [sizes], cfg["n_unseen"], cfg["epochs"], seed + 100 + number
+        )
+
+    result = {
+        "config": {k: v for k, v in cfg.items() if k != "unseen"}
+        | {"unseen": {k: list(v) for k, v in cfg["unseen"].items()}},
+        "editor": EDITOR,
+        "quick": quick,
+        "seed": seed,
+    }
+    result["population"] = {
+        "n_networks": len(nets),
+        "make_population_s": vectorised,
+        "sequential_skorch_s": sequential,
+        "sequential_measured_on": cfg["sequential_fits"],
+        "speedup": sequential / vectorised,
+    }
+    sparsity, _ = sparsity_experiment(
+        cfg, data, train, held_out, 0.9, cfg["steps"], "sparsity 0.9", log
+    )
+    result["sparsity"] = sparsity
+    result["target_range"] = range_experiment(
+        cfg, data, train, held_out, unseen, sparsity, cfg["steps"], log
+    )
+    result["minimisation"] = minimisation_experiment(cfg, data, train, held_out, log)
+    result["parity"] = parity_experiment(cfg, data, train, held_out, log)
+    wide, wide_s = population(data, [cfg["wide"]], cfg["n_wide"], cfg["epochs"], seed + 7)
+    log(f"wide population in {wide_s:.1f}s")
+    wide_cfg = dict(cfg, seeds=cfg["seeds"][:1])
+    result["wide"], _ = sparsity_experiment(
+        wide_cfg,
+        data,
+        wide[: -cfg["n_wide_held_out"]],
+        wide[-cfg["n_wide_held_out"] :],
+        0.9,
+        cfg["wide_steps"],
+        "wide sparsity 0.9",
+        log,
+        networks_per_step=2,
+    )
+    result["wide"]["hidden_sizes"] = list(cfg["wide"])
+    result["wide"]["population_s"] = wide_s
+    result["cost"] = cost_table(result)
+    result["torch"] = torch.__version__
+    result["threads"] = torch.get_num_threads()
+    result["machine"] = platform.platform()
+    return result
+
+
+def cost_table(result: dict) -> list[dict]:
+    rows = []
+    for label, block in (("2 x {16,32,48}", result["sparsity"]), ("3 x 256", result["wide"])):
+        fit = block["editor_fit_seconds"]["mean"]
+        edit = block["seconds_per_network"]["MetanetEditor"]
+        for baseline in ("magnitude + 1 epoch", "magnitude + 3 epochs"):
+            seconds = block["seconds_per_network"][baseline]
+            rows.append(
+                {
+                    "networks": label,
+                    "baseline": baseline,
+                    "baseline_s_per_network": seconds,
+                    "editor_s_per_network": edit,
+                    "speedup_per_network": seconds / edit,
+                    "editor_fit_s": fit,
+                    "break_even_edits": break_even(fit, edit, seconds),
+                }
+            )
+    return rows
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def to_markdown(r: dict) -> str:
+    cfg = r["config"]
+    seeds = len(cfg["seeds"])
+    out = [
+        f"Adult, {cfg['n_rows']} training rows, test split of 16,281 rows. Population: "
+        f"{r['population']['n_networks']} MLPs d→h→h→2, h ∈ {list(cfg['widths'])}, "
+        f"{cfg['epochs']} epochs; editors trained on "
+        f"{r['population']['n_networks'] - cfg['n_held_out']}, evaluated on "
+        f"{cfg['n_held_out']} held-out networks. Editor: mean ± std over {seeds} seeds; "
+        "baselines are deterministic given the networks. Times per network, one CPU thread.",
+        "",
+        "### Sparsity 90%",
+        "",
+        "| method | test accuracy | s / network |",
+        "|---|---|---|",
+    ]
+    block = r["sparsity"]
+    for name, stats in block["accuracy"].items():
+        seconds = block["seconds_per_network"].get(name)
+        out.append(f"| {name} | {fmt(stats)} | {'' if seconds is None else f'{seconds:.4f}'} |")
+    out.append(
+        f"\nEditor fit: {fmt(block['editor_fit_seconds'], 0)} s; per seed "
+        f"{[round(a, 4) for a in block['editor_per_seed']]}."
+    )
+    for key, title in (
+        ("forbidden_groups", "Data minimisation: forbidden groups"),
+        ("budget", "Data minimisation: a budget of k features"),
+    ):
+        block = r["minimisation"][key]
+        detail = (
+            f"{', '.join(block['groups'])} ({block['n_columns']} columns)"
+            if key == "forbidden_groups"
+            else f"k = {block['k']} of {block['n_columns']}"
+        )
+        out += [
+            "",
+            f"### {title}: {detail}",
+            "",
+            "| method | test accuracy | s / network |",
+            "|---|---|---|",
+        ]
+        for name, stats in block["accuracy"].items():
+            seconds = block["seconds_per_network"].get(name)
+            out.append(
+                f"| {name} | {fmt(stats)} | {'' if seconds is None else f'{seconds:.4f}'} |"
+            )
+    block = r["parity"]
+    out += [
+        "",
+        f"### Demographic parity (sex), target gap {block['target']}",
+        "",
+        "| method | test accuracy | gap | share of networks with gap ≤ target | "
+        "sex needed at predict | s / network |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in block["rows"]:
+        out.append(
+            f"| {row['method']} | {fmt(row['accuracy'])} | {fmt(row['gap'])} | "
+            f"{fmt(row['within'], 2)} | {'yes' if row['needs_sensitive_at_predict'] else 'no'} "
+            f"| {row['seconds_per_network']:.4f} |"
+        )
+    block = r["target_range"]
+    out += [
+        "",
+        f"### One editor for sparsities in {block['range']} (no refit)",
+        "",
+        "| target | magnitude | range editor | editor for this target alone |",
+        "|---|---|---|---|",
+    ]
+    for row in block["rows"]:
+        single = "" if row["single_target_editor"] is None else fmt(row["single_target_editor"])
+        out.append(
+            f"| {row['target']} | {row['magnitude']:.4f} | {fmt(row['range_editor'])} | {single} |"
+        )
+    out += [
+        "",
+        "### Unseen architectures (range editor at sparsity 0.9)",
+        "",
+        "| networks | hidden sizes | n | original | magnitude | editor | "
+        "editor − original | magnitude − original |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in block["architectures"]:
+        out.append(
+            f"| {row['architecture']} | {row['hidden_sizes']} | {row['n_networks']} | "
+            f"{row['original']:.4f} | {row['magnitude']:.4f} | {fmt(row['range_editor'])} | "
+            f"{fmt(row['editor_drop'])} | {row['magnitude_drop']:+.4f} |"
+        )
+    block = r["wide"]
+    out += [
+        "",
+        f"### Wider networks ({' x '.join(map(str, block['hidden_sizes']))} hidden), "
+        "sparsity 90%, one editor seed",
+        "",
+        "| method | test accuracy | s / network |",
+        "|---|---|---|",
+    ]
+    for name, stats in block["accuracy"].items():
+        seconds = block["seconds_per_network"].get(name)
+        out.append(f"| {name} | {fmt(stats)} | {'' if seconds is None else f'{seconds:.4f}'} |")
+    out += [
+        "",
+        "### Cost and break-even (sparsity 90%)",
+        "",
+        "| networks | baseline | baseline s / net | editor s / net | per-net speed-up | "
+        "editor fit s | break-even edits |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in r["cost"]:
+        even = "never" if row["break_even_edits"] is None else f"{row['break_even_edits']:.0f}"
+        out.append(
+            f"| {row['networks']} | {row['baseline']} | {row['baseline_s_per_network']:.4f} | "
+            f"{row['editor_s_per_network']:.4f} | {row['speedup_per_network']:.1f}x | "
+            f"{row['editor_fit_s']:.0f} | {even} |"
+        )
+    p = r["population"]
+    out += [
+        "",
+        f"Population of {p['n_networks']} MLPs: make_population "
+        f"{p['make_population_s']:.1f} s, one skorch fit after another "
+        f"{p['sequential_skorch_s']:.1f} s (timed on {p['sequential_measured_on']}, scaled) "
+        f"→ {p['speedup']:.1f}x.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized run")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    result = run(args.quick, args.seed, log)
+    result["total_seconds"] = time.perf_counter() - started
+    folder = HERE / "results" / ("quick" if args.quick else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "editor.json").write_text(json.dumps(result, indent=2, default=str))
+    (folder / "editor.md").write_text(to_markdown(result))
+    print(to_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
