@@ -287,12 +287,12 @@ def sparsity_experiment(
         for epochs in (1, 3):
             name = f"magnitude + {epochs} epoch" + ("s" if epochs > 1 else "")
             tuned, s = timed(
-                lambda m=module, e=epochs: fine_tune(
+                lambda m=module, e=epochs, i=index: fine_tune(
                     load_weights(m, magnitude_prune_weights(extract_weights(m), target)),
                     X,
                     y,
                     e,
-                    index,
+                    i,
                 )
             )
             assert weight_sparsity(extract_weights(tuned)) >= target
@@ -444,7 +444,9 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         zeroed, s = timed(zero_columns, module, forbidden)
         rows["zero the columns"].append(accuracy_of(zeroed, X_test, y_test))
         seconds["zero the columns"].append(s)
-        tuned, s = timed(lambda m=module: fine_tune(zero_columns(m, forbidden), X, y, 1, index))
+        tuned, s = timed(
+            lambda m=module, i=index: fine_tune(zero_columns(m, forbidden), X, y, 1, i)
+        )
         assert not set(features_used(extract_weights(tuned))) & set(forbidden)
         rows["zero + 1 epoch"].append(accuracy_of(tuned, X_test, y_test))
         seconds["zero + 1 epoch"].append(s)

@@ -533,7 +533,7 @@ default="sparsity"
             return [self.target_]
         low, high = self.target_range
         if self.requirement_.name == "data_minimisation":
-            points = [int(low), int(round((low + high) / 2)), int(high)]
+            points = [int(low), round((low + high) / 2), int(high)]
         else:
             points = [float(low), float(low + high) / 2, float(high)]
         targets = [self._check_target(t) for t in points]
