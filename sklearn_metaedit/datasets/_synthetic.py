@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.utils import check_random_state
 
 __all__ = ["make_biased_classification"]
+
+
+def _is_integer(value) -> bool:
+    # True is an Integral too, but a count of True is a mistake, not a request for 1
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def make_biased_classification(
@@ -49,14 +56,15 @@ def make_biased_classification(
     >>> bool(y[groups == 1].mean() > y[groups == 0].mean())
     True
     """
-    if int(n_samples) < 1:
+    if not _is_integer(n_samples) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-    if int(n_features) < 2:
-        raise ValueError(f"n_features must be at least 2, got {n_features!r}.")
-    if int(n_groups) < 2:
-        raise ValueError(f"n_groups must be at least 2, got {n_groups!r}.")
-    if not np.isfinite(bias):
+    if not _is_integer(n_features) or n_features < 2:
+        raise ValueError(f"n_features must be an integer of at least 2, got {n_features!r}.")
+    if not _is_integer(n_groups) or n_groups < 2:
+        raise ValueError(f"n_groups must be an integer of at least 2, got {n_groups!r}.")
+    if isinstance(bias, bool) or not isinstance(bias, Real) or not np.isfinite(bias):
         raise ValueError(f"bias must be a finite number, got {bias!r}.")
+    n_samples, n_features, n_groups = int(n_samples), int(n_features), int(n_groups)
     rng = check_random_state(random_state)
     weights = np.arange(n_groups, 0, -1, dtype=float)
     groups = rng.choice(n_groups, size=n_samples, p=weights / weights.sum())

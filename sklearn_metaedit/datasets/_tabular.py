@@ -232,7 +232,7 @@ def _to_float32(X):
     return np.asarray(X, dtype=np.float32)
 
 
-def make_preprocessor(*, drop: list[str] | tuple[str, ...] = ()) -> Pipeline:
+def make_preprocessor(*, drop: str | list[str] | tuple[str, ...] = ()) -> Pipeline:
     """A ready transformer that turns a tabular DataFrame into a float32 matrix for a network.
 
     Numeric columns are standardised; categorical (``category`` / ``object``) columns are
@@ -242,9 +242,10 @@ def make_preprocessor(*, drop: list[str] | tuple[str, ...] = ()) -> Pipeline:
 
     Parameters
     ----------
-    drop : sequence of str, default=()
+    drop : str or sequence of str, default=()
         Columns to leave out of the output (e.g. ``("sex", "race")`` for a group-blind
-        model whose groups are passed as ``sensitive_features`` instead).
+        model whose groups are passed as ``sensitive_features`` instead); a single
+        name is one column.
 
     Returns
     -------
@@ -259,7 +260,8 @@ def make_preprocessor(*, drop: list[str] | tuple[str, ...] = ()) -> Pipeline:
     >>> Xt.dtype, Xt.shape[0]
     (dtype('float32'), 16281)
     """
-    drop = list(drop)
+    # a bare string is one column name, not the sequence of its characters
+    drop = [drop] if isinstance(drop, str) else list(drop)
     numeric = make_column_selector(dtype_include=np.number)
     categorical = make_column_selector(dtype_include=["category", "object", "string"])
     columns = ColumnTransformer(

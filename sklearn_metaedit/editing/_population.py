@@ -434,6 +434,16 @@ def make_population(
             "estimator must be a skorch NeuralNetClassifier (e.g. NeuralNetClassifier(MLP, "
             f"criterion=torch.nn.CrossEntropyLoss)), got {type(estimator).__name__}."
         )
+    device = estimator.get_params(deep=False).get("device")
+    if (
+        device is not None
+        and torch.device(device).type == "cuda"
+        and not torch.cuda.is_available()
+    ):
+        raise ValueError(
+            f"the estimator's device={str(device)!r} asks for CUDA, but torch finds no CUDA "
+            "device here; set device='cpu' on the estimator."
+        )
     if isinstance(n_networks, bool) or not isinstance(n_networks, Integral) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}.")
     if networks_per_task is not None and (

@@ -291,6 +291,21 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
                 f"{type(self.estimator).__name__}; wrap a torch module as "
                 "NeuralNetClassifier(module, criterion=torch.nn.CrossEntropyLoss)."
             )
+        device = self.estimator.get_params(deep=False).get("device")
+        if device is not None:
+            try:
+                device = torch.device(device)
+            except (RuntimeError, TypeError) as exc:
+                raise ValueError(
+                    f"the estimator's device={device!r} is not a torch device: {exc}"
+                ) from exc
+            if device.type == "cuda" and not torch.cuda.is_available():
+                # torch's own message ("Torch not compiled with CUDA enabled") would come
+                # mid-training and name no argument
+                raise ValueError(
+                    f"the estimator's device={str(device)!r} asks for CUDA, but torch finds no "
+                    "CUDA device here; set device='cpu' on the estimator."
+                )
 
     def _network_input(self, X):
         """X without the non-numeric sensitive columns, which a network cannot take."""
@@ -473,7 +488,8 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
 
     def _scores(self, X, sensitive_features):
         """Group codes and (for demographic parity, projected) positive-class scores of X."""
-        check_is_fitted(self)
+        # estimator_ is set once training succeeded: a fit that failed earlier leaves it unset
+        check_is_fitted(self, "estimator_")
         X_original = X
         X = _writable(validate_data(self, self._network_input(X), dtype=np.float32, reset=False))
         labels = self._groups_of(X_original, sensitive_features, len(X))
