@@ -1,6 +1,7 @@
 """The exact parity projection and the exact parity decisions, checked against cvxpy,
 fairlearn, the optimality conditions and brute force."""
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -10,10 +11,27 @@ from fairlearn.metrics import demographic_parity_difference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sklearn_metaedit.fairness._projection as projection
 from sklearn_metaedit.fairness._projection import parity_decisions, project_parity
 from sklearn_metaedit.fairness._reference import project_parity_cvxpy
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# The two implementations of project_parity on CPU tensors (CUDA runs the torch one).
+BACKENDS = ["torch", "numpy"]
+# (device, backend) pairs: every backend on the CPU, and CUDA where present.
+WHERE = [("cpu", backend) for backend in BACKENDS] + [
+    (device, "torch") for device in DEVICES if device != "cpu"
+]
+
+
+@contextlib.contextmanager
+def _backend(name):
+    previous = projection._BACKEND
+    projection._BACKEND = name
+    try:
+        yield
+    finally:
+        projection._BACKEND = previous
 
 
 def _instance(seed, n, n_groups, *, skew=0.15):
@@ -44,33 +62,35 @@ def _gap(z, groups):
     return means.max() - means.min()
 
 
-def _project(scores, groups, epsilon, device="cpu", dtype=torch.float64, **kwargs):
-    z = project_parity(
-        torch.as_tensor(scores, dtype=dtype, device=device),
-        torch.as_tensor(groups, device=device),
-        epsilon,
-        **kwargs,
-    )
+def _project(scores, groups, epsilon, device="cpu", dtype=torch.float64, backend="auto", **kwargs):
+    with _backend(backend):
+        z = project_parity(
+            torch.as_tensor(scores, dtype=dtype, device=device),
+            torch.as_tensor(groups, device=device),
+            epsilon,
+            **kwargs,
+        )
     return z.detach().cpu().double().numpy()
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("device", "backend"), WHERE)
 @pytest.mark.parametrize("n_groups", [2, 3, 5])
 @pytest.mark.parametrize("epsilon", [0.0, 0.02, 0.1])
-def test_projection_matches_cvxpy_reference_for_k_groups(device, n_groups, epsilon):
+def test_projection_matches_cvxpy_reference_for_k_groups(device, backend, n_groups, epsilon):
     for seed in range(4):
         make = _instance if seed % 2 else _spread_instance
         scores, groups = make(seed, 60 + 50 * seed, n_groups)
-        z = _project(scores, groups, epsilon, device)
+        z = _project(scores, groups, epsilon, device, backend=backend)
         reference = project_parity_cvxpy(scores, groups, epsilon)
         assert np.abs(z - reference).max() <= 1e-6
         assert ((z - scores) ** 2).sum() <= ((reference - scores) ** 2).sum() + 1e-9
         assert _gap(z, groups) <= epsilon + 1e-12
 
 
-def test_projection_matches_cvxpy_reference_on_ten_thousand_rows():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_projection_matches_cvxpy_reference_on_ten_thousand_rows(backend):
     scores, groups = _instance(7, 10_000, 3, skew=0.1)
-    z = _project(scores, groups, 0.03)
+    z = _project(scores, groups, 0.03, backend=backend)
     reference = project_parity_cvxpy(scores, groups, 0.03)
     assert np.abs(z - reference).max() <= 1e-6
     assert ((z - scores) ** 2).sum() <= ((reference - scores) ** 2).sum() + 1e-9
@@ -111,41 +131,50 @@ def _edge_epsilon(scores, groups, epsilon):
     return float(gaps.max()) if epsilon > 0.9 else epsilon
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=150, deadline=None)
 @given(instances())
-def test_projection_meets_gap_exactly_and_stays_in_the_box(instance):
+def test_projection_meets_gap_exactly_and_stays_in_the_box(backend, instance):
     scores, groups, n_groups, epsilon = instance
     epsilon = _edge_epsilon(scores, groups, epsilon)
-    z = _project(scores, groups, epsilon, n_groups=n_groups)
+    z = _project(scores, groups, epsilon, n_groups=n_groups, backend=backend)
     assert np.all((z >= 0) & (z <= 1))
     if (groups >= 0).any():
         assert _gap(z, groups) <= epsilon + 1e-12
     free = groups < 0
     np.testing.assert_array_equal(z[free], np.clip(scores[free], 0, 1))
     # Idempotence: a feasible point is its own projection.
-    np.testing.assert_allclose(_project(z, groups, epsilon, n_groups=n_groups), z, atol=1e-12)
+    np.testing.assert_allclose(
+        _project(z, groups, epsilon, n_groups=n_groups, backend=backend), z, atol=1e-12
+    )
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=60, deadline=None)
 @given(instances(max_rows=16), st.randoms(use_true_random=False))
-def test_projection_is_equivariant_to_permuting_rows(instance, random):
+def test_projection_is_equivariant_to_permuting_rows(backend, instance, random):
     scores, groups, n_groups, epsilon = instance
     perm = np.array(random.sample(range(len(scores)), len(scores)))
-    z = _project(scores, groups, epsilon, n_groups=n_groups)
-    z_perm = _project(scores[perm], groups[perm], epsilon, n_groups=n_groups)
+    z = _project(scores, groups, epsilon, n_groups=n_groups, backend=backend)
+    z_perm = _project(scores[perm], groups[perm], epsilon, n_groups=n_groups, backend=backend)
     np.testing.assert_allclose(z_perm, z[perm], atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=60, deadline=None)
 @given(instances(max_rows=16))
-def test_projection_in_float32_meets_gap_to_float32_rounding(instance):
+def test_projection_in_float32_meets_gap_to_float32_rounding(backend, instance):
     scores, groups, n_groups, epsilon = instance
     scores = scores.astype(np.float32).astype(np.float64)
-    z32 = project_parity(
-        torch.tensor(scores, dtype=torch.float32), torch.tensor(groups), epsilon, n_groups=n_groups
-    )
+    with _backend(backend):
+        z32 = project_parity(
+            torch.tensor(scores, dtype=torch.float32),
+            torch.tensor(groups),
+            epsilon,
+            n_groups=n_groups,
+        )
     assert z32.dtype == torch.float32
-    z64 = _project(scores, groups, epsilon, n_groups=n_groups)
+    z64 = _project(scores, groups, epsilon, n_groups=n_groups, backend=backend)
     np.testing.assert_allclose(z32.double().numpy(), z64, atol=1e-6)
     if (groups >= 0).any():
         assert _gap(z32.double().numpy(), groups) <= epsilon + 1e-6
@@ -175,13 +204,14 @@ def _check_kkt(scores, groups, z, epsilon):
     assert abs(balance) <= 1e-9
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n_groups", [2, 3, 5])
 @pytest.mark.parametrize("epsilon", [0.0, 0.01, 0.07])
-def test_projection_meets_the_optimality_conditions(n_groups, epsilon):
+def test_projection_meets_the_optimality_conditions(backend, n_groups, epsilon):
     for seed in range(4):
         make = _instance if seed % 2 else _spread_instance
         scores, groups = make(100 + seed, 300, n_groups)
-        z = _project(scores, groups, epsilon)
+        z = _project(scores, groups, epsilon, backend=backend)
         _check_kkt(scores, groups, z, epsilon)
 
 
@@ -216,9 +246,10 @@ def test_projection_leaves_a_feasible_input_unchanged():
         ([0.6, 0.6, 0.4, 0.4], [0, 0, 1, 1], 0.1),  # half of it
     ],
 )
-def test_projection_handles_degenerate_instances(scores, groups, epsilon):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_projection_handles_degenerate_instances(backend, scores, groups, epsilon):
     scores, groups = np.array(scores), np.array(groups)
-    z = _project(scores, groups, epsilon)
+    z = _project(scores, groups, epsilon, backend=backend)
     reference = project_parity_cvxpy(scores, groups, epsilon)
     np.testing.assert_allclose(z, reference, atol=1e-6)
     assert _gap(z, groups) <= epsilon + 1e-12
@@ -233,27 +264,30 @@ def test_projection_clips_out_of_range_scores_first():
     )
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("device", "backend"), WHERE)
 @pytest.mark.parametrize("n_groups", [2, 3, 5])
 @pytest.mark.parametrize("epsilon", [0.0, 0.04])
-def test_projection_gradient_passes_gradcheck(device, n_groups, epsilon):
+def test_projection_gradient_passes_gradcheck(device, backend, n_groups, epsilon):
     scores, groups = _spread_instance(11 * n_groups, 40, n_groups)
     s = torch.tensor(scores, device=device, requires_grad=True)
     g = torch.tensor(groups, device=device)
-    z = project_parity(s, g, epsilon).detach().cpu().numpy()
-    assert ((z > 0) & (z < 1)).sum() < len(z)  # some rows are clipped: a nontrivial Jacobian
-    assert torch.autograd.gradcheck(
-        lambda t: project_parity(t, g, epsilon), (s,), eps=1e-7, atol=1e-6
-    )
+    with _backend(backend):
+        z = project_parity(s, g, epsilon).detach().cpu().numpy()
+        assert ((z > 0) & (z < 1)).sum() < len(z)  # some rows are clipped: a nontrivial Jacobian
+        assert torch.autograd.gradcheck(
+            lambda t: project_parity(t, g, epsilon), (s,), eps=1e-7, atol=1e-6
+        )
 
 
-def test_projection_jacobian_matches_finite_differences_of_cvxpy():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_projection_jacobian_matches_finite_differences_of_cvxpy(backend):
     scores, groups = _instance(21, 14, 2, skew=0.45)
     epsilon = 0.05
-    jacobian = torch.autograd.functional.jacobian(
-        lambda t: project_parity(t, torch.tensor(groups), epsilon),
-        torch.tensor(scores),
-    ).numpy()
+    with _backend(backend):
+        jacobian = torch.autograd.functional.jacobian(
+            lambda t: project_parity(t, torch.tensor(groups), epsilon),
+            torch.tensor(scores),
+        ).numpy()
     h = 1e-4
     finite = np.empty_like(jacobian)
     for i in range(len(scores)):
@@ -266,33 +300,36 @@ def test_projection_jacobian_matches_finite_differences_of_cvxpy():
     np.testing.assert_allclose(jacobian, finite, atol=1e-5)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_batched_projection_equals_row_by_row(device):
+@pytest.mark.parametrize(("device", "backend"), WHERE)
+def test_batched_projection_equals_row_by_row(device, backend):
     rng = np.random.default_rng(0)
     scores = torch.tensor(rng.random((5, 90)), device=device)
     groups = torch.tensor(rng.integers(-1, 3, (5, 90)), device=device)
     epsilons = 0.03
-    batched = project_parity(scores, groups, epsilons, n_groups=3)
-    for row in range(5):
-        single = project_parity(scores[row], groups[row], epsilons, n_groups=3)
-        torch.testing.assert_close(batched[row], single, atol=1e-14, rtol=0)
-    shared = project_parity(scores, groups[0], epsilons, n_groups=3)
-    for row in range(5):
-        single = project_parity(scores[row], groups[0], epsilons, n_groups=3)
-        torch.testing.assert_close(shared[row], single, atol=1e-14, rtol=0)
+    with _backend(backend):
+        batched = project_parity(scores, groups, epsilons, n_groups=3)
+        for row in range(5):
+            single = project_parity(scores[row], groups[row], epsilons, n_groups=3)
+            torch.testing.assert_close(batched[row], single, atol=1e-14, rtol=0)
+        shared = project_parity(scores, groups[0], epsilons, n_groups=3)
+        for row in range(5):
+            single = project_parity(scores[row], groups[0], epsilons, n_groups=3)
+            torch.testing.assert_close(shared[row], single, atol=1e-14, rtol=0)
     assert batched.device == scores.device
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_projection_with_blocks_solves_each_block_with_its_own_band(device):
+@pytest.mark.parametrize(("device", "backend"), WHERE)
+def test_projection_with_blocks_solves_each_block_with_its_own_band(device, backend):
     scores, groups = _instance(8, 150, 3, skew=0.2)
     blocks = np.random.default_rng(9).integers(0, 2, 150)
-    z = _project(scores, groups, 0.02, device, blocks=torch.tensor(blocks, device=device))
+    z = _project(
+        scores, groups, 0.02, device, blocks=torch.tensor(blocks, device=device), backend=backend
+    )
     np.testing.assert_allclose(
         z, project_parity_cvxpy(scores, groups, 0.02, blocks=blocks), atol=1e-6
     )
     for b in (0, 1):
-        alone = _project(scores, np.where(blocks == b, groups, -1), 0.02, device)
+        alone = _project(scores, np.where(blocks == b, groups, -1), 0.02, device, backend=backend)
         np.testing.assert_allclose(z[blocks == b], alone[blocks == b], atol=1e-14)
 
 
@@ -328,6 +365,81 @@ def test_projection_rejects_invalid_arguments(kwargs, message):
         parity_decisions(
             arguments["scores"], arguments["groups"], arguments["epsilon"], n_groups=n_groups
         )
+
+
+def _random_problem(rng, *, ties, max_rows=80):
+    """A batch of random problems: groups of one, rows outside every group, scores at 0 and
+    1, up to 5 groups and 2 blocks, epsilon 0 among others; with ``ties``, scores on a
+    0.1 grid, so that many coincide."""
+    batch, n, n_groups = rng.integers(1, 4), rng.integers(1, max_rows), rng.integers(1, 6)
+    scores = rng.random((batch, n))
+    if ties:
+        scores = np.round(scores, 1)
+    scores[rng.random((batch, n)) < 0.15] = 0.0
+    scores[rng.random((batch, n)) < 0.15] = 1.0
+    groups = rng.integers(-1, n_groups, (batch, n))
+    groups[groups == n_groups - 1] = 0
+    groups[:, 0] = n_groups - 1  # a group of one
+    blocks = rng.integers(0, 2, (batch, n)) if rng.random() < 0.3 else None
+    epsilon = float(rng.choice([0.0, 0.0, 0.01, 0.05, 0.3, rng.random()]))
+    return scores, groups, int(n_groups), blocks, epsilon
+
+
+def _solve(backend, scores, groups, n_groups, blocks, epsilon, direction):
+    """The projection and the vector-Jacobian product with ``direction``."""
+    s = torch.tensor(scores, requires_grad=True)
+    with _backend(backend):
+        z = project_parity(
+            s,
+            torch.tensor(groups),
+            epsilon,
+            n_groups=n_groups,
+            blocks=None if blocks is None else torch.tensor(blocks),
+        )
+    (z * torch.tensor(direction)).sum().backward()
+    return z.detach().numpy(), s.grad.numpy()
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_numpy_and_torch_backends_agree_on_projection_and_gradient(ties):
+    rng = np.random.default_rng(17 + ties)
+    for trial in range(160):
+        # Large problems take the numpy search's two-level route.
+        problem = _random_problem(rng, ties=ties, max_rows=3000 if trial % 16 == 0 else 80)
+        direction = rng.standard_normal(problem[0].shape)
+        z_torch, grad_torch = _solve("torch", *problem, direction)
+        z_numpy, grad_numpy = _solve("numpy", *problem, direction)
+        np.testing.assert_allclose(z_numpy, z_torch, atol=1e-12, rtol=0)
+        if not ties:
+            # Away from ties both pick the same active set, so the same Jacobian. With
+            # ties the projection can sit exactly where the active set changes, and each
+            # backend may return a different one-sided derivative.
+            np.testing.assert_allclose(grad_numpy, grad_torch, atol=1e-12, rtol=0)
+
+
+def test_auto_backend_agrees_with_both_on_small_and_large_batches():
+    rng = np.random.default_rng(5)
+    for batch in (1, projection._NUMPY_MAX_PROBLEMS + 1):
+        scores = rng.random((batch, 60)) ** rng.uniform(0.3, 3, (batch, 1))
+        groups = rng.integers(0, 3, (batch, 60))
+        direction = rng.standard_normal((batch, 60))
+        problem = (scores, groups, 3, None, 0.02)
+        z_auto, grad_auto = _solve("auto", *problem, direction)
+        for backend in BACKENDS:
+            z, grad = _solve(backend, *problem, direction)
+            np.testing.assert_allclose(z_auto, z, atol=1e-12, rtol=0)
+            np.testing.assert_allclose(grad_auto, grad, atol=1e-12, rtol=0)
+
+
+def test_numpy_search_does_not_depend_on_its_probe_levels(monkeypatch):
+    monkeypatch.setattr(projection, "_BACKEND", "numpy")
+    for seed, n in ((33, 3000), (34, 200)):
+        scores, groups = _spread_instance(seed, n, 3)
+        monkeypatch.setattr(projection, "_NUMPY_ONE_LEVEL", 0)  # coarse, then fine probes
+        two_levels = _project(scores, groups, 0.01, backend="numpy")
+        monkeypatch.setattr(projection, "_NUMPY_ONE_LEVEL", 10**9)  # every knot at once
+        np.testing.assert_array_equal(_project(scores, groups, 0.01, backend="numpy"), two_levels)
+        _check_kkt(scores, groups, two_levels, 0.01)
 
 
 # ----------------------------------------------------------------------- decisions
@@ -473,8 +585,7 @@ def test_batched_decisions_equal_row_by_row_and_respect_threshold():
 
 
 def test_projection_does_not_depend_on_the_number_of_search_rounds(monkeypatch):
-    import sklearn_metaedit.fairness._projection as projection
-
+    monkeypatch.setattr(projection, "_BACKEND", "torch")  # the rounds of the torch search
     scores, groups = _spread_instance(30, 3000, 3)
     wide = _project(scores, groups, 0.01)
     monkeypatch.setattr(projection, "_PROBES", 2)  # 9 rounds instead of 3
@@ -487,8 +598,6 @@ def test_projection_does_not_depend_on_the_number_of_search_rounds(monkeypatch):
 
 
 def test_decisions_do_not_depend_on_candidate_chunking(monkeypatch):
-    import sklearn_metaedit.fairness._projection as projection
-
     scores, groups = _spread_instance(31, 500, 3)
     whole = _decide(scores, groups, 0.02)
     monkeypatch.setattr(projection, "_CANDIDATE_CHUNK", 7)
