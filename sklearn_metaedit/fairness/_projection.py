@@ -486,6 +486,11 @@ class _ParityProjection(torch.autograd.Function):
 # therefore several times faster, with the same active set, closed form and Jacobian.
 
 
+# Row state by group kind (0: inactive, 2: upper band end, 4: lower band end) plus
+# whether the row scores at least its group's threshold.
+_STATES = np.array([0, 0, 2, 1, 1, 3], dtype=np.int8)
+
+
 def _active_set_numpy(x: np.ndarray, codes: np.ndarray, n_total: int, n_groups: int, epsilon):
     """The numpy twin of :func:`_active_set`, with the group layout the closed form needs.
 
@@ -511,22 +516,22 @@ def _active_set_numpy(x: np.ndarray, codes: np.ndarray, n_total: int, n_groups: 
     batch, n = x.shape
     n_all = batch * n_total
     flat = x.reshape(-1)
-    group = (codes + (np.arange(batch) * n_total)[:, None]).reshape(-1)
-    group[codes.reshape(-1) < 0] = n_all
+    codes = codes.reshape(-1)
+    group = np.where(codes < 0, n_all, codes)
+    if batch > 1:
+        group += np.repeat(np.arange(batch) * n_total, n) * (codes >= 0)
     counts = np.bincount(group, minlength=n_all + 1)[:n_all]
     sizes = counts.astype(np.float64)
-    total = np.bincount(group, flat, n_all + 1)[:n_all]
-    mu = total / np.maximum(sizes, 1.0)
-    state = np.zeros(batch * n, dtype=np.int8)
-    no_group = np.zeros(n_all, dtype=bool)
+    mu = np.bincount(group, flat, n_all + 1)[:n_all] / np.maximum(sizes, 1.0)
+    upper_end = np.zeros(n_all, dtype=bool)
     # A block already within the band is left alone.
     nonempty = counts > 0
     shape = (n_all // n_groups, n_groups)
     top = np.where(nonempty, mu, -np.inf).reshape(shape).max(1)
     bottom = np.where(nonempty, mu, np.inf).reshape(shape).min(1)
-    unsolved = np.flatnonzero(top - bottom > epsilon)
-    if unsolved.size == 0:
-        return state, group, sizes, no_group
+    unsolved = np.flatnonzero(top - bottom > epsilon).tolist()
+    if not unsolved:
+        return np.zeros(batch * n, dtype=np.int8), group, sizes, upper_end
 
     # Rows grouped by a stable radix sort of their (small integer) group, then each
     # group's scores sorted in place, descending (ascending in -x): numpy sorts values
@@ -535,7 +540,8 @@ def _active_set_numpy(x: np.ndarray, codes: np.ndarray, n_total: int, n_groups: 
     m = int(counts.sum())
     dc = -flat[np.argsort(group.astype(key_type), kind="stable")[:m]]
     starts = np.cumsum(counts) - counts
-    for first, size in zip(starts[nonempty].tolist(), counts[nonempty].tolist(), strict=True):
+    heads = starts[nonempty]
+    for first, size in zip(heads.tolist(), counts[nonempty].tolist(), strict=True):
         dc[first : first + size].sort()
     np.negative(dc, out=dc)
     gc = np.repeat(np.arange(n_all), counts)
@@ -543,17 +549,20 @@ def _active_set_numpy(x: np.ndarray, codes: np.ndarray, n_total: int, n_groups: 
 
     # Each group's knots (those of _knots) and n_g * nu_g there, without padding: group g
     # occupies [base_g, base_g + 2 n_g + 2) of the flat arrays. The knots are written as
-    # sums of nonnegative steps between consecutive scores, so that they ascend within a
-    # group in floating point too, as np.interp and np.searchsorted need.
+    # sums of nonnegative steps (between consecutive scores, and 1 - d_0 first), so that
+    # they ascend within a group in floating point too, as np.interp and np.searchsorted
+    # need: n_g times the clipped mean is sum_{j <= q} j step_j at shift -d_q, and
+    # sum_g + sum_{j <= q} (n_g - j) step_j at shift 1 - d_q.
     size_r = sizes[gc]
     q = rank.astype(np.float64)
-    step = np.zeros(m)
+    step = np.empty(m)
     step[1:] = dc[:-1] - dc[1:]
-    # n_g * (clipped mean at shift -d_q) and n_g * (clipped mean at 1 - d_q) - sum_g.
-    below = _segment_cumsum(q * step, starts, gc)
-    above = _segment_cumsum(
-        np.where(rank == 0, size_r * (1 - dc), (size_r - q) * step), starts, gc
-    )
+    step[heads] = 1.0 - dc[heads]
+    sums = np.cumsum(np.stack([q, size_r - q]) * step, axis=1)
+    before = np.zeros((2, m + 1))
+    before[:, 1:] = sums
+    sums -= before[:, starts[gc]]
+    below, above = sums
     last = (starts + counts - 1)[nonempty]
     mean = np.zeros(n_all)
     mean[nonempty] = (below[last] + sizes[nonempty] * dc[last]) / sizes[nonempty]
@@ -569,49 +578,33 @@ def _active_set_numpy(x: np.ndarray, codes: np.ndarray, n_total: int, n_groups: 
     phi[at_lower] = -size_r * dc
     phi[at_upper] = size_r * (1 - dc)
 
-    lower_ends = np.full(n_all // n_groups, -np.inf)
-    for problem in unsolved.tolist():
-        members = problem * n_groups + np.flatnonzero(
-            nonempty[problem * n_groups : (problem + 1) * n_groups]
-        )
-        spans = [
-            slice(base_g, base_g + 2 * size + 2)
-            for base_g, size in zip(base[members].tolist(), counts[members].tolist(), strict=True)
-        ]
-        lower_ends[problem] = _last_negative_knot([(knots[span], phi[span]) for span in spans])
-    # For every group, the number of its knots at or below its problem's lower end.
-    knot_group = np.repeat(np.arange(n_all), 2 * counts + 2)
-    count_le = np.bincount(knot_group, knots <= lower_ends[knot_group // n_groups], n_all).astype(
-        np.int64
-    )
-
-    # Decode each group's piece as _active_set does: an upper-end group shifts its
-    # ``unclipped`` highest rows and clips the rest at zero, a lower-end group clips its
-    # ``clipped_one`` highest rows at one and shifts the rest.
-    upper_end = (count_le >= 1) & (count_le <= counts)
-    lower_end = count_le >= counts + 2
-    clipped_one = np.minimum(count_le - counts - 2, counts - 1)
-    # Rows are assigned by comparing scores with the last shifted (upper end) or first
-    # shifted (lower end) score, so rows tied with it are shifted too; ties only straddle
-    # that score at a clipping boundary, where shifting gives the same value, and an
-    # active group keeps a shifted row, as the closed form needs.
-    last = np.append(starts + np.where(upper_end, np.maximum(count_le, 1) - 1, 0), 0)
-    first = np.append(starts + np.where(lower_end, clipped_one, 0), 0)
-    dc = np.append(dc, 0.0)
-    row_upper = np.append(upper_end, False)[group]
-    row_lower = np.append(lower_end, False)[group]
-    state[row_upper] = np.where(flat[row_upper] >= dc[last[group[row_upper]]], 1, 2)
-    state[row_lower] = np.where(flat[row_lower] > dc[first[group[row_lower]]], 3, 1)
+    # Each group's piece decoded as in _active_set, into a rule per row: an upper-end
+    # group shifts its rows scoring at least ``threshold`` (its ``unclipped`` highest) and
+    # clips the rest at zero; a lower-end group clips its rows scoring at least
+    # ``threshold`` (above its first shifted row) at one and shifts the rest. Rows tied
+    # with the threshold go together: ties only straddle it at a clipping boundary, where
+    # either state gives the same value, and an active group keeps a shifted row.
+    kind = np.zeros(n_all + 1, dtype=np.int8)
+    threshold = np.zeros(n_all + 1)
+    base_l, counts_l, starts_l = base.tolist(), counts.tolist(), starts.tolist()
+    for problem in unsolved:
+        members = [g for g in range(problem * n_groups, (problem + 1) * n_groups) if counts_l[g]]
+        spans = [slice(base_l[g], base_l[g] + 2 * counts_l[g] + 2) for g in members]
+        pieces = [(knots[span], phi[span]) for span in spans]
+        lower_end = _last_negative_knot(pieces)
+        for g, (a, _) in zip(members, pieces, strict=True):
+            count_le = int(a.searchsorted(lower_end, side="right"))
+            size = counts_l[g]
+            if 1 <= count_le <= size:
+                upper_end[g] = True
+                kind[g] = 2
+                threshold[g] = dc[starts_l[g] + count_le - 1]
+            elif count_le >= size + 2:
+                kind[g] = 4
+                clipped_one = min(count_le - size - 2, size - 1)
+                threshold[g] = math.nextafter(float(dc[starts_l[g] + clipped_one]), 2.0)
+    state = _STATES[kind[group] + (flat >= threshold[group])]
     return state, group, sizes, upper_end
-
-
-def _segment_cumsum(values: np.ndarray, starts: np.ndarray, segment: np.ndarray) -> np.ndarray:
-    """Cumulative sums of ``values`` restarting at every segment; nondecreasing within a
-    segment wherever ``values`` is nonnegative, rounding included."""
-    running = np.cumsum(values)
-    before = np.zeros(values.shape[0] + 1)
-    before[1:] = running
-    return running - before[starts][segment]
 
 
 def _last_negative_knot(pieces: list) -> float:
@@ -621,28 +614,34 @@ def _last_negative_knot(pieces: list) -> float:
     (each group's knots, ascending, and its share of ``F' / 2`` there). Small problems
     evaluate ``F'`` at every knot; larger ones first at every ``sqrt(L_g)``-th knot of
     each group, then at the at most ``sqrt(L_g)`` knots per group between the two probes
-    that bracket the root, so that work stays O(sqrt(n)) after the O(n) knot set-up.
+    that bracket the root, so that the search costs O(sqrt(n)) after the O(n) set-up of
+    the knots.
     """
     longest = max(a.shape[0] for a, _ in pieces)
     stride = 1 if longest * len(pieces) <= _NUMPY_ONE_LEVEL else math.isqrt(longest)
     probes = np.concatenate([a[::stride] for a, _ in pieces] + [a[-1:] for a, _ in pieces])
-    slope = sum(np.interp(probes, a, f) for a, f in pieces)
+    slope = _slope(probes, pieces)
     below = slope <= 0
-    # Every group's share is nonnegative at its last knot, so some probe has F' >= 0.
-    lower = probes[below].max() if below.any() else probes.min()
+    # The first knot of every group is -epsilon, where each share is -n_g max(s) <= 0.
+    lower = np.max(probes, where=below, initial=-np.inf)
     if stride > 1:
-        upper = probes[~below].min()
+        # Every group's share is nonnegative at its last knot, so some probe has F' > 0.
+        upper = np.min(probes, where=~below, initial=np.inf)
         inner = np.concatenate(
-            [
-                a[np.searchsorted(a, lower, side="right") : np.searchsorted(a, upper)]
-                for a, _ in pieces
-            ]
+            [a[a.searchsorted(lower, side="right") : a.searchsorted(upper)] for a, _ in pieces]
         )
         if inner.size:
-            below = sum(np.interp(inner, a, f) for a, f in pieces) <= 0
-            if below.any():
-                lower = max(lower, inner[below].max())
+            lower = max(lower, np.max(inner, where=_slope(inner, pieces) <= 0, initial=-np.inf))
     return lower
+
+
+def _slope(probes: np.ndarray, pieces: list) -> np.ndarray:
+    """``F'(p) / 2`` at every probe ``p``."""
+    a, f = pieces[0]
+    slope = np.interp(probes, a, f)
+    for a, f in pieces[1:]:
+        slope += np.interp(probes, a, f)
+    return slope
 
 
 def _closed_form_numpy(x, state, group, sizes, upper_end, n_groups: int, epsilon: float):
