@@ -67,6 +67,27 @@ def _as_codes(values, like: Tensor, name: str) -> Tensor:
     return codes.to(device=like.device, dtype=torch.long)
 
 
+# numpy reads CPU tensors of these dtypes without copying and without torch's per-op
+# overhead, which dominates the cost of small projections.
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+
+
+def _has_nan(scores: Tensor) -> bool:
+    if scores.device.type == "cpu" and scores.dtype in _NUMPY_DTYPES:
+        return bool(np.isnan(scores.detach().numpy()).any())
+    return bool(torch.isnan(scores).any())
+
+
+def _extremes(codes: Tensor) -> tuple[int, int]:
+    """The smallest and largest code, ``(0, -1)`` when there is none."""
+    if not codes.numel():
+        return 0, -1
+    if codes.device.type == "cpu":
+        values = codes.numpy()
+        return int(values.min()), int(values.max())
+    return int(codes.min()), int(codes.max())
+
+
 def _prepare(scores: Tensor, groups, blocks, n_groups: int | None):
     """Validate the inputs and return ``(scores2d, codes2d, n_total, n_groups, squeeze)``.
 
@@ -81,7 +102,7 @@ def _prepare(scores: Tensor, groups, blocks, n_groups: int | None):
         raise ValueError(
             f"scores must have shape (n,) or (batch, n), got shape {tuple(scores.shape)}."
         )
-    if bool(torch.isnan(scores).any()):
+    if _has_nan(scores):
         raise ValueError("scores hold NaN; every row needs a score.")
     squeeze = scores.ndim == 1
     s2 = scores.unsqueeze(0) if squeeze else scores
@@ -93,9 +114,9 @@ def _prepare(scores: Tensor, groups, blocks, n_groups: int | None):
             f"groups must have shape (n,) or the shape of scores {tuple(scores.shape)}, got "
             f"shape {tuple(torch.as_tensor(groups).shape)}."
         )
-    if codes.numel() and int(codes.min()) < -1:
+    smallest, largest = _extremes(codes)
+    if smallest < -1:
         raise ValueError("groups must hold codes 0 .. n_groups - 1, or -1 for unconstrained rows.")
-    largest = int(codes.max()) if codes.numel() else -1
     if n_groups is None:
         n_groups = max(largest + 1, 1)
     elif isinstance(n_groups, bool) or not isinstance(n_groups, numbers.Integral) or n_groups < 1:
@@ -113,9 +134,10 @@ def _prepare(scores: Tensor, groups, blocks, n_groups: int | None):
                 f"blocks must have shape (n,) or the shape of scores {tuple(scores.shape)}, "
                 f"got shape {tuple(torch.as_tensor(blocks).shape)}."
             )
-        if block.numel() and int(block.min()) < 0:
+        first_block, last_block = _extremes(block)
+        if first_block < 0:
             raise ValueError("blocks must hold non-negative integer block indices.")
-        n_blocks = int(block.max()) + 1 if block.numel() else 1
+        n_blocks = last_block + 1 if block.numel() else 1
         codes = torch.where(codes >= 0, block * n_groups + codes, codes)
     return s2, codes.contiguous(), n_blocks * n_groups, n_groups, squeeze
 
@@ -405,10 +427,14 @@ def project_parity(
     """
     epsilon = _check_epsilon(epsilon)
     s2, codes, n_total, n_groups, squeeze = _prepare(scores, groups, blocks, n_groups)
-    x = s2.to(torch.float64).clamp(0.0, 1.0)
+    x = s2.to(torch.float64)
     if _numpy_path(x, n_total // n_groups):
-        z = _ParityProjectionNumpy.apply(x, codes, n_total, n_groups, epsilon)
+        if torch.is_grad_enabled() and x.requires_grad:
+            z = _ParityProjectionNumpy.apply(x, codes, n_total, n_groups, epsilon)
+        else:
+            z = torch.from_numpy(_project_numpy(x, codes, n_total, n_groups, epsilon)[0])
     else:
+        x = x.clamp(0.0, 1.0)
         z = _ParityProjection.apply(x, codes, n_total, n_groups, epsilon, scores.dtype)
     z = z.to(scores.dtype)
     return z.squeeze(0) if squeeze else z
@@ -689,22 +715,36 @@ def _jacobian_numpy(grad: np.ndarray, saved) -> np.ndarray:
     return grad_x.reshape(grad.shape)
 
 
+def _project_numpy(x: Tensor, codes: Tensor, n_total: int, n_groups: int, epsilon: float):
+    """The projection of ``x`` (float64, CPU) clipped to ``[0, 1]``, and what
+    :func:`_jacobian_numpy` needs."""
+    raw = x.detach().numpy()
+    inside = (raw >= 0.0) & (raw <= 1.0)
+    clipped = np.clip(raw, 0.0, 1.0)
+    active_set = _active_set_numpy(clipped, codes.numpy(), n_total, n_groups, epsilon)
+    z, saved = _closed_form_numpy(clipped, *active_set, n_groups, epsilon)
+    return z, (inside, *saved)
+
+
 class _ParityProjectionNumpy(torch.autograd.Function):
-    """:class:`_ParityProjection` computed with numpy on CPU tensors: same result and
-    Jacobian, a fraction of the per-op overhead."""
+    """:func:`project_parity` of CPU tensors by :class:`_ParityProjection`'s closed form
+    and Jacobian, computed with numpy: the same result at a fraction of the per-op
+    overhead. Scores outside ``[0, 1]`` are clipped first and receive no gradient, as
+    through ``clamp``."""
 
     @staticmethod
     def forward(ctx, x, codes, n_total, n_groups, epsilon):
-        xn = np.ascontiguousarray(x.detach().numpy())
-        active_set = _active_set_numpy(xn, codes.numpy(), n_total, n_groups, epsilon)
-        z, ctx.saved = _closed_form_numpy(xn, *active_set, n_groups, epsilon)
+        z, ctx.saved = _project_numpy(x, codes, n_total, n_groups, epsilon)
         return torch.from_numpy(z)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        grad = np.ascontiguousarray(grad.detach().to(torch.float64).numpy())
-        return torch.from_numpy(_jacobian_numpy(grad, ctx.saved)), None, None, None, None
+        inside, *saved = ctx.saved
+        grad = grad.detach().to(torch.float64).numpy()
+        grad_x = _jacobian_numpy(grad, saved)
+        grad_x *= inside
+        return torch.from_numpy(grad_x), None, None, None, None
 
 
 def _rates(k: Tensor, n: Tensor) -> Tensor:

@@ -369,14 +369,16 @@ def test_projection_rejects_invalid_arguments(kwargs, message):
 
 def _random_problem(rng, *, ties, max_rows=80):
     """A batch of random problems: groups of one, rows outside every group, scores at 0 and
-    1, up to 5 groups and 2 blocks, epsilon 0 among others; with ``ties``, scores on a
-    0.1 grid, so that many coincide."""
+    1 and outside [0, 1], up to 5 groups and 2 blocks, epsilon 0 among others; with
+    ``ties``, scores on a 0.1 grid, so that many coincide."""
     batch, n, n_groups = rng.integers(1, 4), rng.integers(1, max_rows), rng.integers(1, 6)
     scores = rng.random((batch, n))
     if ties:
         scores = np.round(scores, 1)
     scores[rng.random((batch, n)) < 0.15] = 0.0
     scores[rng.random((batch, n)) < 0.15] = 1.0
+    if rng.random() < 0.2:
+        scores = scores * 1.4 - 0.2  # clipped to [0, 1] first, with no gradient there
     groups = rng.integers(-1, n_groups, (batch, n))
     groups[groups == n_groups - 1] = 0
     groups[:, 0] = n_groups - 1  # a group of one
