@@ -136,7 +136,9 @@ def test_graph_round_trip_is_exact(network):
 
 
 @given(networks(), st.integers(1, 5), st.integers(0, 2**31 - 1))
-def test_network_forward_with_the_round_tripped_weights_is_the_network(network, n_rows, seed):
+def test_network_forward_with_the_round_tripped_weights_computes_the_network(
+    network, n_rows, seed
+):
     module, sizes = network
     module.eval()
     X = torch.randn(n_rows, sizes[0], generator=torch.Generator().manual_seed(seed))
@@ -147,7 +149,12 @@ def test_network_forward_with_the_round_tripped_weights_is_the_network(network, 
             module, graph_to_weights(weights_to_graph(extract_weights(module))), X
         )
     assume(torch.isfinite(expected).all())
-    assert torch.equal(got, expected)
+    # Equal to rounding, not bit for bit: the nightly profile found a network (bias-free
+    # layers, ELU) whose logits differed in the last bit, since network_forward passes a
+    # zero bias where the layer has none and torch takes another matmul kernel.
+    eps = torch.finfo(expected.dtype).eps
+    scale = 1.0 + float(expected.abs().max()) if expected.numel() else 1.0
+    torch.testing.assert_close(got, expected, rtol=16 * eps, atol=16 * eps * scale)
 
 
 @given(networks(), st.randoms(use_true_random=False))
