@@ -11,8 +11,9 @@ nearest band end (``nu_g = 0`` when its mean already lies in the band). The tota
 ``F(a)`` is convex with ``F'(a) = 2 sum_g n_g nu_g(a)``, a nondecreasing piecewise-linear
 function whose knots follow from one sort of the scores within each group. The root of
 ``F'`` fixes the active set (which rows are clipped, which groups sit at which band
-end); on that active set the solution has a closed form, computed with plain torch ops
-so that autograd yields the exact Jacobian.
+end); on that active set the solution has a closed form, and its exact Jacobian. CUDA
+tensors are projected with torch ops; CPU tensors with numpy, whose per-op overhead is
+a fraction of torch's.
 
 :func:`parity_decisions` turns scores into 0/1 decisions, one threshold per group, whose
 selection-rate gap is at most ``epsilon`` as fairlearn computes it, flipping the fewest
@@ -37,13 +38,11 @@ _PROBES = 64
 # Up to this many knots per group, one round probes them all: for small problems the
 # ops of a second round cost more than the extra searchsorted work.
 _ONE_ROUND = 1024
-# Which implementation project_parity runs on CPU tensors: "auto" takes the numpy path
-# for up to _NUMPY_MAX_PROBLEMS problems (batch rows times blocks) of up to
-# _NUMPY_MAX_ROWS rows and the torch path otherwise; "numpy" and "torch" force one.
-# CUDA tensors always take the torch path.
+# Which implementation project_parity runs on CPU tensors: "auto" and "numpy" take the
+# numpy path, "torch" the torch path; CUDA tensors always take the torch path. On one CPU
+# thread the numpy path was faster at every size measured, from one row of 256 to one of
+# 10^6 and to batches of 1024 problems, by 2-20x with many groups.
 _BACKEND = "auto"
-_NUMPY_MAX_PROBLEMS = 64
-_NUMPY_MAX_ROWS = 1 << 30
 # Up to this many knots in a problem, the numpy root search evaluates F' at all of them.
 _NUMPY_ONE_LEVEL = 1024
 # Candidate bands scored at once by parity_decisions, times batch rows and groups.
@@ -142,13 +141,9 @@ def _prepare(scores: Tensor, groups, blocks, n_groups: int | None):
     return s2, codes.contiguous(), n_blocks * n_groups, n_groups, squeeze
 
 
-def _numpy_path(x: Tensor, n_blocks: int) -> bool:
-    """Whether project_parity solves ``x`` of shape (batch, n) with the numpy path."""
-    if x.device.type != "cpu" or _BACKEND == "torch":
-        return False
-    if _BACKEND == "numpy":
-        return True
-    return x.shape[0] * n_blocks <= _NUMPY_MAX_PROBLEMS and x.shape[1] <= _NUMPY_MAX_ROWS
+def _numpy_path(x: Tensor) -> bool:
+    """Whether project_parity solves ``x`` with the numpy path."""
+    return x.device.type == "cpu" and _BACKEND != "torch"
 
 
 def _group_layout(keys_sorted_order: Tensor, codes: Tensor, n_total: int):
@@ -392,7 +387,8 @@ def project_parity(
     piecewise-linear optimality condition, and the solution is then written in closed
     form on that active set, so that autograd returns the exact Jacobian wherever the
     active set is locally constant (almost everywhere). Computations run in float64 on
-    the device of ``scores``; the result has the dtype of ``scores``.
+    the device of ``scores`` (with numpy for CPU tensors); the result has the dtype and
+    device of ``scores``.
 
     Parameters
     ----------
@@ -428,7 +424,7 @@ def project_parity(
     epsilon = _check_epsilon(epsilon)
     s2, codes, n_total, n_groups, squeeze = _prepare(scores, groups, blocks, n_groups)
     x = s2.to(torch.float64)
-    if _numpy_path(x, n_total // n_groups):
+    if _numpy_path(x):
         if torch.is_grad_enabled() and x.requires_grad:
             z = _ParityProjectionNumpy.apply(x, codes, n_total, n_groups, epsilon)
         else:
@@ -508,8 +504,11 @@ class _ParityProjection(torch.autograd.Function):
 #
 # On the CPU a torch op costs several microseconds of dispatch however small its input,
 # and the torch path above needs a few hundred of them; numpy's overhead is about a
-# microsecond an op. For up to a few thousand rows per problem the numpy path below is
-# therefore several times faster, with the same active set, closed form and Jacobian.
+# microsecond an op. For large inputs numpy sorts values (not indices) several times
+# faster, and groups are stored back to back rather than padded to the largest. The
+# numpy path below finds the same active set with one exact search per problem (batch
+# row and block), the K groups of a problem handled together, and applies the same
+# closed form and Jacobian.
 
 
 # Row state by group kind (0: inactive, 2: upper band end, 4: lower band end) plus
