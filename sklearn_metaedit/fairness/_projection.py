@@ -576,8 +576,8 @@ def _active_set_numpy(x: np.ndarray, codes: np.ndarray, n_total: int, n_groups: 
     # occupies [base_g, base_g + 2 n_g + 2) of the flat arrays. The knots are written as
     # sums of nonnegative steps (between consecutive scores, and 1 - d_0 first), so that
     # they ascend within a group in floating point too, as np.interp and np.searchsorted
-    # need: n_g times the clipped mean is sum_{j <= q} j step_j at shift -d_q, and
-    # sum_g + sum_{j <= q} (n_g - j) step_j at shift 1 - d_q.
+    # need: n_g times the clipped mean is sum_{j <= q} j step_j at shift -d_q, and the
+    # group's score sum plus sum_{j <= q} (n_g - j) step_j at shift 1 - d_q.
     size_r = sizes[gc]
     q = rank.astype(np.float64)
     step = np.empty(m)
