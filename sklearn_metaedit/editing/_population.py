@@ -371,7 +371,8 @@ def make_population(
     workers, so any joblib backend scales it out (``joblib.parallel_config(backend=
     "dask")`` spreads it over a ``dask.distributed`` cluster). A network's weights depend
     only on its draw, its seed and the data: the same ``random_state`` gives the same
-    population for every ``n_jobs``, backend and ``networks_per_task``.
+    population for every ``n_jobs``, backend and ``networks_per_task`` (with dropout,
+    whose masks are drawn per task, for every ``n_jobs`` and backend).
 
     Parameters
     ----------
