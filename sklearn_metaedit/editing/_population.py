@@ -414,7 +414,9 @@ def make_population(
     -------
     population : list of skorch NeuralNetClassifier
         Fitted nets, in draw order; ``predict`` works and equals the trained parameters.
-        Each net's ``history`` holds its per-epoch ``train_loss``.
+        As with any skorch classifier, ``predict`` returns class indices and
+        ``classes_`` (the sorted labels of ``y``) maps them to labels. Each net's
+        ``history`` holds its per-epoch ``train_loss``.
 
     Examples
     --------
