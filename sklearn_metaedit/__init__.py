@@ -15,6 +15,8 @@ _PUBLIC = {
     "MetanetEditor": "sklearn_metaedit.editing",
     "make_population": "sklearn_metaedit.editing",
     "TaskData": "sklearn_metaedit.editing",
+    "save_editor": "sklearn_metaedit.editing",
+    "load_editor": "sklearn_metaedit.editing",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -442,6 +442,13 @@ CASES = {
         lambda c: editor_fit(c, requirement="data_minimisation", features=["age"]),
         (ValueError, "features names 'age'"),
     ),
+    "editor_cuda_requested": Case(
+        lambda c: editor_fit(c, device="cuda"),
+        None if CUDA else (ValueError, "device='cuda' asks for CUDA"),
+    ),
+    "editor_device_not_a_device": Case(
+        lambda c: editor_fit(c, device="gpu9"), (ValueError, "device='gpu9' is not a torch device")
+    ),
     # ---------------------------------------------------------------- make_population
     "population_nan_features": Case(
         lambda c: population(c, X=with_nan(c["X"])), (ValueError, "X holds NaN")

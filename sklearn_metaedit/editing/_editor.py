@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch_geometric.data import Batch
 
+from .._device import check_device
 from .._groups import check_sensitive_features, encode_groups, fit_groups
 from ._graph import as_sequential, extract_weights, load_weights, network_forward, weights_to_graph
 from ._metanet import GraphMetanetwork, unbatch_edit
@@ -236,6 +237,7 @@ default="sparsity"
     # ------------------------------------------------------------------ validation
 
     def _validate_params_(self) -> None:
+        check_device(self.device)
         if self.requirement not in REQUIREMENTS:
             raise ValueError(
                 f"requirement={self.requirement!r} is not supported; choose one of "

@@ -34,6 +34,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from .._device import check_device
 from ._graph import as_sequential
 
 __all__ = ["make_population", "train_group"]
@@ -206,6 +207,8 @@ def _train_stacked(modules, seeds, lrs, X, y, max_epochs, batch_size, optimizer)
     batched = torch.vmap(logits_of, in_dims=(0, 0, 0), randomness="different")
     name, kwargs = optimizer
     opt = _StackedOptimizer(params, name, torch.tensor(lrs, dtype=torch.float32), **kwargs)
+    # pandas hands out read-only arrays, which torch refuses to wrap without a warning
+    X = X if X.flags.writeable else X.copy()
     X_t, y_t = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.long)
     n_rows, n_nets = len(X_t), len(seeds)
     step = n_rows if batch_size in (-1, None) else int(batch_size)
@@ -438,15 +441,8 @@ def make_population(
             f"criterion=torch.nn.CrossEntropyLoss)), got {type(estimator).__name__}."
         )
     device = estimator.get_params(deep=False).get("device")
-    if (
-        device is not None
-        and torch.device(device).type == "cuda"
-        and not torch.cuda.is_available()
-    ):
-        raise ValueError(
-            f"the estimator's device={str(device)!r} asks for CUDA, but torch finds no CUDA "
-            "device here; set device='cpu' on the estimator."
-        )
+    if device is not None:
+        check_device(device, name="the estimator's device")
     if isinstance(n_networks, bool) or not isinstance(n_networks, Integral) or n_networks < 1:
         raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}.")
     if networks_per_task is not None and (

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from .._device import check_device
 from .._groups import encode_groups, fit_groups, resolve_sensitive_features
 from ._constraints import CONSTRAINTS, constraint_codes
 from ._projection import parity_decisions, project_parity
@@ -293,19 +294,7 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
             )
         device = self.estimator.get_params(deep=False).get("device")
         if device is not None:
-            try:
-                device = torch.device(device)
-            except (RuntimeError, TypeError) as exc:
-                raise ValueError(
-                    f"the estimator's device={device!r} is not a torch device: {exc}"
-                ) from exc
-            if device.type == "cuda" and not torch.cuda.is_available():
-                # torch's own message ("Torch not compiled with CUDA enabled") would come
-                # mid-training and name no argument
-                raise ValueError(
-                    f"the estimator's device={str(device)!r} asks for CUDA, but torch finds no "
-                    "CUDA device here; set device='cpu' on the estimator."
-                )
+            check_device(device, name="the estimator's device")
 
     def _network_input(self, X):
         """X without the non-numeric sensitive columns, which a network cannot take."""
