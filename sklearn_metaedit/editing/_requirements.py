@@ -22,6 +22,7 @@ Utility is a divergence between the original and the edited network's prediction
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -202,7 +203,7 @@ def _base_edit(weights: Weights, edit: dict[str, torch.Tensor]) -> Weights:
     ]
 
 
-class Requirement:
+class Requirement(ABC):
     """A requirement on edited networks: how to edit, relax, enforce and measure it.
 
     Parameters
@@ -253,6 +254,7 @@ class Requirement:
         """Requirement term of the training loss (0 for structural requirements)."""
         return edited_logits.sum() * 0.0
 
+    @abstractmethod
     def measure(
         self,
         edited_weights: Weights,
@@ -262,7 +264,6 @@ class Requirement:
         n_groups: int,
     ) -> float:
         """The requirement's quantity on an edited network (sparsity, #features, gap)."""
-        raise NotImplementedError
 
     def violation(self, value: float, target: float) -> float:
         """How far a measured value is from meeting ``target`` (0 when it meets it)."""

@@ -337,11 +337,15 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Class labels.
         """
         self._check_fitted()
+        return self._decide(X, sensitive_features, self._n, self._selected)
+
+    def _decide(self, X, sensitive_features, n_decided, n_selected) -> np.ndarray:
+        """Decide the rows of ``X`` in order from the counts given (updated in place)."""
         X = _rows(X)
         labels, codes = self._codes(X, sensitive_features)
         scores = self._positive_proba(X, labels)
         decisions = decide_stream(
-            scores, codes, self._thresholds, self._n, self._selected, self.band_, self.step_size
+            scores, codes, self._thresholds, n_decided, n_selected, self.band_, self.step_size
         )
         return self.classes_[np.frombuffer(decisions, dtype=np.uint8)]
 
@@ -363,19 +367,8 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Class labels.
         """
         self._check_fitted()
-        X = _rows(X)
-        labels, codes = self._codes(X, sensitive_features)
-        scores = self._positive_proba(X, labels)
-        decisions = decide_stream(
-            scores,
-            codes,
-            self._thresholds,
-            [0] * len(self.groups_),
-            [0] * len(self.groups_),
-            self.band_,
-            self.step_size,
-        )
-        return self.classes_[np.frombuffer(decisions, dtype=np.uint8)]
+        zeros = [0] * len(self.groups_)
+        return self._decide(X, sensitive_features, zeros, list(zeros))
 
     def predict_proba(self, X: Any, *, sensitive_features: Any = None) -> np.ndarray:
         """Adjusted probabilities of ``X`` replayed as a fresh stream, as :meth:`predict`.
