@@ -21,7 +21,13 @@ from .._groups import check_sensitive_features, encode_groups, fit_groups
 from ..metrics import selection_rate_gap
 from ._online import OnlineFairPredictor
 
-__all__ = ["drifting_order", "run_online_demo", "stream_summary", "within_batch_primal_dual"]
+__all__ = [
+    "drifting_order",
+    "online_gap_trajectory",
+    "run_online_demo",
+    "stream_summary",
+    "within_batch_primal_dual",
+]
 
 
 def within_batch_primal_dual(
@@ -243,3 +249,85 @@ def run_online_demo(
     ).T
     table.index.name = "method"
     return table
+
+
+def online_gap_trajectory(
+    X_train: Any,
+    y_train: Any,
+    s_train: Any,
+    X_test: Any,
+    y_test: Any,
+    s_test: Any,
+    *,
+    epsilon: float = 0.05,
+    random_state: int = 0,
+    n_points: int = 100,
+) -> pd.DataFrame:
+    """The pooled gap and its guaranteed bound along the stream of :func:`run_online_demo`.
+
+    The same base model (a logistic regression fitted on the training rows) and the same
+    stream order; :class:`OnlineFairPredictor` decides the stream in consecutive chunks
+    (the decisions of batch size 1, since rows are decided in order), and after each
+    chunk its report gives the pooled gap so far and the bound for that many decisions.
+
+    Parameters
+    ----------
+    X_train, y_train, s_train : array-like
+        Training features, 0/1 labels and group labels.
+    X_test, y_test, s_test : array-like
+        The stream's rows, labels and groups.
+    epsilon : float, default=0.05
+    random_state : int, default=0
+        Seeds the stream's order, as in :func:`run_online_demo`.
+    n_points : int, default=100
+        About this many checkpoints, spaced evenly on a log scale of the stream length.
+
+    Returns
+    -------
+    trajectory : DataFrame
+        One row per checkpoint; columns ``n_decisions``, ``pooled_gap`` (the online
+        decisions so far), ``bound`` (the report's guaranteed ceiling on it) and
+        ``unconstrained_gap`` (the base model's 0.5-threshold decisions so far).
+
+    Examples
+    --------
+    >>> from sklearn_metaedit.datasets import make_biased_classification
+    >>> X, y, s = make_biased_classification(1200, bias=2.0, random_state=0)
+    >>> path = online_gap_trajectory(X[:600], y[:600], s[:600], X[600:], y[600:], s[600:])
+    >>> int(path["n_decisions"].iloc[-1]), bool((path["pooled_gap"] <= path["bound"]).all())
+    (600, True)
+    """
+    X_train, X_test = np.asarray(X_train), np.asarray(X_test)
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    s_train = check_sensitive_features(s_train, len(y_train))
+    s_test = check_sensitive_features(s_test, len(y_test))
+    order = np.random.default_rng(random_state).permutation(len(y_test))
+    X_test, s_test = X_test[order], s_test[order]
+
+    model = LogisticRegression(max_iter=1000).fit(X_train, y_train)
+    plain = (model.predict_proba(X_test)[:, 1] >= 0.5).astype(np.int64)
+    online = OnlineFairPredictor(model, epsilon=epsilon, prefit=True)
+    online.fit(X_train, y_train, sensitive_features=s_train)
+
+    ends = np.unique(np.geomspace(1, len(y_test), num=n_points).round().astype(np.int64))
+    codes = encode_groups(s_test, fit_groups(np.concatenate([s_train, s_test])))
+    n_groups = int(codes.max()) + 1
+    # running counts per group give every checkpoint's unconstrained gap in one pass
+    seen = np.cumsum(np.eye(n_groups, dtype=np.int64)[codes], axis=0)
+    chosen = np.cumsum(np.eye(n_groups, dtype=np.int64)[codes] * plain[:, None], axis=0)
+    rows, start = [], 0
+    for end in ends:
+        online.partial_predict(X_test[start:end], sensitive_features=s_test[start:end])
+        start = end
+        report = online.report()
+        n, k = seen[end - 1], chosen[end - 1]
+        rates = k[n > 0] / n[n > 0]
+        rows.append(
+            {
+                "n_decisions": int(end),
+                "pooled_gap": float(report.pooled_gap),
+                "bound": float(report.bound),
+                "unconstrained_gap": float(rates.max() - rates.min()),
+            }
+        )
+    return pd.DataFrame(rows)
