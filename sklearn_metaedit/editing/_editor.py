@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 from torch_geometric.data import Batch
+from tqdm.auto import tqdm
 
 from .._device import check_device
 from .._groups import check_sensitive_features, encode_groups, fit_groups
@@ -123,7 +124,8 @@ default="sparsity"
     random_state : int, RandomState or None, default=None
         Seeds the metanetwork's initialisation, the row split and the batches.
     verbose : int, default=0
-        Print training progress when > 0.
+        1: a progress bar over the training steps (on stderr); 2: also a line with the
+        training and validation loss every tenth of the steps.
 
     Attributes
     ----------
@@ -612,7 +614,11 @@ default="sparsity"
             best_state = copy.deepcopy(metanet.state_dict())
             records.append({"step": 0, "train_loss": np.nan, "validation_loss": best_loss})
         metanet.train()
+        progress = tqdm(
+            total=self.max_steps, desc="MetanetEditor", unit="step", disable=self.verbose < 1
+        )
         for step in range(1, self.max_steps + 1):
+            progress.update()
             chosen = rng.choice(
                 train_nets, size=min(self.networks_per_step, len(train_nets)), replace=False
             )
@@ -641,17 +647,17 @@ default="sparsity"
                     best_loss = record["validation_loss"]
                     best_state = copy.deepcopy(metanet.state_dict())
             records.append(record)
-            if self.verbose and (step % max(self.max_steps // 10, 1) == 0 or step == 1):
-                print(
+            if self.verbose >= 2 and (step % max(self.max_steps // 10, 1) == 0 or step == 1):
+                progress.write(
                     f"[MetanetEditor] step {step}/{self.max_steps} train loss "
                     f"{record['train_loss']:.4f}"
                     + (
                         f" validation loss {record['validation_loss']:.4f}"
                         if np.isfinite(record["validation_loss"])
                         else ""
-                    ),
-                    flush=True,
+                    )
                 )
+        progress.close()
         if best_state is not None:
             metanet.load_state_dict(best_state)
         self.history_ = pd.DataFrame.from_records(

@@ -33,6 +33,7 @@ from sklearn.model_selection import ParameterSampler
 from sklearn.utils import check_random_state
 from torch import nn
 from torch.func import functional_call, stack_module_state
+from tqdm.auto import tqdm
 
 from .._device import check_device
 from ._graph import as_sequential
@@ -411,7 +412,8 @@ def make_population(
         networks already written are loaded, not retrained. A file of another run
         (other estimator, draws, seed or data) is an error.
     verbose : int, default=0
-        Print progress per task when > 0.
+        1: a progress bar over the networks (on stderr); 2: also a line per finished
+        task.
 
     Returns
     -------
@@ -550,7 +552,7 @@ def make_population(
                     "lrs": [lrs[i] for i in members],
                 }
             )
-    if verbose:
+    if verbose >= 2:
         resumed = f", {len(trained)} loaded from {directory}" if trained else ""
         print(
             f"[make_population] {len(draws)} networks in {len(specs)} architecture group(s): "
@@ -558,6 +560,13 @@ def make_population(
             flush=True,
         )
 
+    progress = tqdm(
+        total=len(nets),
+        initial=len(trained),
+        desc="make_population",
+        unit="net",
+        disable=verbose < 1,
+    )
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
         delayed(_train_task)(task, X_np, codes) for task in tasks
     )
@@ -568,13 +577,14 @@ def make_population(
             trained[member] = (state, loss)
             if directory is not None:
                 _write_checkpoint(_checkpoint_path(directory, member), keys[member], state, loss)
-        if verbose:
-            print(
+        progress.update(len(members))
+        if verbose >= 2:
+            progress.write(
                 f"[make_population] {len(trained)}/{len(nets)} networks: "
                 f"{len(members)} {spec_of[members[0]]['module_kwargs']} trained in "
-                f"{seconds:.1f}s",
-                flush=True,
+                f"{seconds:.1f}s"
             )
+    progress.close()
     for index, net in enumerate(nets):
         state, loss = trained[index]
         spec = spec_of[index]

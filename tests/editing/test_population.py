@@ -234,3 +234,14 @@ def test_population_with_dropout_is_reproducible_whatever_the_global_torch_seed(
     # dropout was active: training without it ends elsewhere
     without = make_population(make_net(X.shape[1], max_epochs=3), X, y, **kwargs)
     assert not torch.equal(first[0].module_[0].weight, without[0].module_[0].weight)
+
+
+@pytest.mark.parametrize("verbose", [0, 1, 2])
+def test_verbose_shows_a_progress_bar_over_the_networks(task, capsys, verbose):
+    X, y = task
+    make_population(
+        make_net(X.shape[1], max_epochs=1), X, y, n_networks=3, random_state=0, verbose=verbose
+    )
+    out, err = capsys.readouterr()
+    assert ("make_population" in err and "3/3" in err) == (verbose >= 1)
+    assert ("networks in 1 architecture group" in out) == (verbose >= 2)
