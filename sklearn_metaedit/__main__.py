@@ -13,8 +13,16 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+# per size: optimiser steps of the batch methods, and the editor sweep's settings
+SIZES = {
+    "quick": {"steps": 500, "n_networks": 10, "n_held_out": 3, "max_steps": 200},
+    "full": {"steps": 1200, "n_networks": 20, "n_held_out": 5, "max_steps": 600},
+}
+SPARSITIES = (0.5, 0.8, 0.9, 0.95)
+
+
 def demo(args: argparse.Namespace) -> int:
-    """Run the package's estimators beside their peers on a bundled data set."""
+    """Run the package's estimators beside their peers on a bundled data set; write a report."""
     import pandas as pd
     import torch
 
@@ -22,7 +30,11 @@ def demo(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
 
     from ._compare import compare_fairness_layer, load_task
+    from ._report import editor_summary, write_report
+    from .editing._demo import run_editor_sweep
+    from .fairness._online_demo import online_gap_trajectory, run_online_demo
 
+    size = SIZES[args.size]
     pd.set_option("display.width", 140)
     pd.set_option("display.max_columns", 20)
     start = time.perf_counter()
@@ -32,70 +44,66 @@ def demo(args: argparse.Namespace) -> int:
         f"  {len(task.X_train)} training rows, {len(task.X_test)} test rows, "
         f"{task.n_features} features after one-hot encoding"
     )
-    steps = 500 if args.quick else 1200
     print(f"\n== Fairness layer vs peers: {task.name}, epsilon={args.epsilon} ==")
-    table = compare_fairness_layer(
+    fairness = compare_fairness_layer(
         task,
         epsilon=args.epsilon,
-        steps=steps,
+        steps=size["steps"],
         random_state=args.seed,
         progress=lambda m: _say(f"  fitting {m} ..."),
     )
-    print(table.drop(columns=["task", "epsilon"]).to_string(index=False, float_format="%.4f"))
+    print(fairness.drop(columns=["task", "epsilon"]).to_string(index=False, float_format="%.4f"))
     print(
         "\ndp_gap: fairlearn's demographic_parity_difference of the 0/1 test predictions "
         "(the whole test split is one prediction batch)."
     )
-    for name, section in _extra_sections():
-        print(f"\n== {name} ==")
-        section(task, args)
+
+    print("\n== Online decisions over the test stream (batch size 1) ==")
+    _say("  streaming the test split one decision at a time ...")
+    stream = (task.X_train, task.y_train, task.s_train, task.X_test, task.y_test, task.s_test)
+    online = run_online_demo(*stream, epsilon=args.epsilon, random_state=args.seed)
+    print(online.to_string(float_format="%.4f"))
+    _say("  recording the pooled gap and its bound along the stream ...")
+    trajectory = online_gap_trajectory(*stream, epsilon=args.epsilon, random_state=args.seed)
+
+    print("\n== MetanetEditor: prune held-out networks in one forward pass each ==")
+    sweep = run_editor_sweep(
+        task.X_train,
+        task.y_train,
+        task.X_test,
+        task.y_test,
+        sparsities=SPARSITIES,
+        n_networks=size["n_networks"],
+        n_held_out=size["n_held_out"],
+        max_steps=size["max_steps"],
+        random_state=args.seed,
+        verbose=1,
+    )
+    summary = editor_summary(sweep).set_index(["method", "target"])
+    print(summary[["accuracy", "sparsity", "seconds"]].to_string(float_format="%.4f"))
+
+    seconds = time.perf_counter() - start
+    _say("  writing the report ...")
+    index = write_report(
+        args.out,
+        fairness=fairness,
+        online=online,
+        trajectory=trajectory,
+        sweep=sweep,
+        epsilon=args.epsilon,
+        title=f"sklearn_metaedit demo: {task.name}",
+        details={
+            "data set": f"{task.name}, {len(task.X_train)} training rows, "
+            f"{len(task.X_test)} test rows",
+            "size": args.size,
+            "seed": args.seed,
+            "epsilon": args.epsilon,
+            "run time": f"{seconds:.0f} s",
+        },
+    )
+    print(f"\nReport: {index}")
     _say(f"\nDone in {time.perf_counter() - start:.0f} s.")
     return 0
-
-
-def _extra_sections():
-    """The online and editor sections, present once their estimators are."""
-    sections = []
-    try:
-        from .fairness._online_demo import run_online_demo
-    except ImportError:
-        run_online_demo = None
-    if run_online_demo is not None:
-
-        def online(task, args):
-            _say("  streaming the test split one decision at a time ...")
-            table = run_online_demo(
-                task.X_train,
-                task.y_train,
-                task.s_train,
-                task.X_test,
-                task.y_test,
-                task.s_test,
-                epsilon=args.epsilon,
-                random_state=args.seed,
-            )
-            print(table.to_string(float_format="%.4f"))
-
-        sections.append(("Online decisions over the test stream (batch size 1)", online))
-    try:
-        from .editing._demo import run_editor_demo
-    except ImportError:
-        run_editor_demo = None
-    if run_editor_demo is not None:
-
-        def editor(task, args):
-            table = run_editor_demo(
-                task.X_train,
-                task.y_train,
-                task.X_test,
-                task.y_test,
-                random_state=args.seed,
-                verbose=1,
-            )
-            print(table.to_string(float_format="%.4f"))
-
-        sections.append(("MetanetEditor: prune a held-out network in one forward pass", editor))
-    return sections
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -122,7 +130,13 @@ def main(argv=None) -> int:
         "--sensitive", default=None, help="sex (default), race (adult), age_group (german)"
     )
     d.add_argument("--epsilon", type=float, default=0.05)
-    d.add_argument("--quick", action="store_true", help="fewer epochs")
+    d.add_argument(
+        "--size", choices=sorted(SIZES), default="full", help="quick: fewer steps and networks"
+    )
+    d.add_argument(
+        "--quick", dest="size", action="store_const", const="quick", help="same as --size quick"
+    )
+    d.add_argument("--out", type=Path, default=Path("demo_report"), help="report folder")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     d.set_defaults(func=demo)

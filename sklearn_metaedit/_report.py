@@ -1,0 +1,474 @@
+"""The demo's report folder: tables and figures in, ``index.html`` and PNG files out.
+
+Pure functions of the demo's DataFrames (:func:`~sklearn_metaedit._compare.compare_fairness_layer`,
+:func:`~sklearn_metaedit.fairness._online_demo.run_online_demo`,
+:func:`~sklearn_metaedit.fairness._online_demo.online_gap_trajectory`,
+:func:`~sklearn_metaedit.editing._demo.run_editor_sweep`): nothing here fits a model.
+The page is self-contained (inline CSS, no scripts, no network); its images are PNG files
+beside it, so the folder can be zipped, mailed or served as it is.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "editor_summary",
+    "pareto_front",
+    "plot_accuracy_vs_sparsity",
+    "plot_edit_time",
+    "plot_fairness_pareto",
+    "plot_online_gap",
+    "write_report",
+]
+
+FLOAT_FORMAT = "{:.4g}".format
+"""How every number of the page's tables is written."""
+
+_ORIGINAL = "original"
+_EDITOR = "MetanetEditor"
+_PRUNED = "magnitude pruning"
+_TUNED = "magnitude pruning + fine-tuning"
+
+
+def _pyplot():
+    import matplotlib
+
+    # the report is written to files, also on machines with no display
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def pareto_front(accuracy: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both accuracy and gap, by gap.
+
+    Parameters
+    ----------
+    accuracy, gap : ndarray of shape (n_points,)
+        Higher accuracy and lower gap are better.
+
+    Returns
+    -------
+    front : ndarray of int64
+        Indices of the non-dominated points, in increasing gap.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pareto_front(np.array([0.8, 0.85, 0.7, 0.84]), np.array([0.01, 0.2, 0.05, 0.3])).tolist()
+    [0, 1]
+    """
+    accuracy, gap = np.asarray(accuracy, dtype=float), np.asarray(gap, dtype=float)
+    order = np.lexsort((-accuracy, gap))
+    front, best = [], -np.inf
+    for i in order:
+        if accuracy[i] > best:
+            front.append(int(i))
+            best = accuracy[i]
+    return np.asarray(front, dtype=np.int64)
+
+
+def plot_fairness_pareto(
+    fairness: pd.DataFrame,
+    path: str | Path,
+    *,
+    epsilon: float,
+    online: pd.DataFrame | None = None,
+) -> Path:
+    """Accuracy against selection-rate gap, every fairness method on one plot.
+
+    Parameters
+    ----------
+    fairness : DataFrame
+        :func:`~sklearn_metaedit._compare.compare_fairness_layer`'s table (columns
+        ``method``, ``accuracy``, ``dp_gap``).
+    path : str or Path
+        The PNG to write.
+    epsilon : float
+        Drawn as a vertical line: methods to its left meet the constraint.
+    online : DataFrame, default=None
+        :func:`~sklearn_metaedit.fairness._online_demo.run_online_demo`'s table (index:
+        methods; ``accuracy``, ``pooled_gap``), drawn with hollow markers: those methods
+        use a different base model (a logistic regression) and decide a stream.
+
+    Returns
+    -------
+    path : Path
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    acc, gap = fairness["accuracy"].to_numpy(), fairness["dp_gap"].to_numpy()
+    colors = plt.get_cmap("tab10")
+    for i, (method, a, g) in enumerate(zip(fairness["method"], acc, gap, strict=True)):
+        ax.scatter(g, a, s=70, color=colors(i), label=method, zorder=3)
+    front = pareto_front(acc, gap)
+    ax.step(
+        gap[front],
+        acc[front],
+        where="post",
+        color="0.4",
+        linewidth=1,
+        zorder=2,
+        label="Pareto front (batch methods)",
+    )
+    if online is not None:
+        for j, (method, row) in enumerate(online.iterrows()):
+            ax.scatter(
+                row["pooled_gap"],
+                row["accuracy"],
+                s=70,
+                marker="D",
+                facecolors="none",
+                edgecolors=colors(len(fairness) + j),
+                label=f"stream: {method}",
+                zorder=3,
+            )
+    ax.axvline(epsilon, color="tab:red", linestyle=":", label=f"ε = {epsilon}")
+    ax.set_xlabel("selection-rate gap on the test split (lower is fairer)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy vs demographic-parity gap")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, Path(path))
+
+
+def editor_summary(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Mean test accuracy and seconds over the held-out networks, per method and target.
+
+    Parameters
+    ----------
+    sweep : DataFrame
+        :func:`~sklearn_metaedit.editing._demo.run_editor_sweep`'s table.
+
+    Returns
+    -------
+    summary : DataFrame
+        Columns ``method``, ``target``, ``accuracy``, ``accuracy_min``, ``accuracy_max``,
+        ``sparsity``, ``seconds`` (means over networks, except min and max).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> sweep = pd.DataFrame({"network": [0, 1], "method": "MetanetEditor", "target": 0.9,
+    ...                       "accuracy": [0.8, 0.9], "sparsity": 0.9, "seconds": 0.01})
+    >>> editor_summary(sweep)[["accuracy", "accuracy_min"]].round(2).values.tolist()
+    [[0.85, 0.8]]
+    """
+    grouped = sweep.groupby(["method", "target"], sort=False)
+    summary = grouped.agg(
+        accuracy=("accuracy", "mean"),
+        accuracy_min=("accuracy", "min"),
+        accuracy_max=("accuracy", "max"),
+        sparsity=("sparsity", "mean"),
+        seconds=("seconds", "mean"),
+    )
+    return summary.reset_index()
+
+
+def plot_accuracy_vs_sparsity(sweep: pd.DataFrame, path: str | Path) -> Path:
+    """Test accuracy against the fraction of zero weights, per pruning method.
+
+    Lines are means over the held-out networks; the shaded band spans their min and max.
+
+    Parameters
+    ----------
+    sweep : DataFrame
+        :func:`~sklearn_metaedit.editing._demo.run_editor_sweep`'s table.
+    path : str or Path
+        The PNG to write.
+
+    Returns
+    -------
+    path : Path
+    """
+    plt = _pyplot()
+    summary = editor_summary(sweep)
+    fig, ax = plt.subplots(figsize=(6.4, 4.5))
+    original = summary[summary["method"] == _ORIGINAL]
+    if len(original):
+        ax.axhline(
+            original["accuracy"].iloc[0],
+            color="0.3",
+            linestyle="--",
+            label="original (sparsity 0)",
+        )
+    styles = {_PRUNED: ("tab:gray", "s"), _TUNED: ("tab:orange", "^"), _EDITOR: ("tab:blue", "o")}
+    for method, (color, marker) in styles.items():
+        part = summary[summary["method"] == method].sort_values("sparsity")
+        if not len(part):
+            continue
+        ax.plot(part["sparsity"], part["accuracy"], marker=marker, color=color, label=method)
+        if len(part) > 1:
+            ax.fill_between(
+                part["sparsity"],
+                part["accuracy_min"],
+                part["accuracy_max"],
+                color=color,
+                alpha=0.15,
+                linewidth=0,
+            )
+        else:
+            ax.errorbar(
+                part["sparsity"],
+                part["accuracy"],
+                yerr=[
+                    part["accuracy"] - part["accuracy_min"],
+                    part["accuracy_max"] - part["accuracy"],
+                ],
+                color=color,
+                capsize=3,
+                linestyle="none",
+            )
+    n = sweep["network"].nunique()
+    ax.set_xlabel("sparsity (fraction of weights that are exactly zero)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Accuracy vs sparsity ({n} held-out network{'s' if n != 1 else ''})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path))
+
+
+def plot_edit_time(
+    sweep: pd.DataFrame, path: str | Path, *, editor_fit_seconds: float | None = None
+) -> Path:
+    """Seconds to make each held-out network sparse, on a log axis.
+
+    Per network, one bar per method: the editor's forward pass, one-shot magnitude
+    pruning, and magnitude pruning followed by fine-tuning. Bars are medians over the
+    target sparsities; the dots are the individual sparsities.
+
+    Parameters
+    ----------
+    sweep : DataFrame
+        :func:`~sklearn_metaedit.editing._demo.run_editor_sweep`'s table.
+    path : str or Path
+        The PNG to write.
+    editor_fit_seconds : float, default=None
+        The editor's one-off training time, drawn as a horizontal line.
+
+    Returns
+    -------
+    path : Path
+    """
+    plt = _pyplot()
+    methods = [m for m in (_EDITOR, _PRUNED, _TUNED) if m in set(sweep["method"])]
+    colors = {_EDITOR: "tab:blue", _PRUNED: "tab:gray", _TUNED: "tab:orange"}
+    networks = sorted(sweep["network"].unique())
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(6.4, 4.5))
+    for k, method in enumerate(methods):
+        part = sweep[sweep["method"] == method]
+        offset = (k - (len(methods) - 1) / 2) * width
+        medians = [part.loc[part["network"] == n, "seconds"].median() for n in networks]
+        x = np.arange(len(networks)) + offset
+        ax.bar(x, medians, width=width, color=colors[method], alpha=0.75, label=method)
+        for i, n in enumerate(networks):
+            seconds = part.loc[part["network"] == n, "seconds"].to_numpy()
+            ax.scatter(np.full(len(seconds), x[i]), seconds, color="black", s=8, zorder=3)
+    if editor_fit_seconds is not None:
+        ax.axhline(
+            editor_fit_seconds,
+            color="tab:blue",
+            linestyle="--",
+            linewidth=1,
+            label=f"editor training, once ({editor_fit_seconds:.3g} s)",
+        )
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(networks)), [f"network {n}" for n in networks])
+    ax.set_ylabel("seconds (log scale)")
+    ax.set_title("Time to prune a held-out network")
+    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path))
+
+
+def plot_online_gap(trajectory: pd.DataFrame, path: str | Path, *, epsilon: float) -> Path:
+    """The pooled selection-rate gap over a stream, with ``epsilon`` and the guarantee.
+
+    Parameters
+    ----------
+    trajectory : DataFrame
+        :func:`~sklearn_metaedit.fairness._online_demo.online_gap_trajectory`'s table
+        (``n_decisions``, ``pooled_gap``, ``bound``, ``unconstrained_gap``).
+    path : str or Path
+        The PNG to write.
+    epsilon : float
+
+    Returns
+    -------
+    path : Path
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.5))
+    n = trajectory["n_decisions"]
+    ax.plot(n, trajectory["unconstrained_gap"], color="tab:gray", label="unconstrained base model")
+    ax.plot(n, trajectory["pooled_gap"], color="tab:blue", label="OnlineFairPredictor")
+    ax.plot(
+        n,
+        trajectory["bound"],
+        color="tab:blue",
+        linestyle="--",
+        linewidth=1,
+        label="guaranteed bound",
+    )
+    ax.axhline(epsilon, color="tab:red", linestyle=":", label=f"ε = {epsilon}")
+    ax.set_xscale("log")
+    top = max(trajectory["unconstrained_gap"].max(), trajectory["pooled_gap"].max(), 2 * epsilon)
+    ax.set_ylim(0, min(1.0, 1.15 * top))
+    ax.set_xlabel("decisions so far (batch size 1)")
+    ax.set_ylabel("pooled selection-rate gap")
+    ax.set_title("Parity over the stream of decisions")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path))
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.8em 0 1.4em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f2f2f2; }
+td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def _table(frame: pd.DataFrame, name: str) -> str:
+    return frame.to_html(
+        index=False, float_format=FLOAT_FORMAT, border=0, table_id=name, escape=True
+    )
+
+
+def write_report(
+    folder: str | Path,
+    *,
+    fairness: pd.DataFrame,
+    online: pd.DataFrame,
+    trajectory: pd.DataFrame,
+    sweep: pd.DataFrame,
+    epsilon: float,
+    title: str = "sklearn_metaedit demo",
+    details: dict | None = None,
+) -> Path:
+    """Write ``index.html`` and its four PNG figures into ``folder``.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Created if missing; files of the same names are overwritten.
+    fairness : DataFrame
+        :func:`~sklearn_metaedit._compare.compare_fairness_layer`'s table.
+    online : DataFrame
+        :func:`~sklearn_metaedit.fairness._online_demo.run_online_demo`'s table.
+    trajectory : DataFrame
+        :func:`~sklearn_metaedit.fairness._online_demo.online_gap_trajectory`'s table.
+    sweep : DataFrame
+        :func:`~sklearn_metaedit.editing._demo.run_editor_sweep`'s table; its
+        ``attrs["editor_fit_seconds"]``, if present, is drawn and quoted.
+    epsilon : float
+        The parity constraint of the fairness methods.
+    title : str, default="sklearn_metaedit demo"
+    details : dict, default=None
+        How the run was made (data set, size, seed, seconds...), listed under the title.
+
+    Returns
+    -------
+    index : Path
+        The written ``index.html``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> fairness = pd.DataFrame({"method": ["a", "b"], "accuracy": [0.8, 0.85],
+    ...                          "dp_gap": [0.01, 0.2]})
+    >>> online = pd.DataFrame({"accuracy": [0.8], "pooled_gap": [0.03]},
+    ...                       index=pd.Index(["online"], name="method"))
+    >>> trajectory = pd.DataFrame({"n_decisions": [1, 10], "pooled_gap": [0.0, 0.02],
+    ...                            "bound": [1.0, 0.5], "unconstrained_gap": [0.0, 0.2]})
+    >>> sweep = pd.DataFrame({"network": 0, "method": ["original", "MetanetEditor"],
+    ...                       "target": [0.0, 0.9], "accuracy": [0.85, 0.8],
+    ...                       "sparsity": [0.0, 0.9], "seconds": [1.0, 0.01]})
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     index = write_report(folder, fairness=fairness, online=online,
+    ...                          trajectory=trajectory, sweep=sweep, epsilon=0.05)
+    ...     sorted(p.suffix for p in index.parent.iterdir())
+    ['.html', '.png', '.png', '.png', '.png']
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fit_seconds = sweep.attrs.get("editor_fit_seconds")
+    plot_fairness_pareto(fairness, folder / "fairness_pareto.png", epsilon=epsilon, online=online)
+    plot_accuracy_vs_sparsity(sweep, folder / "accuracy_vs_sparsity.png")
+    plot_edit_time(sweep, folder / "edit_time.png", editor_fit_seconds=fit_seconds)
+    plot_online_gap(trajectory, folder / "online_gap.png", epsilon=epsilon)
+
+    fairness_shown = fairness.drop(columns=[c for c in ("task", "epsilon") if c in fairness])
+    final = trajectory.iloc[-1]
+    fit_note = (
+        f" The editor trained once, in {fit_seconds:.3g} s, and served every sparsity."
+        if fit_seconds is not None
+        else ""
+    )
+    listing = "".join(
+        f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
+        for k, v in (details or {}).items()
+    )
+    e = html.escape
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>{_CSS}</style></head><body>
+<h1>{e(title)}</h1>
+<ul class="note">{listing}</ul>
+
+<h2>Fairness: accuracy vs parity gap</h2>
+<p>Every method is fitted on the training split and predicts the whole test split as one
+batch; <code>dp_gap</code> is the largest minus the smallest selection rate over the groups
+(fairlearn's <code>demographic_parity_difference</code>). Methods left of the dotted line meet
+ε = {epsilon}. Hollow diamonds: the streaming methods below (a logistic-regression base model,
+decisions one at a time).</p>
+<img src="fairness_pareto.png" alt="accuracy vs parity gap">
+{_table(fairness_shown, "fairness")}
+
+<h2>Online decisions over the test stream</h2>
+<p>The test rows arrive in a shuffled order and are decided one at a time;
+<code>pooled_gap</code> is the gap of all decisions of the stream. The dashed line is the
+ceiling that OnlineFairPredictor guarantees for the decisions made so far, whatever their
+order; after {int(final["n_decisions"])} decisions the pooled gap is
+{FLOAT_FORMAT(final["pooled_gap"])} against a bound of {FLOAT_FORMAT(final["bound"])}.</p>
+<img src="online_gap.png" alt="pooled gap over the stream">
+{_table(online.reset_index(), "online")}
+
+<h2>Editing: accuracy vs sparsity</h2>
+<p>Held-out networks (never seen by the editor in training) pruned to each sparsity by
+one-shot global magnitude pruning, by magnitude pruning plus fine-tuning, and by the
+MetanetEditor's forward pass; means over the networks, with their min and max.{fit_note}</p>
+<img src="accuracy_vs_sparsity.png" alt="accuracy vs sparsity">
+{_table(editor_summary(sweep), "editor_summary")}
+
+<h2>Editing: time per network</h2>
+<p>Seconds to produce each pruned network, on a log axis.</p>
+<img src="edit_time.png" alt="edit time vs fine-tuning time">
+<details><summary>Every held-out network and sparsity</summary>
+{_table(sweep, "editor_sweep")}
+</details>
+</body></html>
+"""
+    index = folder / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
