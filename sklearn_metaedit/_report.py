@@ -295,7 +295,7 @@ def plot_edit_time(
         fontsize=10,
     )
     ax.grid(axis="y", alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.86))
     return _save(fig, Path(path))
 
 
