@@ -328,7 +328,7 @@ def make_fair_scorer(
     >>> from sklearn_metaedit.metrics import make_fair_scorer
     >>> X, y, groups = make_biased_classification(300, random_state=0)
     >>> model = LogisticRegression().fit(X, y)
-    >>> scorer = make_fair_scorer("accuracy", epsilon=1.0)
+    >>> scorer = make_fair_scorer("accuracy", epsilon=0.5)
     >>> 0.5 < scorer(model, X, y, sensitive_features=groups) <= 1.0
     True
     """

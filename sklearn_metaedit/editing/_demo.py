@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -68,9 +69,7 @@ def run_editor_demo(
     """
     # the demo's tensors are small: one thread avoids the synchronisation that made it
     # several times slower when other processes keep the cores busy
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         return _run(
             X_train,
             y_train,
@@ -83,6 +82,15 @@ def run_editor_demo(
             random_state,
             verbose,
         )
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """One torch intra-op thread for the duration (tiny networks run faster on one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
 
@@ -310,9 +318,7 @@ def run_editor_sweep(
         raise ValueError(
             f"n_held_out must be at least 1 and below n_networks={n_networks}, got {n_held_out}."
         )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         say = print if verbose else (lambda *args, **kwargs: None)
         X_train, y_train, X_test, y_test = _arrays(
             X_train, y_train, X_test, y_test, max_rows, random_state
@@ -385,8 +391,6 @@ def run_editor_sweep(
                             index,
                         )
                     )
-    finally:
-        torch.set_num_threads(threads)
     table = pd.DataFrame(
         rows, columns=["method", "target", "accuracy", "sparsity", "seconds", "network"]
     )
