@@ -173,6 +173,18 @@ def stream_summary(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -
     }
 
 
+def _stream(X_train, y_train, s_train, X_test, y_test, s_test, random_state):
+    """Validated arrays, the test rows in the stream's (seeded) order, and the base model."""
+    X_train, X_test = np.asarray(X_train), np.asarray(X_test)
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    s_train = check_sensitive_features(s_train, len(y_train))
+    s_test = check_sensitive_features(s_test, len(y_test))
+    order = np.random.default_rng(random_state).permutation(len(y_test))
+    X_test, y_test, s_test = X_test[order], y_test[order], s_test[order]
+    model = LogisticRegression(max_iter=1000).fit(X_train, y_train)
+    return X_train, y_train, s_train, X_test, y_test, s_test, model
+
+
 def run_online_demo(
     X_train: Any,
     y_train: Any,
@@ -218,14 +230,9 @@ def run_online_demo(
     """
     from fairlearn.postprocessing import ThresholdOptimizer
 
-    X_train, X_test = np.asarray(X_train), np.asarray(X_test)
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    s_train = check_sensitive_features(s_train, len(y_train))
-    s_test = check_sensitive_features(s_test, len(y_test))
-    order = np.random.default_rng(random_state).permutation(len(y_test))
-    X_test, y_test, s_test = X_test[order], y_test[order], s_test[order]
-
-    model = LogisticRegression(max_iter=1000).fit(X_train, y_train)
+    X_train, y_train, s_train, X_test, y_test, s_test, model = _stream(
+        X_train, y_train, s_train, X_test, y_test, s_test, random_state
+    )
     scores = np.asarray(model.predict_proba(X_test)[:, 1], dtype=np.float64)
     rows = {"unconstrained": (scores >= 0.5).astype(np.int64)}
 
@@ -297,14 +304,9 @@ def online_gap_trajectory(
     >>> int(path["n_decisions"].iloc[-1]), bool((path["pooled_gap"] <= path["bound"]).all())
     (600, True)
     """
-    X_train, X_test = np.asarray(X_train), np.asarray(X_test)
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    s_train = check_sensitive_features(s_train, len(y_train))
-    s_test = check_sensitive_features(s_test, len(y_test))
-    order = np.random.default_rng(random_state).permutation(len(y_test))
-    X_test, s_test = X_test[order], s_test[order]
-
-    model = LogisticRegression(max_iter=1000).fit(X_train, y_train)
+    X_train, y_train, s_train, X_test, y_test, s_test, model = _stream(
+        X_train, y_train, s_train, X_test, y_test, s_test, random_state
+    )
     plain = (model.predict_proba(X_test)[:, 1] >= 0.5).astype(np.int64)
     online = OnlineFairPredictor(model, epsilon=epsilon, prefit=True)
     online.fit(X_train, y_train, sensitive_features=s_train)
