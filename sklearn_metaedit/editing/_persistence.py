@@ -26,7 +26,7 @@ __all__ = ["load_editor", "save_editor"]
 
 #: Written into every file, checked on load.
 FORMAT = "sklearn_metaedit.MetanetEditor"
-VERSION = 1
+VERSION = 2
 
 # Attributes rebuilt rather than stored: the metanetwork from its state_dict, the
 # requirement from the editor's parameters (its plain attributes are stored beside).
@@ -186,7 +186,8 @@ def save_editor(editor: MetanetEditor, path: str | os.PathLike) -> None:
             key: value.detach().cpu() for key, value in editor.metanet_.state_dict().items()
         },
         "requirement_attributes": _encode(
-            dict(vars(editor.requirement_)), "the editor's requirement_"
+            {k: v for k, v in vars(editor.requirement_).items() if not k.startswith("_")},
+            "the editor's requirement_",
         ),
         "attributes": {
             name: _encode(value, f"the editor's {name}")
@@ -216,12 +217,18 @@ def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") 
     Raises
     ------
     ValueError
-        If the file is not an editor file, or was written by a newer format version.
+        If the file is not an editor file, or was written by another format version.
     """
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(
             f"{os.fspath(path)!r} is not a MetanetEditor file written by save_editor."
+        )
+    if payload["version"] < VERSION:
+        raise ValueError(
+            f"{os.fspath(path)!r} has format version {payload['version']}, whose "
+            f"metanetwork this version of sklearn_metaedit no longer builds (it reads "
+            f"version {VERSION}); fit the editor again and save it."
         )
     if payload["version"] > VERSION:
         raise ValueError(

@@ -6,9 +6,17 @@ around the per-network k-th score, at a temperature) so that gradients reach the
 metanetwork; at edit time it is exact:
 
 - ``sparsity``: the ``ceil(target * n_weights)`` weights of lowest score are zero, where
-  score = log|w| + learned logit (so an untrained editor is one-shot magnitude pruning);
+  score = log|w| + learned logit, and a first-layer weight's magnitude is scaled by the
+  standard deviation of its input feature, as in the pruning metric of Sun et al., "A
+  Simple and Effective Pruning Approach for Large Language Models" (Wanda, ICLR 2024),
+  restricted to the inputs, whose statistics are known at fit time, and normalised to
+  a root mean square of 1 so that the first layer's share of the pruning is that of
+  standardised inputs (so an untrained editor is input-scaled magnitude pruning);
 - ``data_minimisation``: the first-layer columns of the forbidden features, and of the
-  features outside the top-``k`` budget, are exactly zero;
+  features outside the top-``k`` budget, are exactly zero; what they contributed is
+  replaced by its least-squares prediction from the kept features (fit-time means and
+  covariance of the inputs), which is what a network retrained without them would learn
+  to do from the same correlations;
 - ``demographic_parity`` / ``equalized_odds``: no structural step; the gap is a training
   loss and is measured after the edit.
 
@@ -221,6 +229,19 @@ class Requirement(ABC):
     def __init__(self, target: float, n_features: int) -> None:
         self.target = target
         self.n_features = n_features
+        self.input_mean = None
+        self.input_cov = None
+
+    def set_input_statistics(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
+        """Record the mean (d,) and covariance (d, d) of the task's inputs (fit time)."""
+        self.input_mean = mean.double()
+        self.input_cov = cov.double()
+
+    def input_scale(self, device=None) -> torch.Tensor | None:
+        """Standard deviation of each input feature (None before statistics are set)."""
+        if self.input_cov is None:
+            return None
+        return self.input_cov.diagonal().clamp_min(0).sqrt().float().to(device)
 
     def metanet_target(self, target: float) -> float:
         """The target as the metanetwork reads it (a number of order 1)."""
@@ -282,9 +303,10 @@ class Sparsity(Requirement):
     def apply(self, weights, edit, target, *, hard, temperature):
         edited = _base_edit(weights, edit)
         original = torch.cat([w.reshape(-1) for w, _ in weights])
+        magnitude = _magnitudes(weights, self.input_scale(original.device))
         scores = torch.where(
             original != 0,
-            torch.log(original.abs().float().clamp_min(1e-30)) + edit["weight_gate"],
+            torch.log(magnitude.clamp_min(1e-30)) + edit["weight_gate"],
             torch.full_like(edit["weight_gate"], _DEAD),
         )
         k = original.numel() - self.n_zero(original.numel(), target)
@@ -339,20 +361,64 @@ class DataMinimisation(Requirement):
         n_features = self.n_features
         keep = int(allowed.sum()) if target is None else min(int(target), int(allowed.sum()))
         norms = first.detach().float().norm(dim=0)
+        live = norms > 0
+        scale = self.input_scale(first.device)
+        if scale is not None:
+            # what a column contributes to the first layer: |w_j| times the spread of x_j
+            norms = norms * scale
         scores = torch.where(
-            allowed & (norms > 0),
+            allowed & live,
             torch.log(norms.clamp_min(1e-30)) + edit["node_gate"][:n_features],
             torch.full_like(norms, _DEAD),
         )
         # forbidden features always score lowest, so the top-k never picks them
         scores = torch.where(allowed, scores, torch.full_like(norms, 2 * _DEAD))
+        kept = top_k_mask(scores, keep) & allowed
         if hard or keep >= int(allowed.sum()):
-            gates = (top_k_mask(scores, keep) & allowed).to(first.dtype)
+            gates = kept.to(first.dtype)
         else:
             gates = soft_top_k(scores, keep, temperature) * allowed
         w1, b1 = edited[0]
+        dropped = w1 * (1 - gates[None, :].to(w1.dtype))
         w1 = torch.where(gates[None, :] > 0, w1, 0.0) if hard else w1 * gates[None, :].to(w1.dtype)
+        if self.input_cov is not None:
+            w1, b1 = self._compensate(w1, b1, dropped, kept & live, first != 0)
         return [(w1, b1), *edited[1:]]
+
+    def _compensate(self, w1, b1, dropped, kept, nonzero):
+        """Replace the dropped columns' contribution ``dropped @ x`` by its least-squares
+        prediction from the kept features, ``dropped[:, D] (C^T x_K + c)``, added to the
+        kept columns (only where the network's weight is not zero, so that an edit keeps
+        zero weights at zero) and to the bias."""
+        kept_index = torch.nonzero(kept).flatten()
+        other = torch.nonzero(~kept).flatten()
+        if len(kept_index) == 0 or len(other) == 0:
+            return w1, b1
+        coef, intercept = self._regression(kept_index, other)
+        coef = coef.to(w1.device, w1.dtype)
+        intercept = intercept.to(w1.device, w1.dtype)
+        source = dropped[:, other]
+        w1 = w1.index_add(1, kept_index, (source @ coef) * nonzero[:, kept_index].to(w1.dtype))
+        return w1, b1 + source @ intercept
+
+    def _regression(self, kept: torch.Tensor, other: torch.Tensor):
+        """Coefficients ``C`` (|other|, |kept|) and intercepts ``c`` (|other|,) of the
+        least-squares prediction of ``x_other`` from ``x_kept`` (ridge-stabilised: one-hot
+        groups make the covariance singular); cached per set of kept features."""
+        key = tuple(kept.tolist())
+        cache = self.__dict__.setdefault("_regression_cache", {})
+        if key not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            kept_cpu, other_cpu = kept.cpu(), other.cpu()
+            cov = self.input_cov
+            cov_kk = cov[kept_cpu][:, kept_cpu]
+            ridge = 1e-4 * float(cov_kk.diagonal().mean()) + 1e-10
+            cov_kk = cov_kk + ridge * torch.eye(len(kept_cpu), dtype=cov.dtype)
+            coef = torch.linalg.solve(cov_kk, cov[kept_cpu][:, other_cpu]).T
+            intercept = self.input_mean[other_cpu] - coef @ self.input_mean[kept_cpu]
+            cache[key] = (coef.float(), intercept.float())
+        return cache[key]
 
     def measure(self, edited_weights, decisions, y, groups, n_groups):
         return float(len(features_used(edited_weights)))
@@ -398,7 +464,9 @@ class Fairness(Requirement):
 REQUIREMENTS = ("sparsity", "data_minimisation", "demographic_parity", "equalized_odds")
 
 
-def magnitude_prune_weights(weights: Weights, target: float) -> Weights:
+def magnitude_prune_weights(
+    weights: Weights, target: float, *, input_scale: torch.Tensor | None = None
+) -> Weights:
     """One-shot global magnitude pruning: zero the ``ceil(target * n_weights)`` smallest
     weights of the network (biases are kept).
 
@@ -407,15 +475,34 @@ def magnitude_prune_weights(weights: Weights, target: float) -> Weights:
     weights : list of (Tensor, Tensor)
     target : float
         Fraction of weights to zero, in [0, 1].
+    input_scale : Tensor of shape (n_features,), default=None
+        Standard deviation of each input feature: a first-layer weight's magnitude is
+        multiplied by its feature's, relative to the root mean square of them all
+        (input-scaled magnitude pruning, what an untrained sparsity editor does; the
+        normalisation leaves the first layer's share of the pruning as it would be for
+        standardised inputs). None: plain magnitudes.
 
     Returns
     -------
     pruned : list of (Tensor, Tensor)
+
+    Examples
+    --------
+    >>> import torch
+    >>> weights = [(torch.tensor([[1.0, -3.0], [0.5, 2.0]]), torch.zeros(2))]
+    >>> magnitude_prune_weights(weights, 0.5)[0][0]
+    tensor([[ 0., -3.],
+            [ 0.,  2.]])
+    >>> magnitude_prune_weights(weights, 0.5, input_scale=torch.tensor([10.0, 1.0]))[0][0]
+    tensor([[1.0000, 0.0000],
+            [0.5000, 0.0000]])
     """
     flat = torch.cat([w.reshape(-1) for w, _ in weights])
     n_zero = Sparsity(target, weights[0][0].shape[1]).n_zero(flat.numel(), target)
     scores = torch.where(
-        flat != 0, torch.log(flat.abs().float().clamp_min(1e-30)), torch.full_like(flat, _DEAD)
+        flat != 0,
+        torch.log(_magnitudes(weights, input_scale).clamp_min(1e-30)),
+        torch.full_like(flat, _DEAD, dtype=torch.float32),
     )
     mask = top_k_mask(scores.float(), flat.numel() - n_zero)
     out, start = [], 0
@@ -424,3 +511,14 @@ def magnitude_prune_weights(weights: Weights, target: float) -> Weights:
         out.append((torch.where(keep, w, torch.zeros_like(w)), b.clone()))
         start += w.numel()
     return out
+
+
+def _magnitudes(weights: Weights, input_scale: torch.Tensor | None) -> torch.Tensor:
+    """Flat |w| (float32), the first layer's scaled by its inputs' standard deviations
+    relative to their root mean square."""
+    magnitude = [w.detach().abs().float() for w, _ in weights]
+    if input_scale is not None:
+        scale = input_scale.float().to(magnitude[0].device)
+        scale = scale / scale.pow(2).mean().sqrt().clamp_min(1e-12)
+        magnitude[0] = magnitude[0] * scale[None, :]
+    return torch.cat([m.reshape(-1) for m in magnitude])

@@ -57,11 +57,17 @@ def test_untrained_editor_is_the_identity_bit_for_bit(task, population, requirem
         assert np.array_equal(new.predict_proba(X), original.predict_proba(X))
 
 
-def test_untrained_sparsity_editor_is_one_shot_magnitude_pruning(task, population):
+def test_untrained_sparsity_editor_is_input_scaled_magnitude_pruning(task, population):
     X, y = task
-    editor = MetanetEditor("sparsity", target=0.7, max_steps=0).fit(population, data=(X, y))
+    X = X * np.linspace(0.1, 3.0, X.shape[1], dtype=np.float32)  # features of unequal spread
+    editor = MetanetEditor("sparsity", target=0.7, max_steps=0, holdout_fraction=0).fit(
+        population, data=(X, y)
+    )
+    scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
     for original, new in zip(population, editor.transform(population), strict=True):
-        expected = magnitude_prune_weights(weights_of(original), 0.7)
+        expected = magnitude_prune_weights(weights_of(original), 0.7, input_scale=scale)
+        plain = magnitude_prune_weights(weights_of(original), 0.7)
+        assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(expected, plain, strict=True))
         for (w, b), (we, be) in zip(weights_of(new), expected, strict=True):
             assert torch.equal(w, we) and torch.equal(b, be)
 
@@ -119,10 +125,13 @@ def test_permuting_hidden_neurons_permutes_the_edit_and_keeps_the_function(task,
 
 def test_plain_modules_come_back_as_fitted_skorch_nets(task, population):
     X, y = task
-    editor = MetanetEditor("sparsity", target=0.4, max_steps=0).fit(population, data=(X, y))
+    editor = MetanetEditor("sparsity", target=0.4, max_steps=0, holdout_fraction=0).fit(
+        population, data=(X, y)
+    )
     module = population[0].module_
     (edited,) = editor.transform([module])
-    expected = magnitude_prune_weights(extract_weights(module), 0.4)
+    scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
+    expected = magnitude_prune_weights(extract_weights(module), 0.4, input_scale=scale)
     reference = torch.as_tensor(X)
     for child in module.eval():
         if isinstance(child, nn.Linear):
