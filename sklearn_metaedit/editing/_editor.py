@@ -109,8 +109,12 @@ default="sparsity"
         ``demographic_parity`` / ``equalized_odds``: the largest gap allowed on the task
         data's sensitive feature (default 0.05).
     features : sequence of str or int, default=None
-        ``data_minimisation`` only: the input features the edited networks may not use,
-        as column names of the task data's ``X`` or as integer indices.
+        The input features the edited networks may not use, as column names of the task
+        data's ``X`` or as integer indices (``data_minimisation``, and the fairness
+        requirements: there, e.g., the sensitive feature's own columns, so that the
+        edited network is group-blind). Their first-layer columns are exactly zero; what
+        they contributed is replaced by its least-squares prediction from the kept
+        features (means and covariance of the task data's inputs, recorded in fit).
     utility_weight : float, default=1.0
         Weight of the utility term against the requirement term.
     divergence : {"kl", "js"}, default="kl"
@@ -308,10 +312,10 @@ default="sparsity"
             value = getattr(self, name)
             if not isinstance(value, Real) or not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
-        if self.features is not None and self.requirement != "data_minimisation":
+        if self.features is not None and self.requirement == "sparsity":
             raise ValueError(
-                "features is only used by requirement='data_minimisation'; for "
-                f"requirement={self.requirement!r} leave it None."
+                "features is used by requirement='data_minimisation' and by the fairness "
+                "requirements; for requirement='sparsity' leave it None."
             )
 
     def _check_target(self, target: Any) -> Any:
@@ -554,7 +558,7 @@ default="sparsity"
             return Sparsity(self.target, n)
         if self.requirement == "data_minimisation":
             return DataMinimisation(self.target, n, self.forbidden_features_)
-        return Fairness(self.target, n, kind=self.requirement)
+        return Fairness(self.target, n, kind=self.requirement, forbidden=self.forbidden_features_)
 
     def _prepare(self, module: nn.Sequential, device: torch.device) -> dict:
         weights = [(w.to(device), b.to(device)) for w, b in extract_weights(module)]

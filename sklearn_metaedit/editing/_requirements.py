@@ -226,6 +226,9 @@ class Requirement(ABC):
     needs_sensitive = False
     n_node_flags = 1
 
+    #: Input features the edited networks may not use (indices).
+    forbidden: list[int] = []
+
     def __init__(self, target: float, n_features: int) -> None:
         self.target = target
         self.n_features = n_features
@@ -248,8 +251,11 @@ class Requirement(ABC):
         return float(target)
 
     def node_flags(self, sizes: Sequence[int]) -> torch.Tensor:
-        """Requirement-specific node inputs of shape (N, 1); zeros by default."""
-        return torch.zeros(sum(sizes), 1)
+        """Requirement-specific node inputs of shape (N, 1): 1 on the input neurons of
+        forbidden features, 0 elsewhere."""
+        flags = torch.zeros(sum(sizes), 1)
+        flags[self.forbidden, 0] = 1.0
+        return flags
 
     def apply(
         self,
@@ -262,6 +268,75 @@ class Requirement(ABC):
     ) -> Weights:
         """Edited weights of one network (differentiable when ``hard=False``)."""
         return _base_edit(weights, edit)
+
+    def _minimise(self, weights, edit, target, *, hard, temperature):
+        """Edited weights that read none of ``forbidden`` and, for an integer ``target``,
+        at most ``target`` features (see :class:`DataMinimisation`)."""
+        edited = _base_edit(weights, edit)
+        first = weights[0][0]
+        allowed = torch.ones(self.n_features, dtype=torch.bool, device=first.device)
+        allowed[self.forbidden] = False
+        n_features = self.n_features
+        keep = int(allowed.sum()) if target is None else min(int(target), int(allowed.sum()))
+        norms = first.detach().float().norm(dim=0)
+        live = norms > 0
+        scale = self.input_scale(first.device)
+        if scale is not None:
+            # what a column contributes to the first layer: |w_j| times the spread of x_j
+            norms = norms * scale
+        scores = torch.where(
+            allowed & live,
+            torch.log(norms.clamp_min(1e-30)) + edit["node_gate"][:n_features],
+            torch.full_like(norms, _DEAD),
+        )
+        # forbidden features always score lowest, so the top-k never picks them
+        scores = torch.where(allowed, scores, torch.full_like(norms, 2 * _DEAD))
+        kept = top_k_mask(scores, keep) & allowed
+        if hard or keep >= int(allowed.sum()):
+            gates = kept.to(first.dtype)
+        else:
+            gates = soft_top_k(scores, keep, temperature) * allowed
+        w1, b1 = edited[0]
+        dropped = w1 * (1 - gates[None, :].to(w1.dtype))
+        w1 = torch.where(gates[None, :] > 0, w1, 0.0) if hard else w1 * gates[None, :].to(w1.dtype)
+        if self.input_cov is not None:
+            w1, b1 = self._compensate(w1, b1, dropped, kept & live, first != 0)
+        return [(w1, b1), *edited[1:]]
+
+    def _compensate(self, w1, b1, dropped, kept, nonzero):
+        """Replace the dropped columns' contribution ``dropped @ x`` by its least-squares
+        prediction from the kept features, ``dropped[:, D] (C^T x_K + c)``, added to the
+        kept columns (only where the network's weight is not zero, so that an edit keeps
+        zero weights at zero) and to the bias."""
+        kept_index = torch.nonzero(kept).flatten()
+        other = torch.nonzero(~kept).flatten()
+        if len(kept_index) == 0 or len(other) == 0:
+            return w1, b1
+        coef, intercept = self._regression(kept_index, other)
+        coef = coef.to(w1.device, w1.dtype)
+        intercept = intercept.to(w1.device, w1.dtype)
+        source = dropped[:, other]
+        w1 = w1.index_add(1, kept_index, (source @ coef) * nonzero[:, kept_index].to(w1.dtype))
+        return w1, b1 + source @ intercept
+
+    def _regression(self, kept: torch.Tensor, other: torch.Tensor):
+        """Coefficients ``C`` (|other|, |kept|) and intercepts ``c`` (|other|,) of the
+        least-squares prediction of ``x_other`` from ``x_kept`` (ridge-stabilised: one-hot
+        groups make the covariance singular); cached per set of kept features."""
+        key = tuple(kept.tolist())
+        cache = self.__dict__.setdefault("_regression_cache", {})
+        if key not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            kept_cpu, other_cpu = kept.cpu(), other.cpu()
+            cov = self.input_cov
+            cov_kk = cov[kept_cpu][:, kept_cpu]
+            ridge = 1e-4 * float(cov_kk.diagonal().mean()) + 1e-10
+            cov_kk = cov_kk + ridge * torch.eye(len(kept_cpu), dtype=cov.dtype)
+            coef = torch.linalg.solve(cov_kk, cov[kept_cpu][:, other_cpu]).T
+            intercept = self.input_mean[other_cpu] - coef @ self.input_mean[kept_cpu]
+            cache[key] = (coef.float(), intercept.float())
+        return cache[key]
 
     def loss(
         self,
@@ -348,77 +423,8 @@ class DataMinimisation(Requirement):
         keep = self.n_features - len(self.forbidden) if target is None else target
         return float(keep) / self.n_features
 
-    def node_flags(self, sizes):
-        flags = torch.zeros(sum(sizes), 1)
-        flags[self.forbidden, 0] = 1.0
-        return flags
-
     def apply(self, weights, edit, target, *, hard, temperature):
-        edited = _base_edit(weights, edit)
-        first = weights[0][0]
-        allowed = torch.ones(self.n_features, dtype=torch.bool, device=first.device)
-        allowed[self.forbidden] = False
-        n_features = self.n_features
-        keep = int(allowed.sum()) if target is None else min(int(target), int(allowed.sum()))
-        norms = first.detach().float().norm(dim=0)
-        live = norms > 0
-        scale = self.input_scale(first.device)
-        if scale is not None:
-            # what a column contributes to the first layer: |w_j| times the spread of x_j
-            norms = norms * scale
-        scores = torch.where(
-            allowed & live,
-            torch.log(norms.clamp_min(1e-30)) + edit["node_gate"][:n_features],
-            torch.full_like(norms, _DEAD),
-        )
-        # forbidden features always score lowest, so the top-k never picks them
-        scores = torch.where(allowed, scores, torch.full_like(norms, 2 * _DEAD))
-        kept = top_k_mask(scores, keep) & allowed
-        if hard or keep >= int(allowed.sum()):
-            gates = kept.to(first.dtype)
-        else:
-            gates = soft_top_k(scores, keep, temperature) * allowed
-        w1, b1 = edited[0]
-        dropped = w1 * (1 - gates[None, :].to(w1.dtype))
-        w1 = torch.where(gates[None, :] > 0, w1, 0.0) if hard else w1 * gates[None, :].to(w1.dtype)
-        if self.input_cov is not None:
-            w1, b1 = self._compensate(w1, b1, dropped, kept & live, first != 0)
-        return [(w1, b1), *edited[1:]]
-
-    def _compensate(self, w1, b1, dropped, kept, nonzero):
-        """Replace the dropped columns' contribution ``dropped @ x`` by its least-squares
-        prediction from the kept features, ``dropped[:, D] (C^T x_K + c)``, added to the
-        kept columns (only where the network's weight is not zero, so that an edit keeps
-        zero weights at zero) and to the bias."""
-        kept_index = torch.nonzero(kept).flatten()
-        other = torch.nonzero(~kept).flatten()
-        if len(kept_index) == 0 or len(other) == 0:
-            return w1, b1
-        coef, intercept = self._regression(kept_index, other)
-        coef = coef.to(w1.device, w1.dtype)
-        intercept = intercept.to(w1.device, w1.dtype)
-        source = dropped[:, other]
-        w1 = w1.index_add(1, kept_index, (source @ coef) * nonzero[:, kept_index].to(w1.dtype))
-        return w1, b1 + source @ intercept
-
-    def _regression(self, kept: torch.Tensor, other: torch.Tensor):
-        """Coefficients ``C`` (|other|, |kept|) and intercepts ``c`` (|other|,) of the
-        least-squares prediction of ``x_other`` from ``x_kept`` (ridge-stabilised: one-hot
-        groups make the covariance singular); cached per set of kept features."""
-        key = tuple(kept.tolist())
-        cache = self.__dict__.setdefault("_regression_cache", {})
-        if key not in cache:
-            if len(cache) > 256:
-                cache.clear()
-            kept_cpu, other_cpu = kept.cpu(), other.cpu()
-            cov = self.input_cov
-            cov_kk = cov[kept_cpu][:, kept_cpu]
-            ridge = 1e-4 * float(cov_kk.diagonal().mean()) + 1e-10
-            cov_kk = cov_kk + ridge * torch.eye(len(kept_cpu), dtype=cov.dtype)
-            coef = torch.linalg.solve(cov_kk, cov[kept_cpu][:, other_cpu]).T
-            intercept = self.input_mean[other_cpu] - coef @ self.input_mean[kept_cpu]
-            cache[key] = (coef.float(), intercept.float())
-        return cache[key]
+        return self._minimise(weights, edit, target, hard=hard, temperature=temperature)
 
     def measure(self, edited_weights, decisions, y, groups, n_groups):
         return float(len(features_used(edited_weights)))
@@ -433,13 +439,23 @@ class Fairness(Requirement):
         Largest gap allowed, in [0, 1].
     n_features : int
     kind : {"demographic_parity", "equalized_odds"}
+    forbidden : sequence of int, default=()
+        Input features the edited networks may not use either (e.g. the sensitive
+        feature's columns, for a group-blind network); dropped as by
+        :class:`DataMinimisation`.
     """
 
     needs_sensitive = True
 
-    def __init__(self, target, n_features, kind="demographic_parity"):
+    def __init__(self, target, n_features, kind="demographic_parity", forbidden=()):
         super().__init__(target, n_features)
         self.name = kind
+        self.forbidden = sorted(int(i) for i in forbidden)
+
+    def apply(self, weights, edit, target, *, hard, temperature):
+        if not self.forbidden:
+            return _base_edit(weights, edit)
+        return self._minimise(weights, edit, None, hard=hard, temperature=temperature)
 
     def gap(self, positive, y, groups, n_groups):
         """Gap of ``positive`` (decisions or probabilities), shape () Tensor."""

@@ -175,6 +175,41 @@ def test_data_minimisation_budget_keeps_at_most_k_features_chosen_per_network(ta
         assert len(used) == 3 and 0 not in used.tolist()
 
 
+def test_dropped_feature_that_is_linear_in_the_others_costs_nothing(task, population):
+    # x3 = 2 x0 - x1 + 0.5 exactly: the least-squares compensation moves its first-layer
+    # weights onto x0, x1 and the bias, so the edited network computes the same function
+    X, y = task
+    X = X.copy()
+    X[:, 3] = 2 * X[:, 0] - X[:, 1] + 0.5
+    editor = MetanetEditor("data_minimisation", features=[3], max_steps=0).fit(
+        population, data=(X, y)
+    )
+    for original, new in zip(population, editor.transform(population), strict=True):
+        assert torch.count_nonzero(new.module_[0].weight.detach()[:, 3]) == 0
+        np.testing.assert_allclose(new.predict_proba(X), original.predict_proba(X), atol=2e-3)
+        # zeroing the column alone changes the function
+        zeroed = extract_weights(original.module_)
+        zeroed[0] = (zeroed[0][0].clone(), zeroed[0][1])
+        zeroed[0][0][:, 3] = 0
+        with torch.no_grad():
+            plain = load_weights(original.module_, zeroed)(torch.as_tensor(X)).softmax(1)
+        assert np.abs(plain.numpy() - original.predict_proba(X)).max() > 0.05
+
+
+def test_group_blind_parity_editor_reads_none_of_the_forbidden_features(task, population):
+    X, y = task
+    groups = (X[:, 2] > 0).astype(int)
+    editor = randomise_heads(
+        MetanetEditor("demographic_parity", target=0.05, features=[2], **FAST).fit(
+            population, data=(X, y, groups)
+        )
+    )
+    report = editor.report(population)
+    assert all(dropped == ["x2"] for dropped in report["features_dropped"])
+    for new in editor.transform(population):
+        assert torch.count_nonzero(new.module_[0].weight.detach()[:, 2]) == 0
+
+
 def test_parity_gap_in_the_report_equals_fairlearn(population, task):
     X, y = task
     groups = np.where(X[:, 1] > 0.3, "a", np.where(X[:, 1] > -0.5, "b", "c"))
