@@ -3,7 +3,9 @@
 Pure functions of the demo's DataFrames (:func:`~sklearn_metaedit._compare.compare_fairness_layer`,
 :func:`~sklearn_metaedit.fairness._online_demo.run_online_demo`,
 :func:`~sklearn_metaedit.fairness._online_demo.online_gap_trajectory`,
-:func:`~sklearn_metaedit.editing._demo.run_editor_sweep`): nothing here fits a model.
+:func:`~sklearn_metaedit.editing._demo.run_editor_sweep`,
+:func:`~sklearn_metaedit.editing._demo.run_minimisation_comparison`): nothing here fits a
+model.
 The page is self-contained (inline CSS, no scripts, no network); its images are PNG files
 beside it, so the folder can be zipped, mailed or served as it is.
 """
@@ -11,6 +13,7 @@ beside it, so the folder can be zipped, mailed or served as it is.
 from __future__ import annotations
 
 import html
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +21,12 @@ import pandas as pd
 
 __all__ = [
     "editor_summary",
+    "minimisation_summary",
     "pareto_front",
     "plot_accuracy_vs_sparsity",
     "plot_edit_time",
     "plot_fairness_pareto",
+    "plot_minimisation",
     "plot_online_gap",
     "write_report",
 ]
@@ -33,6 +38,9 @@ _ORIGINAL = "original"
 _EDITOR = "MetanetEditor"
 _PRUNED = "magnitude pruning"
 _TUNED = "magnitude pruning + fine-tuning"
+_ZEROED = "zero the columns"
+_ZEROED_TUNED = "zero the columns + fine-tuning"
+_RETRAINED = "retrain without the columns"
 
 
 def _pyplot():
@@ -299,6 +307,134 @@ def plot_edit_time(
     return _save(fig, Path(path))
 
 
+def minimisation_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy, forbidden columns read and seconds per method, over the held-out networks.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`~sklearn_metaedit.editing._demo.run_minimisation_comparison`'s table.
+
+    Returns
+    -------
+    summary : DataFrame
+        Columns ``method``, ``accuracy`` (mean), ``accuracy_min``,
+        ``forbidden_columns_used`` (the most that any of the method's networks reads:
+        0 means none of them reads a forbidden column) and ``seconds`` (mean per
+        network), one row per method in the table's order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"network": [0, 1, 0, 1],
+    ...                       "method": ["original"] * 2 + ["MetanetEditor"] * 2,
+    ...                       "accuracy": [0.85, 0.83, 0.84, 0.80],
+    ...                       "forbidden_columns_used": [3, 2, 0, 0],
+    ...                       "seconds": [1.0, 1.0, 0.02, 0.01]})
+    >>> minimisation_summary(table)[["method", "accuracy_min", "forbidden_columns_used"]]
+              method  accuracy_min  forbidden_columns_used
+    0       original          0.83                       3
+    1  MetanetEditor          0.80                       0
+    """
+    grouped = table.groupby("method", sort=False)
+    summary = grouped.agg(
+        accuracy=("accuracy", "mean"),
+        accuracy_min=("accuracy", "min"),
+        forbidden_columns_used=("forbidden_columns_used", "max"),
+        seconds=("seconds", "mean"),
+    )
+    return summary.reset_index()
+
+
+def plot_minimisation(
+    table: pd.DataFrame, path: str | Path, *, editor_fit_seconds: float | None = None
+) -> Path:
+    """Accuracy change and seconds per network of each way to stop reading forbidden columns.
+
+    Two panels sharing the methods. On the left, each network's test accuracy minus that
+    of the original network it was made from, in percentage points: bars are means over
+    the held-out networks, dots the networks. On the right, the seconds to produce each
+    network, on a log axis. Each method's label gives its mean test accuracy and the most
+    forbidden columns any of its networks reads.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`~sklearn_metaedit.editing._demo.run_minimisation_comparison`'s table.
+    path : str or Path
+        The PNG to write.
+    editor_fit_seconds : float, default=None
+        The editor's one-off training time, drawn as a vertical line on the time panel.
+
+    Returns
+    -------
+    path : Path
+    """
+    plt = _pyplot()
+    summary = minimisation_summary(table)
+    forbidden = list(table.attrs.get("forbidden_features", ()))
+    colors = {
+        _ORIGINAL: "0.35",
+        _ZEROED: "tab:gray",
+        _ZEROED_TUNED: "tab:orange",
+        _RETRAINED: "tab:green",
+        _EDITOR: "tab:blue",
+    }
+    original = table[table["method"] == _ORIGINAL].set_index("network")["accuracy"]
+    # paired with the network each one was made from: the networks differ more from one
+    # another than the methods do
+    change = 100 * (table["accuracy"] - table["network"].map(original))
+    methods = list(summary["method"])
+    y = np.arange(len(methods))
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(9.6, 0.55 * len(methods) + 2.4), sharey=True, width_ratios=(3, 2)
+    )
+    for i, row in summary.iterrows():
+        color = colors.get(row["method"], f"C{i}")
+        rows = table["method"] == row["method"]
+        left.barh(y[i], change[rows].mean(), color=color, alpha=0.75, height=0.6)
+        left.scatter(change[rows], np.full(rows.sum(), y[i]), color="black", s=10, zorder=3)
+        right.barh(y[i], row["seconds"], color=color, alpha=0.75, height=0.6)
+        right.scatter(
+            table.loc[rows, "seconds"], np.full(rows.sum(), y[i]), color="black", s=10, zorder=3
+        )
+    low, high = min(change.min(), 0.0), max(change.max(), 0.0)
+    margin = 0.12 * max(high - low, 0.05)
+    left.set_xlim(low - margin, high + margin)
+    left.axvline(0, color="0.3", linewidth=0.8)
+    of = f" of {len(forbidden)}" if forbidden else ""
+    labels = [
+        f"{row.method}\naccuracy {row.accuracy:.4f}, reads {row.forbidden_columns_used}{of} "
+        "forbidden"
+        for row in summary.itertuples()
+    ]
+    left.set_yticks(y, labels, fontsize=8)
+    left.invert_yaxis()
+    n = table["network"].nunique()
+    left.set_xlabel(
+        f"test accuracy minus the original's (points)\nbars: mean of {n} held-out "
+        f"network{'s' if n != 1 else ''}; dots: each"
+    )
+    left.grid(axis="x", alpha=0.3)
+    if editor_fit_seconds is not None:
+        right.axvline(
+            editor_fit_seconds,
+            color="tab:blue",
+            linestyle="--",
+            linewidth=1,
+            label=f"editor training, once ({editor_fit_seconds:.3g} s)",
+        )
+        right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    right.set_xscale("log")
+    right.set_xlabel("seconds per network (log scale)")
+    right.grid(axis="x", alpha=0.3)
+    title = "Data minimisation: held-out networks made blind to the forbidden columns"
+    if forbidden:
+        title += "\n" + textwrap.shorten(f"forbidden: {', '.join(forbidden)}", width=120)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(path))
+
+
 def plot_online_gap(trajectory: pd.DataFrame, path: str | Path, *, epsilon: float) -> Path:
     """The pooled selection-rate gap over a stream, with ``epsilon`` and the guarantee.
 
@@ -368,10 +504,12 @@ def write_report(
     trajectory: pd.DataFrame,
     sweep: pd.DataFrame,
     epsilon: float,
+    minimisation: pd.DataFrame | None = None,
+    minimisation_note: str | None = None,
     title: str = "sklearn_metaedit demo",
     details: dict | None = None,
 ) -> Path:
-    """Write ``index.html`` and its four PNG figures into ``folder``.
+    """Write ``index.html`` and its PNG figures (four, five with ``minimisation``) into ``folder``.
 
     Parameters
     ----------
@@ -388,6 +526,12 @@ def write_report(
         ``attrs["editor_fit_seconds"]``, if present, is drawn and quoted.
     epsilon : float
         The parity constraint of the fairness methods.
+    minimisation : DataFrame, default=None
+        :func:`~sklearn_metaedit.editing._demo.run_minimisation_comparison`'s table; its
+        ``attrs["forbidden_features"]`` and ``attrs["editor_fit_seconds"]``, if present,
+        are quoted. None: the page has no data-minimisation section.
+    minimisation_note : str, default=None
+        A sentence on which columns were forbidden and why, added to that section.
     title : str, default="sklearn_metaedit demo"
     details : dict, default=None
         How the run was made (data set, size, seed, seconds...), listed under the title.
@@ -423,6 +567,9 @@ def write_report(
     plot_accuracy_vs_sparsity(sweep, folder / "accuracy_vs_sparsity.png")
     plot_edit_time(sweep, folder / "edit_time.png", editor_fit_seconds=fit_seconds)
     plot_online_gap(trajectory, folder / "online_gap.png", epsilon=epsilon)
+    minimisation_section = ""
+    if minimisation is not None:
+        minimisation_section = _minimisation_section(minimisation, folder, minimisation_note)
 
     fairness_shown = fairness.drop(columns=[c for c in ("task", "epsilon") if c in fairness])
     final = trajectory.iloc[-1]
@@ -473,8 +620,43 @@ MetanetEditor's forward pass; means over the networks, with their min and max.{f
 <details><summary>Every held-out network and sparsity</summary>
 {_table(sweep, "editor_sweep")}
 </details>
+{minimisation_section}
 </body></html>
 """
     index = folder / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+def _minimisation_section(table: pd.DataFrame, folder: Path, note: str | None) -> str:
+    """The page's data-minimisation section; writes its figure into ``folder``."""
+    fit_seconds = table.attrs.get("editor_fit_seconds")
+    plot_minimisation(table, folder / "minimisation.png", editor_fit_seconds=fit_seconds)
+    forbidden = table.attrs.get("forbidden_features")
+    e = html.escape
+    columns = f" ({len(forbidden)}: {e(', '.join(forbidden))})" if forbidden is not None else ""
+    fit_note = (
+        f"trained once, on the rest of the population, in {fit_seconds:.3g} s"
+        if fit_seconds is not None
+        else "trained once on the rest of the population"
+    )
+    return f"""
+<h2>Editing: data minimisation</h2>
+<p>The held-out networks of the sparsity comparison, made blind to the forbidden input
+columns{columns}: by zeroing the columns' first-layer weights, by zeroing them and
+fine-tuning with them held at zero, by training the same architecture from scratch without
+them (the population's schedule), and by a <code>MetanetEditor("data_minimisation")</code>
+{fit_note}. {e(note or "")}</p>
+<p><code>forbidden_columns_used</code> is the largest number of forbidden columns that any
+of a method's networks reads (a column is read when one of its first-layer weights is not
+zero); every method but the original must show 0. <code>accuracy</code> is the mean test
+accuracy over the networks, <code>accuracy_min</code> the worst of them, and
+<code>seconds</code> the time to produce one network (the original's: its share of
+training the population). In the figure, the left panel is each network's accuracy minus
+that of the original it was made from, in points; the right panel the seconds per network
+on a log axis, with the editor's one-off training as a dashed line.</p>
+<img src="minimisation.png" alt="accuracy and time per network of the data-minimisation methods">
+{_table(minimisation_summary(table), "minimisation_summary")}
+<details><summary>Every held-out network</summary>
+{_table(table, "minimisation")}
+</details>"""

@@ -6,12 +6,19 @@ from PIL import Image
 
 from sklearn_metaedit import __main__ as cli
 from sklearn_metaedit._compare import TabularTask, compare_fairness_layer
-from sklearn_metaedit._report import FLOAT_FORMAT, editor_summary, pareto_front, write_report
+from sklearn_metaedit._report import (
+    FLOAT_FORMAT,
+    editor_summary,
+    minimisation_summary,
+    pareto_front,
+    write_report,
+)
 from sklearn_metaedit.datasets import make_biased_classification
-from sklearn_metaedit.editing._demo import run_editor_sweep
+from sklearn_metaedit.editing._demo import run_editor_sweep, run_minimisation_comparison
 from sklearn_metaedit.fairness._online_demo import online_gap_trajectory, run_online_demo
 
 EPSILON = 0.05
+FORBIDDEN = ["x2", "x5"]
 
 
 class _Page(HTMLParser):
@@ -71,20 +78,18 @@ def demo_tables():
         [f"x{i}" for i in range(8)],
     )
     stream = (task.X_train, task.y_train, task.s_train, task.X_test, task.y_test, task.s_test)
+    editor_data = (task.X_train, task.y_train, task.X_test, task.y_test)
+    population = {"n_networks": 4, "n_held_out": 2, "max_steps": 5, "verbose": 0}
     return {
         "fairness": compare_fairness_layer(task, epsilon=EPSILON, steps=60),
         "online": run_online_demo(*stream, epsilon=EPSILON),
         "trajectory": online_gap_trajectory(*stream, epsilon=EPSILON, n_points=30),
-        "sweep": run_editor_sweep(
-            task.X_train,
-            task.y_train,
-            task.X_test,
-            task.y_test,
-            sparsities=(0.5, 0.9),
-            n_networks=4,
-            n_held_out=2,
-            max_steps=5,
-            verbose=0,
+        "sweep": run_editor_sweep(*editor_data, sparsities=(0.5, 0.9), **population),
+        "minimisation": run_minimisation_comparison(
+            *editor_data,
+            forbidden_features=FORBIDDEN,
+            feature_names=task.feature_names,
+            **population,
         ),
     }
 
@@ -92,7 +97,13 @@ def demo_tables():
 @pytest.fixture(scope="module")
 def report(demo_tables, tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
-    index = write_report(folder, epsilon=EPSILON, details={"seed": 0}, **demo_tables)
+    index = write_report(
+        folder,
+        epsilon=EPSILON,
+        details={"seed": 0},
+        minimisation_note="Forbidden input columns: x2, x5.",
+        **demo_tables,
+    )
     page = _Page()
     page.feed(index.read_text(encoding="utf-8"))
     return folder, index, page
@@ -102,7 +113,13 @@ def test_report_page_shows_every_png_it_writes_and_each_is_a_valid_image(report)
     folder, index, page = report
     assert index == folder / "index.html"
     written = sorted(p.name for p in folder.glob("*.png"))
-    assert len(written) == 4
+    assert written == [
+        "accuracy_vs_sparsity.png",
+        "edit_time.png",
+        "fairness_pareto.png",
+        "minimisation.png",
+        "online_gap.png",
+    ]
     assert sorted(page.images) == written
     for name in written:
         with Image.open(folder / name) as image:
@@ -130,6 +147,9 @@ def test_report_tables_hold_the_numbers_of_the_demo_frames(report, demo_tables):
     assert page.tables["online"] == _cells(demo_tables["online"].reset_index())
     assert page.tables["editor_sweep"] == _cells(demo_tables["sweep"])
     assert page.tables["editor_summary"] == _cells(editor_summary(demo_tables["sweep"]))
+    minimisation = demo_tables["minimisation"]
+    assert page.tables["minimisation"] == _cells(minimisation)
+    assert page.tables["minimisation_summary"] == _cells(minimisation_summary(minimisation))
     # the fairness table's accuracies are those of the frame, to the digits shown
     shown = [float(row[1]) for row in page.tables["fairness"][1:]]
     np.testing.assert_allclose(shown, fairness["accuracy"], rtol=1e-3)
@@ -143,6 +163,56 @@ def test_editor_summary_averages_the_held_out_networks(demo_tables):
         assert summary.loc[(method, target), "accuracy_min"] == part["accuracy"].min()
         assert summary.loc[(method, target), "accuracy_max"] == part["accuracy"].max()
     assert len(summary) == 1 + 3 * 2  # the original, and three methods at two sparsities
+
+
+def test_minimisation_section_names_the_forbidden_columns_and_reads_zero_for_every_edit(report):
+    _, index, page = report
+    text = index.read_text(encoding="utf-8")
+    assert "Editing: data minimisation" in text
+    assert "(2: x2, x5)" in text and "Forbidden input columns: x2, x5." in text
+    header, *rows = page.tables["minimisation_summary"]
+    used = {row[0]: int(row[header.index("forbidden_columns_used")]) for row in rows}
+    assert used == {
+        "original": 2,
+        "zero the columns": 0,
+        "zero the columns + fine-tuning": 0,
+        "retrain without the columns": 0,
+        "MetanetEditor": 0,
+    }
+
+
+def test_minimisation_edits_the_held_out_networks_of_the_sparsity_sweep(demo_tables):
+    sweep, minimisation = demo_tables["sweep"], demo_tables["minimisation"]
+    # the same rows and seed build the same population: its held-out networks, unedited,
+    # score exactly alike in both comparisons
+    original = sweep[sweep["method"] == "original"].set_index("network")["accuracy"]
+    same = minimisation[minimisation["method"] == "original"].set_index("network")["accuracy"]
+    assert same.to_dict() == original.to_dict()
+
+
+def test_minimisation_summary_takes_the_mean_the_worst_and_the_most_columns_read(demo_tables):
+    table = demo_tables["minimisation"]
+    summary = minimisation_summary(table).set_index("method")
+    assert list(summary.index) == list(dict.fromkeys(table["method"]))
+    for method, part in table.groupby("method"):
+        assert summary.loc[method, "accuracy"] == pytest.approx(part["accuracy"].mean())
+        assert summary.loc[method, "accuracy_min"] == part["accuracy"].min()
+        assert summary.loc[method, "seconds"] == pytest.approx(part["seconds"].mean())
+        assert (
+            summary.loc[method, "forbidden_columns_used"] == part["forbidden_columns_used"].max()
+        )
+
+
+def test_demo_forbids_the_columns_of_the_protected_attributes_among_the_inputs():
+    names = ["age", "agent", "sex_Male", "sex_Female", "marital-status_Divorced", "hours"]
+    columns, absent = cli._protected_columns(names, ("sex", "race", "age"))
+    # numeric columns by name, one-hot columns by prefix; "agent" is not "age"
+    assert columns == ["age", "sex_Male", "sex_Female"]
+    assert absent == ["race"]
+    german = ["duration", "foreign_worker_A201", "foreign_worker_A202", "job_A171"]
+    columns, absent = cli._protected_columns(german, cli.PROTECTED["german"])
+    assert columns == ["foreign_worker_A201", "foreign_worker_A202"]
+    assert absent == ["personal_status_sex", "age"]
 
 
 def _dominated(i, accuracy, gap):

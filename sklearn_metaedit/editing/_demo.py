@@ -1,9 +1,13 @@
-"""The editor's part of ``python -m sklearn_metaedit demo``: prune a held-out network."""
+"""The editor's part of ``python -m sklearn_metaedit demo``: prune held-out networks, and
+make them stop reading forbidden input columns."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
+from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -15,10 +19,10 @@ from .._mlp import MLP
 from ._editor import MetanetEditor
 from ._graph import as_sequential, extract_weights, load_weights
 from ._population import make_population
-from ._requirements import magnitude_prune_weights, weight_sparsity
+from ._requirements import features_used, magnitude_prune_weights, weight_sparsity
 from ._task_data import TaskData
 
-__all__ = ["run_editor_demo", "run_editor_sweep"]
+__all__ = ["run_editor_demo", "run_editor_sweep", "run_minimisation_comparison"]
 
 
 def run_editor_demo(
@@ -169,6 +173,10 @@ def _schedule(n_rows: int) -> dict:
     return training_schedule(n_rows, steps=200)
 
 
+# the population's optimiser settings; retraining a network from scratch uses them too
+_LEARNING_RATE = 3e-3
+
+
 def _population(X_train, y_train, n_networks, random_state, say):
     from skorch import NeuralNetClassifier
 
@@ -177,7 +185,7 @@ def _population(X_train, y_train, n_networks, random_state, say):
         module__n_features=X_train.shape[1],
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.Adam,
-        lr=3e-3,
+        lr=_LEARNING_RATE,
         **_schedule(len(X_train)),
         train_split=None,
         verbose=0,
@@ -196,21 +204,26 @@ def _population(X_train, y_train, n_networks, random_state, say):
     return population, seconds
 
 
+# a small metanetwork: the demo trains it in seconds on a CPU
+_SMALL_METANET = {
+    "hidden_channels": 16,
+    "mlp_hidden": 32,
+    "num_layers": 2,
+    "networks_per_step": 4,
+    "rows_per_step": 256,
+    "learning_rate": 1e-3,
+    "temperature": 0.3,
+}
+
+
 def _fit_editor(networks, X_train, y_train, target, target_range, max_steps, random_state, say):
-    # a small metanetwork: the demo trains it in seconds on a CPU
     editor = MetanetEditor(
         "sparsity",
         target=target,
         target_range=target_range,
         max_steps=max_steps,
-        hidden_channels=16,
-        mlp_hidden=32,
-        num_layers=2,
-        networks_per_step=4,
-        rows_per_step=256,
-        learning_rate=1e-3,
-        temperature=0.3,
         random_state=random_state,
+        **_SMALL_METANET,
     )
     editor.fit(networks, data=TaskData(X_train, y_train))
     what = (
@@ -225,8 +238,17 @@ def _fit_editor(networks, X_train, y_train, target, target_range, max_steps, ran
     return editor
 
 
+def _accuracy(module, X_t, y) -> float:
+    with torch.no_grad():
+        return float((module(X_t).argmax(dim=1).numpy() == y).mean())
+
+
 def _fine_tune(module, X, y, epochs, random_state, batch_size, lr=1e-3):
-    """Train a pruned module for ``epochs`` with its zero weights held at zero."""
+    """Train a module for ``epochs`` with its zero weights held at zero.
+
+    The zeros are those of pruning, or the forbidden columns of a network that may not
+    read some inputs.
+    """
     masks = [p != 0 for p in module.parameters() if p.dim() == 2]
     weights = [p for p in module.parameters() if p.dim() == 2]
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
@@ -342,8 +364,7 @@ def run_editor_sweep(
         X_t = torch.as_tensor(X_test)
 
         def accuracy(module):
-            with torch.no_grad():
-                return float((module(X_t).argmax(dim=1).numpy() == y_test).mean())
+            return _accuracy(module, X_t, y_test)
 
         rows = []
         for index, network in enumerate(population[-n_held_out:]):
@@ -397,3 +418,229 @@ def run_editor_sweep(
     table = table[["network", "method", "target", "accuracy", "sparsity", "seconds"]]
     table.attrs["editor_fit_seconds"] = float(editor.fit_seconds_)
     return table
+
+
+_ORIGINAL = "original"
+_ZEROED = "zero the columns"
+_ZEROED_TUNED = "zero the columns + fine-tuning"
+_RETRAINED = "retrain without the columns"
+_EDITOR = "MetanetEditor"
+
+
+def _column_indices(features, feature_names, n_features) -> tuple[list[int], list[str]]:
+    """Sorted indices of ``features`` (names or indices), and the names of every column."""
+    if feature_names is None:
+        names = [f"x{i}" for i in range(n_features)]
+    else:
+        names = [str(name) for name in feature_names]
+        if len(names) != n_features:
+            raise ValueError(
+                f"feature_names holds {len(names)} names but X_train has {n_features} "
+                "columns; pass one name per column."
+            )
+    items = [features] if isinstance(features, str | Integral) else list(features)
+    indices = set()
+    for item in items:
+        if isinstance(item, str):
+            if item not in names:
+                raise ValueError(
+                    f"forbidden_features names {item!r}, which is not in feature_names; "
+                    "pass column names of feature_names or integer indices."
+                )
+            indices.add(names.index(item))
+        elif isinstance(item, Integral) and not isinstance(item, bool) and 0 <= item < n_features:
+            indices.add(int(item))
+        else:
+            raise ValueError(
+                f"forbidden_features must hold column names or indices in [0, {n_features}), "
+                f"got {item!r}."
+            )
+    if not indices:
+        raise ValueError(
+            "forbidden_features is empty: name at least one column the networks may not use."
+        )
+    return sorted(indices), names
+
+
+def _zero_columns(module, columns):
+    """A copy of ``module`` whose first layer ignores the input ``columns``."""
+    weights = extract_weights(module)
+    weights[0][0][:, columns] = 0.0
+    return load_weights(module, weights)
+
+
+def _retrain_without(module, columns, X, y, schedule, random_state):
+    """The architecture of ``module``, trained afresh with ``columns`` never read.
+
+    The forbidden columns' first-layer weights start at zero and are held there, which
+    trains the same function as a network whose input lacks those columns.
+    """
+    fresh = copy.deepcopy(module)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        for layer in fresh:
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+    return _fine_tune(
+        _zero_columns(fresh, columns),
+        X,
+        y,
+        schedule["max_epochs"],
+        random_state,
+        schedule["batch_size"],
+        lr=_LEARNING_RATE,
+    )
+
+
+def run_minimisation_comparison(
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    *,
+    forbidden_features: Sequence[int | str],
+    feature_names: Sequence[str] | None = None,
+    n_networks: int = 10,
+    n_held_out: int = 3,
+    fine_tune_epochs: int = 1,
+    max_rows: int = 10_000,
+    max_steps: int = 200,
+    random_state: int = 0,
+    verbose: int = 1,
+    return_networks: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, list[torch.nn.Sequential]]]:
+    """Make held-out networks stop reading forbidden input columns, four ways.
+
+    The population is the one :func:`run_editor_sweep` builds from the same arguments
+    (the same training rows and seed give the same networks), and its last
+    ``n_held_out`` networks are held out again. The rest train a
+    ``MetanetEditor("data_minimisation", features=forbidden_features)``. Every
+    held-out network is then made blind to the forbidden columns by zeroing their
+    first-layer weights, by zeroing them and training ``fine_tune_epochs`` with them
+    held at zero, by training its architecture from scratch with them held at zero
+    (the population's batches, epochs and learning rate), and by the editor.
+
+    Parameters
+    ----------
+    X_train, X_test : array-like of shape (n_samples, n_features)
+        Numeric (preprocessed) features.
+    y_train, y_test : array-like of shape (n_samples,)
+        Labels.
+    forbidden_features : sequence of int or str
+        The input columns the networks may not read, as indices or as names of
+        ``feature_names``.
+    feature_names : sequence of str, default=None
+        Names of the columns of ``X_train`` ("x0", "x1", ... if None).
+    n_networks : int, default=10
+        Population size, held-out networks included.
+    n_held_out : int, default=3
+        Networks edited (never seen by the editor in training).
+    fine_tune_epochs : int, default=1
+        Epochs of training after zeroing the columns (in the population's batches).
+    max_rows : int, default=10_000
+        Training rows used (a random subset), as in :func:`run_editor_sweep`.
+    max_steps : int, default=200
+        Training steps of the metanetwork.
+    random_state : int, default=0
+    verbose : int, default=1
+        Print what is being done.
+    return_networks : bool, default=False
+        Also return the networks each method produced.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per held-out network and method; columns ``network`` (0 to
+        ``n_held_out - 1``), ``method`` ("original", "zero the columns", "zero the
+        columns + fine-tuning", "retrain without the columns", "MetanetEditor"),
+        ``accuracy`` (test split), ``forbidden_columns_used`` (forbidden columns whose
+        first-layer weights are not all zero in that network) and ``seconds`` (time to
+        produce that network; for the original, its share of training the
+        population). ``table.attrs`` holds ``"forbidden_features"`` (their names) and
+        ``"editor_fit_seconds"``.
+    networks : dict of str to list of torch.nn.Sequential
+        Only if ``return_networks``: per method, its network for each held-out network,
+        in the order of ``network``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
+    >>> X, y = make_classification(600, 8, random_state=0)
+    >>> X = X.astype(np.float32)
+    >>> table = run_minimisation_comparison(X[:400], y[:400], X[400:], y[400:],
+    ...                                     forbidden_features=[0, 3], n_networks=4,
+    ...                                     n_held_out=1, max_steps=5, verbose=0)
+    >>> table.groupby("method", sort=False)["forbidden_columns_used"].max().to_dict()
+    {'original': 2, 'zero the columns': 0, 'zero the columns + fine-tuning': 0, \
+'retrain without the columns': 0, 'MetanetEditor': 0}
+    """
+    if not 1 <= n_held_out < n_networks:
+        raise ValueError(
+            f"n_held_out must be at least 1 and below n_networks={n_networks}, got {n_held_out}."
+        )
+    with _one_thread():
+        say = print if verbose else (lambda *args, **kwargs: None)
+        X_train, y_train, X_test, y_test = _arrays(
+            X_train, y_train, X_test, y_test, max_rows, random_state
+        )
+        forbidden, names = _column_indices(forbidden_features, feature_names, X_train.shape[1])
+        population, population_seconds = _population(
+            X_train, y_train, n_networks, random_state, say
+        )
+        editor = MetanetEditor(
+            "data_minimisation",
+            features=forbidden,
+            max_steps=max_steps,
+            random_state=random_state,
+            **_SMALL_METANET,
+        ).fit(population[:-n_held_out], data=TaskData(X_train, y_train))
+        say(
+            f"  fitted a data-minimisation editor ({len(forbidden)} forbidden "
+            f"column{'s' if len(forbidden) != 1 else ''}) on {n_networks - n_held_out} "
+            f"networks in {editor.fit_seconds_:.1f}s"
+        )
+        schedule = _schedule(len(X_train))
+        X_t = torch.as_tensor(X_test)
+        rows = []
+        networks = {m: [] for m in (_ORIGINAL, _ZEROED, _ZEROED_TUNED, _RETRAINED, _EDITOR)}
+        for index, network in enumerate(population[-n_held_out:]):
+            module = as_sequential(network).eval()
+            seed = random_state + index
+
+            started = time.perf_counter()
+            zeroed = _zero_columns(module, forbidden).eval()
+            zero_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            tuned = _fine_tune(
+                _zero_columns(module, forbidden),
+                X_train,
+                y_train,
+                fine_tune_epochs,
+                seed,
+                schedule["batch_size"],
+            )
+            tune_seconds = zero_seconds + time.perf_counter() - started
+            started = time.perf_counter()
+            retrained = _retrain_without(module, forbidden, X_train, y_train, schedule, seed)
+            retrain_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            (edited,) = editor.transform([network])
+            edit_seconds = time.perf_counter() - started
+
+            for method, net, seconds in (
+                (_ORIGINAL, module, population_seconds / n_networks),
+                (_ZEROED, zeroed, zero_seconds),
+                (_ZEROED_TUNED, tuned, tune_seconds),
+                (_RETRAINED, retrained, retrain_seconds),
+                (_EDITOR, edited.module_.eval(), edit_seconds),
+            ):
+                used = set(features_used(extract_weights(net))) & set(forbidden)
+                rows.append((index, method, _accuracy(net, X_t, y_test), len(used), seconds))
+                networks[method].append(net)
+    table = pd.DataFrame(
+        rows, columns=["network", "method", "accuracy", "forbidden_columns_used", "seconds"]
+    )
+    table.attrs["forbidden_features"] = [names[i] for i in forbidden]
+    table.attrs["editor_fit_seconds"] = float(editor.fit_seconds_)
+    return (table, networks) if return_networks else table
