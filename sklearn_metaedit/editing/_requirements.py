@@ -11,7 +11,9 @@ metanetwork; at edit time it is exact:
   Simple and Effective Pruning Approach for Large Language Models" (Wanda, ICLR 2024),
   restricted to the inputs, whose statistics are known at fit time, and normalised to
   a root mean square of 1 so that the first layer's share of the pruning is that of
-  standardised inputs (so an untrained editor is input-scaled magnitude pruning);
+  standardised inputs; an output layer that is a small share of the weights kept is
+  pruned last (so an untrained editor is input-scaled magnitude pruning that avoids
+  layer collapse);
 - ``data_minimisation``: the first-layer columns of the forbidden features, and of the
   features outside the top-``k`` budget, are exactly zero; what they contributed is
   replaced by its least-squares prediction from the kept features (fit-time means and
@@ -226,14 +228,13 @@ class Requirement(ABC):
     needs_sensitive = False
     n_node_flags = 1
 
-    #: Input features the edited networks may not use (indices).
-    forbidden: list[int] = []
-
     def __init__(self, target: float, n_features: int) -> None:
         self.target = target
         self.n_features = n_features
         self.input_mean = None
         self.input_cov = None
+        #: Input features the edited networks may not use (indices).
+        self.forbidden: list[int] = []
 
     def set_input_statistics(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
         """Record the mean (d,) and covariance (d, d) of the task's inputs (fit time)."""
@@ -378,13 +379,13 @@ class Sparsity(Requirement):
     def apply(self, weights, edit, target, *, hard, temperature):
         edited = _base_edit(weights, edit)
         original = torch.cat([w.reshape(-1) for w, _ in weights])
+        k = original.numel() - self.n_zero(original.numel(), target)
         magnitude = _magnitudes(weights, self.input_scale(original.device))
         scores = torch.where(
             original != 0,
-            torch.log(magnitude.clamp_min(1e-30)) + edit["weight_gate"],
+            _prior_scores(weights, magnitude, k, protect_output=True) + edit["weight_gate"],
             torch.full_like(edit["weight_gate"], _DEAD),
         )
-        k = original.numel() - self.n_zero(original.numel(), target)
         gates = top_k_mask(scores, k).float() if hard else soft_top_k(scores, k, temperature)
         out, start = [], 0
         for w, b in edited:
@@ -481,7 +482,11 @@ REQUIREMENTS = ("sparsity", "data_minimisation", "demographic_parity", "equalize
 
 
 def magnitude_prune_weights(
-    weights: Weights, target: float, *, input_scale: torch.Tensor | None = None
+    weights: Weights,
+    target: float,
+    *,
+    input_scale: torch.Tensor | None = None,
+    protect_output: bool = False,
 ) -> Weights:
     """One-shot global magnitude pruning: zero the ``ceil(target * n_weights)`` smallest
     weights of the network (biases are kept).
@@ -497,6 +502,11 @@ def magnitude_prune_weights(
         (input-scaled magnitude pruning, what an untrained sparsity editor does; the
         normalisation leaves the first layer's share of the pruning as it would be for
         standardised inputs). None: plain magnitudes.
+    protect_output : bool, default=False
+        When the output layer holds at most a tenth of the weights kept, prune its
+        weights last, only once every other weight is zero (what an untrained sparsity
+        editor does). On wide networks global magnitude pruning can otherwise zero the
+        small output layer whole and leave a constant network.
 
     Returns
     -------
@@ -515,9 +525,10 @@ def magnitude_prune_weights(
     """
     flat = torch.cat([w.reshape(-1) for w, _ in weights])
     n_zero = Sparsity(target, weights[0][0].shape[1]).n_zero(flat.numel(), target)
+    magnitude = _magnitudes(weights, input_scale)
     scores = torch.where(
         flat != 0,
-        torch.log(_magnitudes(weights, input_scale).clamp_min(1e-30)),
+        _prior_scores(weights, magnitude, flat.numel() - n_zero, protect_output=protect_output),
         torch.full_like(flat, _DEAD, dtype=torch.float32),
     )
     mask = top_k_mask(scores.float(), flat.numel() - n_zero)
@@ -527,6 +538,33 @@ def magnitude_prune_weights(
         out.append((torch.where(keep, w, torch.zeros_like(w)), b.clone()))
         start += w.numel()
     return out
+
+
+#: Added to the scores of the output layer's weights so that they are pruned last.
+_PROTECTED = 100.0
+
+#: The output layer is protected when it holds at most this share of the weights kept.
+_PROTECTED_SHARE = 0.1
+
+
+def _prior_scores(
+    weights: Weights, magnitude: torch.Tensor, n_keep: int, *, protect_output: bool
+) -> torch.Tensor:
+    """Log-magnitudes; with ``protect_output``, those of the output layer are raised by
+    ``_PROTECTED`` when that layer holds at most a tenth of the ``n_keep`` weights kept.
+
+    Global magnitude pruning of a wide network can zero its small output layer whole
+    ("layer collapse": Tanaka et al., "Pruning neural networks without any data by
+    iteratively conserving synaptic flow", NeurIPS 2020) and leave a constant network;
+    keeping that layer costs a small network, where it is a large share, too much.
+    """
+    scores = torch.log(magnitude.clamp_min(1e-30))
+    n_output = weights[-1][0].numel()
+    if protect_output and len(weights) > 1 and n_output <= _PROTECTED_SHARE * n_keep:
+        bonus = torch.zeros_like(scores)
+        bonus[-n_output:] = _PROTECTED
+        scores = scores + bonus
+    return scores
 
 
 def _magnitudes(weights: Weights, input_scale: torch.Tensor | None) -> torch.Tensor:

@@ -65,7 +65,9 @@ def test_untrained_sparsity_editor_is_input_scaled_magnitude_pruning(task, popul
     )
     scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
     for original, new in zip(population, editor.transform(population), strict=True):
-        expected = magnitude_prune_weights(weights_of(original), 0.7, input_scale=scale)
+        expected = magnitude_prune_weights(
+            weights_of(original), 0.7, input_scale=scale, protect_output=True
+        )
         plain = magnitude_prune_weights(weights_of(original), 0.7)
         assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(expected, plain, strict=True))
         for (w, b), (we, be) in zip(weights_of(new), expected, strict=True):
@@ -131,7 +133,9 @@ def test_plain_modules_come_back_as_fitted_skorch_nets(task, population):
     module = population[0].module_
     (edited,) = editor.transform([module])
     scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
-    expected = magnitude_prune_weights(extract_weights(module), 0.4, input_scale=scale)
+    expected = magnitude_prune_weights(
+        extract_weights(module), 0.4, input_scale=scale, protect_output=True
+    )
     reference = torch.as_tensor(X)
     for child in module.eval():
         if isinstance(child, nn.Linear):

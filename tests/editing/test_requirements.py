@@ -56,6 +56,43 @@ def test_magnitude_pruning_zeroes_exactly_the_smallest_weights(target):
         assert torch.equal(p[p != 0], w[p != 0])
 
 
+@pytest.mark.parametrize("target", [0.3, 0.8, 0.9])
+def test_protected_output_layer_is_pruned_last_and_the_target_still_holds(target):
+    torch.manual_seed(0)
+    # a wide network: its output layer (2 x 256) is a small share of the weights kept
+    weights = extract_weights(MLP(30, hidden_sizes=(256, 256), n_classes=2))
+    weights[-1] = (weights[-1][0] * 1e-3, weights[-1][1])  # the smallest weights of all
+    n_weights = sum(w.numel() for w, _ in weights)
+    n_output = weights[-1][0].numel()
+    plain = magnitude_prune_weights(weights, target)
+    protected = magnitude_prune_weights(weights, target, protect_output=True)
+    for pruned in (plain, protected):
+        assert weight_sparsity(pruned) == math.ceil(target * n_weights - 1e-9) / n_weights
+    n_zero = math.ceil(target * n_weights - 1e-9)
+    assert n_output <= 0.1 * (n_weights - n_zero)
+    # plain pruning takes the tiny output layer first; protected keeps it while it can
+    assert int((plain[-1][0] == 0).sum()) == min(n_zero, n_output)
+    assert int((protected[-1][0] == 0).sum()) == max(0, n_zero - (n_weights - n_output))
+    # among the other layers, protected pruning still zeroes the smallest magnitudes
+    rest = torch.cat([w.reshape(-1) for w, _ in weights[:-1]]).abs()
+    kept = torch.cat([w.reshape(-1) for w, _ in protected[:-1]]) != 0
+    if 0 < kept.sum() < len(rest):
+        assert rest[kept].min() > rest[~kept].max()
+
+
+def test_output_layer_of_a_small_network_is_not_protected():
+    # 6 -> 4 -> 2: the output layer is a third of the weights; protecting it would cost
+    # the rest too much, so protected pruning is plain global pruning
+    torch.manual_seed(0)
+    weights = extract_weights(MLP(6, hidden_sizes=(4,), n_classes=2))
+    for a, b in zip(
+        magnitude_prune_weights(weights, 0.7, protect_output=True),
+        magnitude_prune_weights(weights, 0.7),
+        strict=True,
+    ):
+        assert torch.equal(a[0], b[0])
+
+
 def test_features_used_lists_the_nonzero_first_layer_columns():
     torch.manual_seed(0)
     weights = extract_weights(MLP(5, hidden_sizes=(4,)))
