@@ -8,11 +8,16 @@ One process, one data set, one population, every method side by side:
   marital-status, occupation: 29 one-hot columns): zero their columns; zero them + 1 epoch
   of fine-tuning; retrain from scratch without them; the editor. (b) a budget of ``k``
   features chosen per network: keep the ``k`` features of largest first-layer column
-  norm; that + 1 epoch of fine-tuning; retrain on those ``k`` features; the editor.
+  norm; that + 1 epoch of fine-tuning; retrain on those ``k`` features; the editor; and
+  retraining on the ``k`` features the editor kept for each network.
+- each requirement's untrained editor (``max_steps=0``) is reported too, so that what
+  the prior gives (input-scaled magnitudes, least-squares compensation) and what the
+  training adds can be told apart.
 - **demographic parity** (sex, target gap 0.05): fairlearn's ``ThresholdOptimizer``,
   prefit on each held-out network (it needs the sensitive feature at prediction time,
-  and its predictions are randomised); the editor (the edited network needs no sensitive
-  feature beside its ordinary inputs, and predicts deterministically).
+  and its predictions are randomised); the editor, with the sex columns of X among the
+  features the edited network may not read (it is group-blind and deterministic; the
+  original networks read those columns).
 - **one editor for a range of targets**: an editor trained on sparsities in
   [0.5, 0.95] edits at 0.5, 0.8, 0.9 and 0.95 without refitting, beside the editor
   trained for 0.9 alone.
@@ -104,16 +109,17 @@ QUICK = dict(
 EDITOR = dict(
     hidden_channels=16,
     num_layers=2,
-    mlp_hidden=32,
+    mlp_hidden=16,
     networks_per_step=6,
     rows_per_step=512,
-    learning_rate=1e-3,
+    learning_rate=3e-4,
     eval_every=50,
 )
 # the parity editor weighs the gap more than the others weigh their (structural)
-# requirements, sharpens its soft decisions and trains for a gap 0.025 below the target,
-# so that the gap measured on new rows and networks stays below it
-PARITY = dict(utility_weight=0.5, temperature=0.1, target_margin=0.025)
+# requirements, sharpens its soft decisions and trains for a gap 0.02 below the target,
+# so that the gap measured on new rows and networks stays below it; it starts from the
+# identity edit rather than from a prior close to the answer, and learns at a higher rate
+PARITY = dict(utility_weight=0.5, temperature=0.1, target_margin=0.02, learning_rate=1e-3)
 FINE_TUNE_LR = 1e-3
 BATCH_SIZE = 256
 
@@ -261,6 +267,9 @@ def fit_editor(nets, data_args, seed: int, steps: int, **params) -> MetanetEdito
 
 
 def edit_timed(editor, nets, **kwargs):
+    """Edited networks and seconds per network, after one warm-up edit (the first call
+    pays one-off costs that a stream of edits does not)."""
+    editor.transform(nets[:1], **kwargs)
     started = time.perf_counter()
     edited = editor.transform(nets, **kwargs)
     return edited, (time.perf_counter() - started) / len(nets)
@@ -298,6 +307,12 @@ def sparsity_experiment(
             assert weight_sparsity(extract_weights(tuned)) >= target
             rows[name].append(accuracy_of(tuned, X_test, y_test))
             seconds[name].append(s)
+    prior = fit_editor(
+        train, (data["X"], data["y"]), 0, 0, requirement="sparsity", target=target
+    ).transform(held_out)
+    rows["editor untrained (input-scaled magnitude)"] = [
+        accuracy_of(e.module_, X_test, y_test) for e in prior
+    ]
     editor_acc, editor_fit, editor_edit = [], [], []
     editors = []
     for seed in cfg["seeds"]:
@@ -453,6 +468,12 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         fresh, s = timed(retrain, tuple(net.module__hidden_sizes), allowed, X, y, epochs, index)
         rows["retrain without"].append(accuracy_of(fresh, X_test, y_test))
         seconds["retrain without"].append(s)
+    prior = fit_editor(
+        train, (data["X"], data["y"]), 0, 0, requirement="data_minimisation", features=forbidden
+    ).transform(held_out)
+    rows["editor untrained (least-squares compensation)"] = [
+        accuracy_of(e.module_, X_test, y_test) for e in prior
+    ]
     editor_acc, fit_s, edit_s = [], [], []
     for seed in cfg["seeds"]:
         editor = fit_editor(
@@ -506,7 +527,13 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         )
         rows["retrain on top-k"].append(accuracy_of(fresh, X_test, y_test))
         seconds["retrain on top-k"].append(s + s3)
-    editor_acc, fit_s, edit_s = [], [], []
+    prior = fit_editor(
+        train, (data["X"], data["y"]), 0, 0, requirement="data_minimisation", target=k
+    ).transform(held_out)
+    rows["editor untrained (|w| x std top-k, compensated)"] = [
+        accuracy_of(e.module_, X_test, y_test) for e in prior
+    ]
+    editor_acc, fit_s, edit_s, retrain_chosen, retrain_chosen_s = [], [], [], [], []
     for seed in cfg["seeds"]:
         editor = fit_editor(
             train,
@@ -520,6 +547,14 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         edited, per_net = edit_timed(editor, held_out)
         assert all(len(features_used(extract_weights(e.module_))) <= k for e in edited)
         editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+        # the peer the issue names: retrain without the features the editor dropped
+        accs = []
+        for index, (net, e) in enumerate(zip(held_out, edited, strict=True)):
+            chosen = features_used(extract_weights(e.module_))
+            fresh, s = timed(retrain, tuple(net.module__hidden_sizes), chosen, X, y, epochs, index)
+            accs.append(accuracy_of(fresh, X_test, y_test))
+            retrain_chosen_s.append(s)
+        retrain_chosen.append(np.mean(accs))
         fit_s.append(editor.fit_seconds_)
         edit_s.append(per_net)
         log(f"minimise budget seed {seed}: {editor_acc[-1]:.4f}")
@@ -527,8 +562,10 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         "k": k,
         "n_columns": len(names),
         "accuracy": {key: summary([np.mean(v)]) for key, v in rows.items()}
+        | {"retrain on the editor's k": summary(retrain_chosen)}
         | {"MetanetEditor": summary(editor_acc)},
         "seconds_per_network": {key: float(np.mean(v)) for key, v in seconds.items()}
+        | {"retrain on the editor's k": float(np.mean(retrain_chosen_s))}
         | {"MetanetEditor": float(np.mean(edit_s))},
         "editor_fit_seconds": summary(fit_s),
     }
@@ -568,6 +605,8 @@ def _gap(decisions: np.ndarray, groups: np.ndarray) -> float:
 def parity_experiment(cfg, data, train, held_out, log) -> dict:
     X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
     sex_test, target = data["sex_test"], cfg["dp_target"]
+    # the edited networks may not read the sex columns of X: group-blind, as the table says
+    sex_columns = [j for j, name in enumerate(data["names"]) if name.startswith("sex_")]
     original_acc, original_gap, to_acc, to_gap, to_s = [], [], [], [], []
     for index, net in enumerate(held_out):
         decisions = predictions_of(net.module_, X_test)
@@ -595,10 +634,14 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
             cfg["steps"],
             requirement="demographic_parity",
             target=target,
+            features=sex_columns,
             **PARITY,
             networks_per_step=min(EDITOR["networks_per_step"], len(train)),
         )
         edited, per_net = edit_timed(editor, held_out)
+        assert all(
+            not set(features_used(extract_weights(e.module_))) & set(sex_columns) for e in edited
+        )
         gaps, accs = [], []
         for e in edited:
             decisions = predictions_of(e.module_, X_test)
@@ -622,7 +665,7 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
                 "accuracy": summary([np.mean(original_acc)]),
                 "gap": summary([np.mean(original_gap)]),
                 "within": summary([np.mean(np.asarray(original_gap) <= target)]),
-                "needs_sensitive_at_predict": False,
+                "needs_sensitive_at_predict": True,
                 "seconds_per_network": 0.0,
             },
             {
@@ -634,7 +677,7 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
                 "seconds_per_network": float(np.mean(to_s)),
             },
             {
-                "method": "MetanetEditor",
+                "method": "MetanetEditor (sex columns dropped)",
                 "accuracy": summary(editor_acc),
                 "gap": summary(editor_gap),
                 "within": summary(editor_within),
@@ -722,7 +765,10 @@ def run(quick: bool, seed: int, log) -> dict:
 
 def cost_table(result: dict) -> list[dict]:
     rows = []
-    for label, block in (("2 x {16,32,48}", result["sparsity"]), ("3 x 256", result["wide"])):
+    cfg = result["config"]
+    small = f"h x h, h ∈ {{{', '.join(map(str, cfg['widths']))}}}"
+    wide = " x ".join(map(str, cfg["wide"]))
+    for label, block in ((small, result["sparsity"]), (wide, result["wide"])):
         fit = block["editor_fit_seconds"]["mean"]
         edit = block["seconds_per_network"]["MetanetEditor"]
         for baseline in ("magnitude + 1 epoch", "magnitude + 3 epochs"):
@@ -796,7 +842,7 @@ def to_markdown(r: dict) -> str:
         f"### Demographic parity (sex), target gap {block['target']}",
         "",
         "| method | test accuracy | gap | share of networks with gap ≤ target | "
-        "sex needed at predict | s / network |",
+        "reads sex at predict | s / network |",
         "|---|---|---|---|---|---|",
     ]
     for row in block["rows"]:
