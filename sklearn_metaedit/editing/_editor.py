@@ -176,7 +176,11 @@ default="sparsity"
         Keyword arguments that rebuild ``metanet_``'s architecture:
         ``GraphMetanetwork(**metanet_params_)`` then ``load_state_dict``.
     requirement_ : Requirement
-        The requirement object (how edits are applied, relaxed and measured).
+        The requirement object (how edits are applied, relaxed and measured). It holds
+        the mean and covariance of the task data's inputs (``input_mean``,
+        ``input_cov``), recorded in fit: the edits' priors use them (input-scaled
+        magnitudes, least-squares compensation of dropped features), so that an edit
+        reads no task rows.
     target_ : float or int or None
         The target edits meet by default.
     n_features_in_task_ : int
