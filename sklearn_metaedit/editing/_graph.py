@@ -18,6 +18,7 @@ Networks of different widths and depths batch into one torch-geometric ``Batch``
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -182,21 +183,36 @@ def weights_to_graph(weights: Weights) -> Data:
     (9, torch.Size([2, 20]))
     """
     sizes = layer_sizes(weights)
-    depth = len(weights)
+    device = weights[0][0].device
+    dtype = weights[0][0].dtype
+    structure = _structure(tuple(int(s) for s in sizes), str(device))
+    bias = torch.cat([torch.zeros(sizes[0], dtype=dtype, device=device), *(b for _, b in weights)])
+    return Data(
+        edge_weight=torch.cat([weight.reshape(-1) for weight, _ in weights]),
+        bias=bias,
+        # each graph gets its own copy of the (cached) structure, so that nothing a
+        # caller does to one graph reaches another
+        **{name: value.clone() for name, value in structure.items()},
+        layer_sizes=tuple(int(s) for s in sizes),
+        num_nodes=sum(sizes),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _structure(sizes: tuple[int, ...], device: str) -> dict[str, torch.Tensor]:
+    """The tensors of a parameter graph that depend only on the layer widths."""
+    depth = len(sizes) - 1
     offsets = [0]
     for size in sizes:
         offsets.append(offsets[-1] + size)
-    device = weights[0][0].device
-    dtype = weights[0][0].dtype
-    sources, targets, edge_layer, edge_weight = [], [], [], []
-    for layer, (weight, _) in enumerate(weights, start=1):
-        n_out, n_in = weight.shape
+    sources, targets, edge_layer = [], [], []
+    for layer in range(1, depth + 1):
+        n_out, n_in = sizes[layer], sizes[layer - 1]
         rows = torch.arange(n_out, device=device).repeat_interleave(n_in)
         cols = torch.arange(n_in, device=device).repeat(n_out)
         sources.append(cols + offsets[layer - 1])
         targets.append(rows + offsets[layer])
         edge_layer.append(torch.full((n_out * n_in,), layer, dtype=torch.long, device=device))
-        edge_weight.append(weight.reshape(-1))
     node_layer = torch.cat(
         [
             torch.full((size,), layer, dtype=torch.long, device=device)
@@ -209,19 +225,14 @@ def weights_to_graph(weights: Weights) -> Data:
     node_identity = torch.zeros_like(node_layer)
     node_identity[: sizes[0]] = torch.arange(sizes[0], device=device)
     node_identity[offsets[depth] :] = torch.arange(sizes[depth], device=device)
-    bias = torch.cat([torch.zeros(sizes[0], dtype=dtype, device=device), *(b for _, b in weights)])
-    return Data(
-        edge_index=torch.stack([torch.cat(sources), torch.cat(targets)]),
-        edge_weight=torch.cat(edge_weight),
-        edge_layer=torch.cat(edge_layer),
-        bias=bias,
-        node_layer=node_layer,
-        node_kind=node_kind,
-        node_identity=node_identity,
-        node_depth=torch.full_like(node_layer, depth),
-        layer_sizes=tuple(int(s) for s in sizes),
-        num_nodes=offsets[-1],
-    )
+    return {
+        "edge_index": torch.stack([torch.cat(sources), torch.cat(targets)]),
+        "edge_layer": torch.cat(edge_layer),
+        "node_layer": node_layer,
+        "node_kind": node_kind,
+        "node_identity": node_identity,
+        "node_depth": torch.full_like(node_layer, depth),
+    }
 
 
 def split_graph_values(
