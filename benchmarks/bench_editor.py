@@ -20,7 +20,9 @@ One process, one data set, one population, every method side by side:
   original networks read those columns).
 - **one editor for a range of targets**: an editor trained on sparsities in
   [0.5, 0.95] edits at 0.5, 0.8, 0.9 and 0.95 without refitting, beside the editor
-  trained for 0.9 alone.
+  trained for 0.9 alone; likewise a parity editor trained on gaps in [0.02, 0.2]
+  (edits at 0.02, 0.05, 0.1, 0.2; beside the editor for 0.05) and a budget editor
+  trained on k in [10, 40] (edits at 10, 20, 40; beside the editor for 20).
 - **unseen architectures**: the range editor (trained on widths {16, 32, 48}, 2 hidden
   layers) prunes networks of widths 24 and 64 and of 1 and 3 hidden layers.
 - **wider networks** (3 x 256 hidden): the sparsity comparison again, where fine-tuning
@@ -85,6 +87,10 @@ FULL = dict(
     budget_k=20,
     dp_target=0.05,
     range_targets=(0.5, 0.8, 0.9, 0.95),
+    gap_range=(0.02, 0.2),
+    gap_targets=(0.02, 0.05, 0.1, 0.2),
+    k_range=(10, 40),
+    k_targets=(10, 20, 40),
     sequential_fits=48,
 )
 QUICK = dict(
@@ -104,6 +110,10 @@ QUICK = dict(
     budget_k=20,
     dp_target=0.05,
     range_targets=(0.5, 0.9),
+    gap_range=(0.02, 0.2),
+    gap_targets=(0.05, 0.2),
+    k_range=(10, 40),
+    k_targets=(10, 20),
     sequential_fits=4,
 )
 EDITOR = dict(
@@ -689,6 +699,93 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
     }
 
 
+def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
+    """One editor for a range of parity gaps, one for a range of feature budgets, each
+    beside the editor trained for one target (from the experiments above)."""
+    X_test, y_test, sex_test = torch.as_tensor(data["X_test"]), data["y_test"], data["sex_test"]
+    sex_columns = [j for j, name in enumerate(data["names"]) if name.startswith("sex_")]
+    gap_rows = {t: {"accuracy": [], "gap": [], "within": []} for t in cfg["gap_targets"]}
+    k_rows = {k: [] for k in cfg["k_targets"]}
+    fits = {"gap": [], "k": []}
+    for seed in cfg["seeds"]:
+        editor = fit_editor(
+            train,
+            (data["X"], data["y"], data["sex"]),
+            seed,
+            cfg["steps"],
+            requirement="demographic_parity",
+            target=cfg["dp_target"],
+            target_range=cfg["gap_range"],
+            features=sex_columns,
+            **PARITY,
+            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+        )
+        fits["gap"].append(editor.fit_seconds_)
+        for target, row in gap_rows.items():
+            decisions = [
+                predictions_of(e.module_, X_test)
+                for e in editor.transform(held_out, target=target)
+            ]
+            gaps = np.asarray([_gap(d, sex_test) for d in decisions])
+            row["accuracy"].append(np.mean([(d == y_test).mean() for d in decisions]))
+            row["gap"].append(gaps.mean())
+            row["within"].append(np.mean(gaps <= target))
+        editor = fit_editor(
+            train,
+            (data["X"], data["y"]),
+            seed,
+            cfg["steps"],
+            requirement="data_minimisation",
+            target=cfg["budget_k"],
+            target_range=cfg["k_range"],
+            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+        )
+        fits["k"].append(editor.fit_seconds_)
+        for k, values in k_rows.items():
+            edited = editor.transform(held_out, target=k)
+            assert all(len(features_used(extract_weights(e.module_))) <= k for e in edited)
+            values.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+        log(
+            f"ranges seed {seed}: gap {[round(r['accuracy'][-1], 4) for r in gap_rows.values()]}"
+            f" k {[round(v[-1], 4) for v in k_rows.values()]}"
+        )
+    single_parity = next(r for r in result["parity"]["rows"] if r["method"].startswith("Metanet"))
+    return {
+        "gap": {
+            "range": list(cfg["gap_range"]),
+            "rows": [
+                {
+                    "target": t,
+                    "range_editor_accuracy": summary(row["accuracy"]),
+                    "range_editor_gap": summary(row["gap"]),
+                    "range_editor_within": summary(row["within"]),
+                    "single_target_editor_accuracy": single_parity["accuracy"]
+                    if t == cfg["dp_target"]
+                    else None,
+                }
+                for t, row in gap_rows.items()
+            ],
+            "editor_fit_seconds": summary(fits["gap"]),
+        },
+        "k": {
+            "range": list(cfg["k_range"]),
+            "rows": [
+                {
+                    "target": k,
+                    "range_editor_accuracy": summary(values),
+                    "single_target_editor_accuracy": result["minimisation"]["budget"]["accuracy"][
+                        "MetanetEditor"
+                    ]
+                    if k == cfg["budget_k"]
+                    else None,
+                }
+                for k, values in k_rows.items()
+            ],
+            "editor_fit_seconds": summary(fits["k"]),
+        },
+    }
+
+
 def break_even(fit_seconds: float, edit_seconds: float, baseline_seconds: float) -> float | None:
     """Number of edits after which fitting the editor once and editing is cheaper than
     running the baseline on every network (None: the baseline is the cheaper per network)."""
@@ -740,6 +837,7 @@ def run(quick: bool, seed: int, log) -> dict:
     )
     result["minimisation"] = minimisation_experiment(cfg, data, train, held_out, log)
     result["parity"] = parity_experiment(cfg, data, train, held_out, log)
+    result["other_ranges"] = other_ranges_experiment(cfg, data, train, held_out, result, log)
     wide, wide_s = population(data, [cfg["wide"]], cfg["n_wide"], cfg["epochs"], seed + 7)
     log(f"wide population in {wide_s:.1f}s")
     wide_cfg = dict(cfg, seeds=cfg["seeds"][:1])
@@ -864,6 +962,36 @@ def to_markdown(r: dict) -> str:
         out.append(
             f"| {row['target']} | {row['magnitude']:.4f} | {fmt(row['range_editor'])} | {single} |"
         )
+    block = r["other_ranges"]["gap"]
+    out += [
+        "",
+        f"### One editor for parity gaps in {block['range']} (no refit; sex columns dropped)",
+        "",
+        "| target gap | range editor accuracy | gap | share of networks with gap ≤ target "
+        "| editor for this target alone |",
+        "|---|---|---|---|---|",
+    ]
+    for row in block["rows"]:
+        single = row["single_target_editor_accuracy"]
+        out.append(
+            f"| {row['target']} | {fmt(row['range_editor_accuracy'])} | "
+            f"{fmt(row['range_editor_gap'])} | {fmt(row['range_editor_within'], 2)} | "
+            f"{'' if single is None else fmt(single)} |"
+        )
+    block = r["other_ranges"]["k"]
+    out += [
+        "",
+        f"### One editor for feature budgets k in {block['range']} (no refit)",
+        "",
+        "| k | range editor accuracy | editor for this k alone |",
+        "|---|---|---|",
+    ]
+    for row in block["rows"]:
+        single = row["single_target_editor_accuracy"]
+        out.append(
+            f"| {row['target']} | {fmt(row['range_editor_accuracy'])} | "
+            f"{'' if single is None else fmt(single)} |"
+        )
     out += [
         "",
         "### Unseen architectures (range editor at sparsity 0.9)",
@@ -872,7 +1000,7 @@ def to_markdown(r: dict) -> str:
         "editor − original | magnitude − original |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for row in block["architectures"]:
+    for row in r["target_range"]["architectures"]:
         out.append(
             f"| {row['architecture']} | {row['hidden_sizes']} | {row['n_networks']} | "
             f"{row['original']:.4f} | {row['magnitude']:.4f} | {fmt(row['range_editor'])} | "
