@@ -69,6 +69,7 @@ class EdgeNodeConv(MessagePassing):
         self.against_out = nn.Linear(hidden, channels)
         self.node_update_mlp = _mlp(3 * channels, hidden, channels)
         self.node_norm = nn.LayerNorm(channels)
+        self.edge_norm = nn.LayerNorm(channels)
         self.activation = nn.ReLU(inplace=True)
 
     def forward(
@@ -91,7 +92,7 @@ class EdgeNodeConv(MessagePassing):
         source, target = edge_index
         gathered = self.edge_source(h)[source] + self.edge_target(h)[target]
         hidden = torch.addmm(gathered, e, self.edge_self.weight.t())
-        e = e + self.edge_out(self.activation(hidden))
+        e = self.edge_norm(e + self.edge_out(self.activation(hidden)))
         along = self._aggregate(
             edge_index, self.along_node(h), self.along_edge(e), self.along_out, h.shape[0]
         )
