@@ -129,6 +129,10 @@ EDITOR = dict(
 # requirements, sharpens its soft decisions and trains for a gap 0.02 below the target,
 # so that the gap measured on new rows and networks stays below it; it starts from the
 # identity edit rather than from a prior close to the answer, and learns at a higher rate
+# the data-minimisation editors start from the least-squares compensation, which does
+# most of the work: one round of message passing (a third less time per edit) and a
+# higher rate suffice
+MINIMISE = dict(num_layers=1, learning_rate=1e-3)
 PARITY = dict(utility_weight=0.5, temperature=0.1, target_margin=0.02, learning_rate=1e-3)
 FINE_TUNE_LR = 1e-3
 BATCH_SIZE = 256
@@ -493,6 +497,7 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
             cfg["steps"],
             requirement="data_minimisation",
             features=forbidden,
+            **MINIMISE,
             networks_per_step=min(EDITOR["networks_per_step"], len(train)),
         )
         edited, per_net = edit_timed(editor, held_out)
@@ -552,6 +557,7 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
             cfg["steps"],
             requirement="data_minimisation",
             target=k,
+            **MINIMISE,
             networks_per_step=min(EDITOR["networks_per_step"], len(train)),
         )
         edited, per_net = edit_timed(editor, held_out)
@@ -738,6 +744,7 @@ def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
             requirement="data_minimisation",
             target=cfg["budget_k"],
             target_range=cfg["k_range"],
+            **MINIMISE,
             networks_per_step=min(EDITOR["networks_per_step"], len(train)),
         )
         fits["k"].append(editor.fit_seconds_)
