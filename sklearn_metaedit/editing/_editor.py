@@ -93,7 +93,8 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         requirement_loss + utility_weight * (divergence(original, edited)
                                              + task_weight * cross_entropy(edited, y))
 
-    where ``requirement_loss`` is ``relu(soft_gap - (target - target_margin))`` for the
+    where ``requirement_loss`` is ``relu(soft_gap - goal)``, with ``goal = (target -
+    target_margin) * (1 - relative_margin)``, for the
     fairness requirements and 0 for the structural ones (their soft top-k gates make them
     hold during training).
 
@@ -135,6 +136,11 @@ default="sparsity"
         Fairness requirements only: train for a gap of ``target - target_margin``. The
         gap is measured on new rows and on new networks, where it scatters around what
         training reached; a margin moves that scatter below ``target``.
+    relative_margin : float, default=0.0
+        Fairness requirements only: a margin proportional to the target, in [0, 1):
+        train for a gap of ``(target - target_margin) * (1 - relative_margin)``. With a
+        ``target_range`` spanning small and large gaps, a proportional margin keeps
+        the small targets reachable (an absolute one can leave nothing to train for).
     hidden_channels : int, default=32
         Width of the metanetwork's node and edge features.
     num_layers : int, default=3
@@ -244,6 +250,7 @@ default="sparsity"
         sensitive_feature: Any = None,
         target_range: tuple[float, float] | None = None,
         target_margin: float = 0.0,
+        relative_margin: float = 0.0,
         hidden_channels: int = 32,
         num_layers: int = 3,
         mlp_hidden: int = 64,
@@ -268,6 +275,7 @@ default="sparsity"
         self.sensitive_feature = sensitive_feature
         self.target_range = target_range
         self.target_margin = target_margin
+        self.relative_margin = relative_margin
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
         self.mlp_hidden = mlp_hidden
@@ -312,7 +320,7 @@ default="sparsity"
             value = getattr(self, name)
             if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
-        for name in ("holdout_fraction", "validation_fraction"):
+        for name in ("holdout_fraction", "validation_fraction", "relative_margin"):
             value = getattr(self, name)
             if not isinstance(value, Real) or not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
@@ -637,7 +645,7 @@ default="sparsity"
             utility = divergence(original, logits, self.divergence)
             if self.task_weight > 0:
                 utility = utility + self.task_weight * F.cross_entropy(logits.float(), y)
-            goal = target - self.target_margin if self.requirement_.needs_sensitive else target
+            goal = self._training_goal(target)
             requirement = self.requirement_.loss(
                 logits, y, groups, n_groups, goal, self.temperature
             )
@@ -650,6 +658,13 @@ default="sparsity"
                     - self.requirement_.violation(value, target)
                 )
         return total / len(items)
+
+    def _training_goal(self, target):
+        """The target the training loss aims at: below ``target`` by the margins for the
+        fairness requirements, ``target`` itself for the structural ones."""
+        if not self.requirement_.needs_sensitive:
+            return target
+        return max(0.0, target - self.target_margin) * (1.0 - self.relative_margin)
 
     def _train(self, prepared, train_nets, val_nets, task, rng) -> None:
         metanet = self.metanet_

@@ -478,3 +478,50 @@ def test_fairness_margin_trains_for_a_smaller_gap_than_the_target():
             np.maximum(0.0, gaps[margin] - 0.3), abs=1e-9
         )
     assert gaps[0.2].mean() < gaps[0.0].mean() - 0.05
+
+
+@pytest.mark.parametrize(
+    ("margin", "relative", "target", "goal"),
+    [
+        (0.0, 0.0, 0.05, 0.05),
+        (0.02, 0.0, 0.05, 0.03),
+        (0.0, 0.4, 0.05, 0.03),
+        (0.0, 0.4, 0.2, 0.12),
+        (0.01, 0.5, 0.05, 0.02),
+        (0.03, 0.0, 0.02, 0.0),
+    ],
+)
+def test_training_goal_combines_the_absolute_and_relative_margins(
+    task, population, margin, relative, target, goal
+):
+    X, y = task
+    groups = (X[:, 0] > 0).astype(int)
+    seen = []
+    editor = MetanetEditor(
+        "demographic_parity",
+        target=target,
+        target_margin=margin,
+        relative_margin=relative,
+        **{**FAST, "max_steps": 1},
+    ).fit(population, data=(X, y, groups))
+    original = editor.requirement_.loss
+
+    def recording(logits, y_, groups_, n_groups, goal_, temperature):
+        seen.append(goal_)
+        return original(logits, y_, groups_, n_groups, goal_, temperature)
+
+    editor.requirement_.loss = recording
+    editor._loss(
+        [editor._prepare(p.module_, torch.device("cpu")) for p in population[:2]],
+        [target, target],
+        torch.as_tensor(X),
+        torch.as_tensor(y),
+        torch.as_tensor(groups),
+        hard=True,
+    )
+    assert seen == pytest.approx([goal, goal])
+    # a sparsity editor trains for its target itself
+    sparse = MetanetEditor("sparsity", target=0.6, **{**FAST, "max_steps": 0}).fit(
+        population, data=(X, y)
+    )
+    assert sparse._training_goal(0.6) == 0.6
