@@ -520,7 +520,10 @@ def test_training_goal_combines_the_absolute_and_relative_margins(
         hard=True,
     )
     assert seen == pytest.approx([goal, goal])
-    # a sparsity editor trains for its target itself
+
+
+def test_structural_editors_train_for_the_target_itself(task, population):
+    X, y = task
     sparse = MetanetEditor("sparsity", target=0.6, **{**FAST, "max_steps": 0}).fit(
         population, data=(X, y)
     )
