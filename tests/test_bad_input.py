@@ -375,8 +375,8 @@ CASES = {
     ),
     "editor_target_above_one": Case(lambda c: editor_fit(c, target=1.5), (ValueError, "target")),
     "editor_target_negative": Case(lambda c: editor_fit(c, target=-0.1), (ValueError, "target")),
-    "editor_relative_margin_of_one": Case(
-        lambda c: editor_fit(c, relative_margin=1.0), (ValueError, "relative_margin")
+    "editor_relative_margin_above_one": Case(
+        lambda c: editor_fit(c, relative_margin=1.5), (ValueError, "relative_margin")
     ),
     "editor_transform_target_out_of_range": Case(
         lambda c: (c["editor"].transform, (c["population"],), {"target": 2.0}),

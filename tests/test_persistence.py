@@ -283,6 +283,16 @@ def test_load_editor_rejects_a_file_that_is_not_an_editor(tmp_path):
         load_editor(path)
 
 
+@pytest.mark.parametrize(("version", "message"), [(2, "fit the editor again"), (99, "up to")])
+def test_load_editor_refuses_another_format_version(saved, tmp_path, version, message):
+    objects, _ = saved
+    payload = torch.load(objects["path"] / "editor.pt", weights_only=True)
+    payload["version"] = version
+    torch.save(payload, tmp_path / "editor.pt")
+    with pytest.raises(ValueError, match=message):
+        load_editor(tmp_path / "editor.pt")
+
+
 def test_save_editor_needs_a_fitted_editor(tmp_path):
     from sklearn.exceptions import NotFittedError
 

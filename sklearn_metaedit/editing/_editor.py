@@ -93,8 +93,8 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         requirement_loss + utility_weight * (divergence(original, edited)
                                              + task_weight * cross_entropy(edited, y))
 
-    where ``requirement_loss`` is ``relu(soft_gap - goal)``, with ``goal = (target -
-    target_margin) * (1 - relative_margin)``, for the
+    where ``requirement_loss`` is ``relu(soft_gap - goal)``, with ``goal = target -
+    min(target_margin, relative_margin * target)``, for the
     fairness requirements and 0 for the structural ones (their soft top-k gates make them
     hold during training).
 
@@ -136,11 +136,12 @@ default="sparsity"
         Fairness requirements only: train for a gap of ``target - target_margin``. The
         gap is measured on new rows and on new networks, where it scatters around what
         training reached; a margin moves that scatter below ``target``.
-    relative_margin : float, default=0.0
-        Fairness requirements only: a margin proportional to the target, in [0, 1):
-        train for a gap of ``(target - target_margin) * (1 - relative_margin)``. With a
-        ``target_range`` spanning small and large gaps, a proportional margin keeps
-        the small targets reachable (an absolute one can leave nothing to train for).
+    relative_margin : float, default=1.0
+        Fairness requirements only: the largest margin, as a fraction of the target, in
+        [0, 1]: train for ``target - min(target_margin, relative_margin * target)``. With
+        a ``target_range`` spanning small and large gaps, an absolute margin alone leaves
+        nothing to train for at the small ones (``relative_margin=0.5`` trains for at
+        least half of each target). 1: the absolute margin alone, down to a goal of 0.
     hidden_channels : int, default=32
         Width of the metanetwork's node and edge features.
     num_layers : int, default=3
@@ -250,7 +251,7 @@ default="sparsity"
         sensitive_feature: Any = None,
         target_range: tuple[float, float] | None = None,
         target_margin: float = 0.0,
-        relative_margin: float = 0.0,
+        relative_margin: float = 1.0,
         hidden_channels: int = 32,
         num_layers: int = 3,
         mlp_hidden: int = 64,
@@ -320,10 +321,13 @@ default="sparsity"
             value = getattr(self, name)
             if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
-        for name in ("holdout_fraction", "validation_fraction", "relative_margin"):
+        for name in ("holdout_fraction", "validation_fraction"):
             value = getattr(self, name)
             if not isinstance(value, Real) or not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+        value = self.relative_margin
+        if not isinstance(value, Real) or not 0 <= value <= 1:
+            raise ValueError(f"relative_margin must be in [0, 1], got {value!r}.")
         if self.features is not None and self.requirement == "sparsity":
             raise ValueError(
                 "features is used by requirement='data_minimisation' and by the fairness "
@@ -664,7 +668,7 @@ default="sparsity"
         fairness requirements, ``target`` itself for the structural ones."""
         if not self.requirement_.needs_sensitive:
             return target
-        return max(0.0, target - self.target_margin) * (1.0 - self.relative_margin)
+        return max(0.0, target - min(self.target_margin, self.relative_margin * target))
 
     def _train(self, prepared, train_nets, val_nets, task, rng) -> None:
         metanet = self.metanet_

@@ -24,9 +24,10 @@ from ._metanet import GraphMetanetwork
 
 __all__ = ["load_editor", "save_editor"]
 
-#: Written into every file, checked on load.
+#: Written into every file, checked on load. Version 3: the fairness editors read the
+#: target on a log scale and ``relative_margin`` caps the margin (version 2 meant otherwise).
 FORMAT = "sklearn_metaedit.MetanetEditor"
-VERSION = 2
+VERSION = 3
 
 # Attributes rebuilt rather than stored: the metanetwork from its state_dict, the
 # requirement from the editor's parameters (its plain attributes are stored beside).

@@ -471,12 +471,22 @@ class Fairness(Requirement):
         positive = torch.sigmoid(margin / max(temperature, 1e-3))
         return F.relu(self.gap(positive, y, groups, n_groups) - target)
 
+    def metanet_target(self, target: float) -> float:
+        """``log(target / 0.05)``, the target floored at 0.005: gaps that matter span
+        two orders of magnitude, and on a linear scale the metanetwork barely tells 0.02
+        from 0.2."""
+        return math.log(max(float(target), _GAP_FLOOR) / _GAP_UNIT)
+
     def measure(self, edited_weights, decisions, y, groups, n_groups):
         return float(self.gap(decisions.float(), y, groups, n_groups))
 
     def violation(self, value, target):
         return max(0.0, value - target)
 
+
+#: The metanetwork reads a gap target as log(max(target, _GAP_FLOOR) / _GAP_UNIT).
+_GAP_UNIT = 0.05
+_GAP_FLOOR = 0.005
 
 REQUIREMENTS = ("sparsity", "data_minimisation", "demographic_parity", "equalized_odds")
 

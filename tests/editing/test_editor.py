@@ -483,15 +483,16 @@ def test_fairness_margin_trains_for_a_smaller_gap_than_the_target():
 @pytest.mark.parametrize(
     ("margin", "relative", "target", "goal"),
     [
-        (0.0, 0.0, 0.05, 0.05),
-        (0.02, 0.0, 0.05, 0.03),
-        (0.0, 0.4, 0.05, 0.03),
-        (0.0, 0.4, 0.2, 0.12),
-        (0.01, 0.5, 0.05, 0.02),
-        (0.03, 0.0, 0.02, 0.0),
+        (0.0, 1.0, 0.05, 0.05),
+        (0.02, 1.0, 0.05, 0.03),
+        (0.03, 1.0, 0.02, 0.0),
+        (0.02, 0.5, 0.02, 0.01),
+        (0.02, 0.5, 0.2, 0.18),
+        (0.0, 0.5, 0.05, 0.05),
+        (0.02, 0.0, 0.05, 0.05),
     ],
 )
-def test_training_goal_combines_the_absolute_and_relative_margins(
+def test_training_goal_is_the_target_less_the_capped_margin(
     task, population, margin, relative, target, goal
 ):
     X, y = task

@@ -10,6 +10,8 @@ from scipy.stats import entropy
 from sklearn_metaedit._mlp import MLP
 from sklearn_metaedit.editing._graph import extract_weights
 from sklearn_metaedit.editing._requirements import (
+    Fairness,
+    Sparsity,
     divergence,
     equalized_odds_gap,
     features_used,
@@ -128,6 +130,18 @@ def test_selection_rate_gap_of_probabilities_is_differentiable():
     gap.backward()
     assert float(gap.detach()) == pytest.approx(0.85 - 0.2)
     assert torch.allclose(probabilities.grad, torch.tensor([0.5, 0.5, -0.5, -0.5]))
+
+
+def test_gap_targets_reach_the_metanetwork_on_a_log_scale():
+    fairness = Fairness(0.05, n_features=3)
+    read = [fairness.metanet_target(t) for t in (0.0, 0.005, 0.02, 0.05, 0.2, 1.0)]
+    assert read == pytest.approx(
+        [math.log(0.1), math.log(0.1), math.log(0.4), 0.0, math.log(4.0), math.log(20.0)]
+    )
+    # the ends of a typical range of gaps are apart by log(10), not by 0.18
+    assert read[4] - read[2] == pytest.approx(math.log(10.0))
+    # the structural requirements read theirs as it is
+    assert Sparsity(0.9, n_features=3).metanet_target(0.9) == pytest.approx(0.9)
 
 
 def test_divergences_equal_scipy():
