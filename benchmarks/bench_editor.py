@@ -86,6 +86,7 @@ FULL = dict(
     wide_steps=150,
     budget_k=20,
     dp_target=0.05,
+    dp_jitter=(0.04, 0.06),
     range_targets=(0.5, 0.8, 0.9, 0.95),
     gap_range=(0.02, 0.2),
     gap_targets=(0.02, 0.05, 0.1, 0.2),
@@ -109,6 +110,7 @@ QUICK = dict(
     wide_steps=10,
     budget_k=20,
     dp_target=0.05,
+    dp_jitter=(0.04, 0.06),
     range_targets=(0.5, 0.9),
     gap_range=(0.02, 0.2),
     gap_targets=(0.05, 0.2),
@@ -663,33 +665,51 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
         )
         to_acc.append(float((decisions == y_test).mean()))
         to_gap.append(_gap(decisions, sex_test))
-    editor_acc, editor_gap, editor_within, fit_s, edit_s = [], [], [], [], []
-    for seed in cfg["seeds"]:
-        editor = fit_editor(
-            train,
-            (data["X"], data["y"], data["sex"]),
-            seed,
-            cfg["steps"],
-            requirement="demographic_parity",
-            target=target,
-            features=sex_columns,
-            **PARITY,
-            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
-        )
-        assert all(
-            not set(features_used(extract_weights(e.module_))) & set(sex_columns)
-            for e in editor.transform(held_out)
-        )
-        accuracy, gap, within, per_net = parity_of_edits(editor, held_out, data)
-        editor_acc.append(accuracy)
-        editor_gap.append(gap)
-        editor_within.append(within)
-        fit_s.append(editor.fit_seconds_)
-        edit_s.append(per_net)
-        log(
-            f"parity seed {seed}: acc {editor_acc[-1]:.4f} gap {editor_gap[-1]:.4f} "
-            f"within {editor_within[-1]:.2f}"
-        )
+
+    def editor_row(method: str, **params) -> tuple[dict, list]:
+        accs, gaps, within, fit_s, edit_s = [], [], [], [], []
+        for seed in cfg["seeds"]:
+            editor = fit_editor(
+                train,
+                (data["X"], data["y"], data["sex"]),
+                seed,
+                cfg["steps"],
+                requirement="demographic_parity",
+                target=target,
+                features=sex_columns,
+                **PARITY,
+                **params,
+                networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+            )
+            assert all(
+                not set(features_used(extract_weights(e.module_))) & set(sex_columns)
+                for e in editor.transform(held_out)
+            )
+            accuracy, gap, share, per_net = parity_of_edits(editor, held_out, data)
+            accs.append(accuracy)
+            gaps.append(gap)
+            within.append(share)
+            fit_s.append(editor.fit_seconds_)
+            edit_s.append(per_net)
+            log(f"{method} seed {seed}: acc {accuracy:.4f} gap {gap:.4f} within {share:.2f}")
+        row = {
+            "method": method,
+            "accuracy": summary(accs),
+            "gap": summary(gaps),
+            "within": summary(within),
+            "needs_sensitive_at_predict": False,
+            "seconds_per_network": float(np.mean(edit_s)),
+        }
+        return row, fit_s
+
+    single, fit_s = editor_row("MetanetEditor (sex columns dropped)")
+    # trained on targets drawn around the one judged (checkpoints compared at both ends
+    # and the middle), the editor's edits meet it more reliably at the same accuracy
+    low, high = cfg["dp_jitter"]
+    around, _ = editor_row(
+        f"MetanetEditor trained on gaps in [{low}, {high}] (sex columns dropped)",
+        target_range=(low, high),
+    )
     return {
         "target": target,
         "sensitive_feature": "sex",
@@ -710,14 +730,8 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
                 "needs_sensitive_at_predict": True,
                 "seconds_per_network": float(np.mean(to_s)),
             },
-            {
-                "method": "MetanetEditor (sex columns dropped)",
-                "accuracy": summary(editor_acc),
-                "gap": summary(editor_gap),
-                "within": summary(editor_within),
-                "needs_sensitive_at_predict": False,
-                "seconds_per_network": float(np.mean(edit_s)),
-            },
+            single,
+            around,
         ],
         "editor_fit_seconds": summary(fit_s),
     }
