@@ -642,11 +642,30 @@ def parity_of_edits(editor, held_out, data, **kwargs) -> tuple[float, float, flo
     return accuracy, float(gaps.mean()), float(np.mean(gaps <= target)), per_net
 
 
+def fit_parity_editor(cfg, data, train, seed: int, target: float, **params) -> MetanetEditor:
+    """A demographic-parity editor for ``target`` that drops the sex columns."""
+    return fit_editor(
+        train,
+        (data["X"], data["y"], data["sex"]),
+        seed,
+        cfg["steps"],
+        requirement="demographic_parity",
+        target=target,
+        features=sex_columns_of(data),
+        **params,
+        networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+    )
+
+
+def sex_columns_of(data) -> list[int]:
+    return [j for j, name in enumerate(data["names"]) if name.startswith("sex_")]
+
+
 def parity_experiment(cfg, data, train, held_out, log) -> dict:
     X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
     sex_test, target = data["sex_test"], cfg["dp_target"]
     # the edited networks may not read the sex columns of X: group-blind, as the table says
-    sex_columns = [j for j, name in enumerate(data["names"]) if name.startswith("sex_")]
+    sex_columns = sex_columns_of(data)
     original_acc, original_gap, to_acc, to_gap, to_s = [], [], [], [], []
     for index, net in enumerate(held_out):
         decisions = predictions_of(net.module_, X_test)
@@ -669,18 +688,7 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
     def editor_row(method: str, **params) -> tuple[dict, list]:
         accs, gaps, within, fit_s, edit_s = [], [], [], [], []
         for seed in cfg["seeds"]:
-            editor = fit_editor(
-                train,
-                (data["X"], data["y"], data["sex"]),
-                seed,
-                cfg["steps"],
-                requirement="demographic_parity",
-                target=target,
-                features=sex_columns,
-                **PARITY,
-                **params,
-                networks_per_step=min(EDITOR["networks_per_step"], len(train)),
-            )
+            editor = fit_parity_editor(cfg, data, train, seed, target, **PARITY, **params)
             assert all(
                 not set(features_used(extract_weights(e.module_))) & set(sex_columns)
                 for e in editor.transform(held_out)
@@ -742,7 +750,6 @@ def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
     beside editors trained for one target: for the gaps, at both ends of the range (fitted
     here) and at the parity experiment's target; for the budgets, at its k."""
     X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
-    sex_columns = [j for j, name in enumerate(data["names"]) if name.startswith("sex_")]
     keys = ("accuracy", "gap", "within")
     gap_rows = {t: {k: [] for k in keys} for t in cfg["gap_targets"]}
     ends = [t for t in cfg["gap_range"] if t != cfg["dp_target"] and t in cfg["gap_targets"]]
@@ -751,22 +758,9 @@ def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
     fits = {"gap": [], "k": []}
     range_seconds = []
 
-    def parity_editor(seed, target, **params):
-        return fit_editor(
-            train,
-            (data["X"], data["y"], data["sex"]),
-            seed,
-            cfg["steps"],
-            requirement="demographic_parity",
-            target=target,
-            features=sex_columns,
-            **params,
-            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
-        )
-
     for seed in cfg["seeds"]:
-        editor = parity_editor(
-            seed, cfg["dp_target"], target_range=cfg["gap_range"], **PARITY_RANGE
+        editor = fit_parity_editor(
+            cfg, data, train, seed, cfg["dp_target"], target_range=cfg["gap_range"], **PARITY_RANGE
         )
         fits["gap"].append(editor.fit_seconds_)
         for target, row in gap_rows.items():
@@ -776,7 +770,8 @@ def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
             if target == cfg["dp_target"]:
                 range_seconds.append(values[-1])
         for target, row in single_rows.items():
-            values = parity_of_edits(parity_editor(seed, target, **PARITY), held_out, data)
+            single = fit_parity_editor(cfg, data, train, seed, target, **PARITY)
+            values = parity_of_edits(single, held_out, data)
             for key, value in zip(keys, values, strict=False):
                 row[key].append(value)
         editor = fit_editor(
