@@ -670,7 +670,7 @@ default="sparsity"
         fairness requirements, ``target`` itself for the structural ones."""
         if not self.requirement_.needs_sensitive:
             return target
-        return max(0.0, target - min(self.target_margin, self.relative_margin * target))
+        return target - min(self.target_margin, self.relative_margin * target)
 
     def _train(self, prepared, train_nets, val_nets, task, rng) -> None:
         metanet = self.metanet_

@@ -431,6 +431,11 @@ class DataMinimisation(Requirement):
         return float(len(features_used(edited_weights)))
 
 
+#: The metanetwork reads a gap target as log(max(target, _GAP_FLOOR) / _GAP_UNIT).
+_GAP_UNIT = 0.05
+_GAP_FLOOR = 0.005
+
+
 class Fairness(Requirement):
     """The gap (demographic parity or equalized odds) on the task data is at most ``target``.
 
@@ -483,10 +488,6 @@ class Fairness(Requirement):
     def violation(self, value, target):
         return max(0.0, value - target)
 
-
-#: The metanetwork reads a gap target as log(max(target, _GAP_FLOOR) / _GAP_UNIT).
-_GAP_UNIT = 0.05
-_GAP_FLOOR = 0.005
 
 REQUIREMENTS = ("sparsity", "data_minimisation", "demographic_parity", "equalized_odds")
 
