@@ -33,8 +33,9 @@ One process, one data set, one population, every method side by side:
 
 Editors are fitted with 3 seeds (2 in ``--quick``); tables give mean +- std over seeds
 of the mean test accuracy over the held-out networks. Timings are per network, on one
-torch thread. Writes ``benchmarks/results/editor.{json,md}`` (``results/quick/`` with
-``--quick``).
+torch thread; where a table compares times (sparsity, minimisation) the methods are timed
+in turn, five rounds, each method's median round. Writes
+``benchmarks/results/editor.{json,md}`` (``results/quick/`` with ``--quick``).
 
     python benchmarks/bench_editor.py [--quick]
 """
@@ -42,11 +43,11 @@ torch thread. Writes ``benchmarks/results/editor.{json,md}`` (``results/quick/``
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -263,12 +264,6 @@ def zero_columns(module: nn.Module, columns: list[int]) -> nn.Module:
     return load_weights(module, [(first, weights[0][1]), *weights[1:]])
 
 
-def timed(function, *args, **kwargs):
-    started = time.perf_counter()
-    out = function(*args, **kwargs)
-    return out, time.perf_counter() - started
-
-
 # ---------------------------------------------------------------------------- summaries
 
 
@@ -302,6 +297,30 @@ def edit_timed(editor, nets, repeats: int = 5, **kwargs):
     return edited, float(np.median(seconds))
 
 
+def side_by_side(methods: dict, n_networks: int, rounds: int = 5) -> dict[str, float]:
+    """Seconds per network of each method, timed in turn.
+
+    ``methods`` maps a name to a function that processes all ``n_networks`` networks. In
+    each of ``rounds`` rounds every method runs once (in reverse order every other round);
+    a method's time is its median round. Methods timed minutes apart see different loads
+    on a shared machine, which moved earlier ratios by a quarter; in turn they see the
+    same. The methods have already run once (for their accuracy), which warms them up.
+    """
+    seconds = {name: [] for name in methods}
+    names = list(methods)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            started = time.perf_counter()
+            methods[name]()
+            seconds[name].append((time.perf_counter() - started) / n_networks)
+    return {name: float(np.median(values)) for name, values in seconds.items()}
+
+
+def over(nets: list, method: Callable) -> Callable:
+    """``method(index, net)`` applied to every network of ``nets``, as one function."""
+    return lambda: [method(index, net) for index, net in enumerate(nets)]
+
+
 # ---------------------------------------------------------------------------- experiments
 
 
@@ -310,37 +329,28 @@ def sparsity_experiment(
 ) -> dict:
     X, y = torch.as_tensor(data["X"]), torch.as_tensor(data["y"], dtype=torch.long)
     X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
-    rows = {"original": [], "magnitude": [], "magnitude + 1 epoch": [], "magnitude + 3 epochs": []}
-    seconds = {"magnitude": [], "magnitude + 1 epoch": [], "magnitude + 3 epochs": []}
-    for index, net in enumerate(held_out):
+
+    def pruned(index, net):
         module = net.module_
-        rows["original"].append(accuracy_of(module, X_test, y_test))
-        pruned, s = timed(
-            lambda m=module: load_weights(m, magnitude_prune_weights(extract_weights(m), target))
-        )
-        rows["magnitude"].append(accuracy_of(pruned, X_test, y_test))
-        seconds["magnitude"].append(s)
-        for epochs in (1, 3):
-            name = f"magnitude + {epochs} epoch" + ("s" if epochs > 1 else "")
-            tuned, s = timed(
-                lambda m=module, e=epochs, i=index: fine_tune(
-                    load_weights(m, magnitude_prune_weights(extract_weights(m), target)),
-                    X,
-                    y,
-                    e,
-                    i,
-                )
-            )
-            assert weight_sparsity(extract_weights(tuned)) >= target
-            rows[name].append(accuracy_of(tuned, X_test, y_test))
-            seconds[name].append(s)
+        return load_weights(module, magnitude_prune_weights(extract_weights(module), target))
+
+    baselines = {
+        "magnitude": pruned,
+        "magnitude + 1 epoch": lambda i, n: fine_tune(pruned(i, n), X, y, 1, i),
+        "magnitude + 3 epochs": lambda i, n: fine_tune(pruned(i, n), X, y, 3, i),
+    }
+    rows = {"original": [accuracy_of(n.module_, X_test, y_test) for n in held_out]}
+    for name, method in baselines.items():
+        edited = over(held_out, method)()
+        assert all(weight_sparsity(extract_weights(m)) >= target for m in edited)
+        rows[name] = [accuracy_of(m, X_test, y_test) for m in edited]
     prior = fit_editor(
         train, (data["X"], data["y"]), 0, 0, requirement="sparsity", target=target
     ).transform(held_out)
     rows["editor untrained (input-scaled magnitude)"] = [
         accuracy_of(e.module_, X_test, y_test) for e in prior
     ]
-    editor_acc, editor_fit, editor_edit = [], [], []
+    editor_acc, editor_fit = [], []
     editors = []
     for seed in cfg["seeds"]:
         editor = fit_editor(
@@ -352,21 +362,27 @@ def sparsity_experiment(
             target=target,
             networks_per_step=min(networks_per_step or EDITOR["networks_per_step"], len(train)),
         )
-        edited, per_net = edit_timed(editor, held_out)
+        edited = editor.transform(held_out)
         assert all(weight_sparsity(extract_weights(e.module_)) >= target for e in edited)
         editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
         editor_fit.append(editor.fit_seconds_)
-        editor_edit.append(per_net)
         editors.append(editor)
         log(f"{label} seed {seed}: editor {editor_acc[-1]:.4f} fit {editor.fit_seconds_:.0f}s")
+    seconds = side_by_side(
+        {name: over(held_out, method) for name, method in baselines.items()}
+        | {i: (lambda e=e: e.transform(held_out)) for i, e in enumerate(editors)},
+        len(held_out),
+    )
     out = {
         "target": target,
         "accuracy": {k: summary([np.mean(v)]) for k, v in rows.items()},
-        "seconds_per_network": {k: float(np.mean(v)) for k, v in seconds.items()},
+        "seconds_per_network": {name: seconds[name] for name in baselines},
         "per_network": {k: [float(a) for a in v] for k, v in rows.items()},
     }
     out["accuracy"]["MetanetEditor"] = summary(editor_acc)
-    out["seconds_per_network"]["MetanetEditor"] = float(np.mean(editor_edit))
+    out["seconds_per_network"]["MetanetEditor"] = float(
+        np.mean([seconds[i] for i in range(len(editors))])
+    )
     out["editor_fit_seconds"] = summary(editor_fit)
     out["editor_per_seed"] = [float(a) for a in editor_acc]
     return out, editors
@@ -478,30 +494,25 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
     results = {}
     epochs = cfg["epochs"]
     # (a) forbidden groups
-    rows = {"original": [], "zero the columns": [], "zero + 1 epoch": [], "retrain without": []}
-    seconds = {k: [] for k in rows if k != "original"}
-    for index, net in enumerate(held_out):
-        module = net.module_
-        rows["original"].append(accuracy_of(module, X_test, y_test))
-        zeroed, s = timed(zero_columns, module, forbidden)
-        rows["zero the columns"].append(accuracy_of(zeroed, X_test, y_test))
-        seconds["zero the columns"].append(s)
-        tuned, s = timed(
-            lambda m=module, i=index: fine_tune(zero_columns(m, forbidden), X, y, 1, i)
-        )
-        assert not set(features_used(extract_weights(tuned))) & set(forbidden)
-        rows["zero + 1 epoch"].append(accuracy_of(tuned, X_test, y_test))
-        seconds["zero + 1 epoch"].append(s)
-        fresh, s = timed(retrain, tuple(net.module__hidden_sizes), allowed, X, y, epochs, index)
-        rows["retrain without"].append(accuracy_of(fresh, X_test, y_test))
-        seconds["retrain without"].append(s)
+    baselines = {
+        "zero the columns": lambda i, n: zero_columns(n.module_, forbidden),
+        "zero + 1 epoch": lambda i, n: fine_tune(zero_columns(n.module_, forbidden), X, y, 1, i),
+        "retrain without": lambda i, n: retrain(
+            tuple(n.module__hidden_sizes), allowed, X, y, epochs, i
+        ),
+    }
+    rows = {"original": [accuracy_of(n.module_, X_test, y_test) for n in held_out]}
+    for name, method in baselines.items():
+        edited = over(held_out, method)()
+        assert all(not set(features_used(extract_weights(m))) & set(forbidden) for m in edited)
+        rows[name] = [accuracy_of(m, X_test, y_test) for m in edited]
     prior = fit_editor(
         train, (data["X"], data["y"]), 0, 0, requirement="data_minimisation", features=forbidden
     ).transform(held_out)
     rows["editor untrained (least-squares compensation)"] = [
         accuracy_of(e.module_, X_test, y_test) for e in prior
     ]
-    editor_acc, fit_s, edit_s = [], [], []
+    editor_acc, fit_s, editors = [], [], []
     for seed in cfg["seeds"]:
         editor = fit_editor(
             train,
@@ -513,55 +524,60 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
             **MINIMISE_GROUPS,
             networks_per_step=min(EDITOR["networks_per_step"], len(train)),
         )
-        edited, per_net = edit_timed(editor, held_out)
+        edited = editor.transform(held_out)
         assert all(
             not set(features_used(extract_weights(e.module_))) & set(forbidden) for e in edited
         )
         editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
         fit_s.append(editor.fit_seconds_)
-        edit_s.append(per_net)
+        editors.append(editor)
         log(f"minimise groups seed {seed}: {editor_acc[-1]:.4f}")
+    seconds = side_by_side(
+        {name: over(held_out, method) for name, method in baselines.items()}
+        | {i: (lambda e=e: e.transform(held_out)) for i, e in enumerate(editors)},
+        len(held_out),
+    )
     results["forbidden_groups"] = {
         "groups": list(FORBIDDEN_GROUPS),
         "n_columns": len(forbidden),
         "accuracy": {k: summary([np.mean(v)]) for k, v in rows.items()}
         | {"MetanetEditor": summary(editor_acc)},
-        "seconds_per_network": {k: float(np.mean(v)) for k, v in seconds.items()}
-        | {"MetanetEditor": float(np.mean(edit_s))},
+        "seconds_per_network": {name: seconds[name] for name in baselines}
+        | {"MetanetEditor": float(np.mean([seconds[i] for i in range(len(editors))]))},
         "editor_fit_seconds": summary(fit_s),
     }
     # (b) a budget of k features, chosen per network
     k = cfg["budget_k"]
-    rows = {"original": [], "top-k column norm": [], "top-k + 1 epoch": [], "retrain on top-k": []}
-    seconds = {key: [] for key in rows if key != "original"}
-    for index, net in enumerate(held_out):
-        module = net.module_
-        rows["original"].append(accuracy_of(module, X_test, y_test))
 
-        def top_k(m=module):
-            norms = extract_weights(m)[0][0].norm(dim=0)
-            keep = torch.topk(norms, k).indices.tolist()
-            return zero_columns(m, [j for j in range(len(names)) if j not in keep]), keep
+    def top_k(net) -> tuple[nn.Module, list[int]]:
+        """The network with all but its ``k`` largest first-layer columns zeroed, and those."""
+        norms = extract_weights(net.module_)[0][0].norm(dim=0)
+        keep = torch.topk(norms, k).indices.tolist()
+        return zero_columns(net.module_, [j for j in range(len(names)) if j not in keep]), keep
 
-        (zeroed, keep), s = timed(top_k)
-        rows["top-k column norm"].append(accuracy_of(zeroed, X_test, y_test))
-        seconds["top-k column norm"].append(s)
-        tuned, s2 = timed(fine_tune, copy.deepcopy(zeroed), X, y, 1, index)
-        assert len(features_used(extract_weights(tuned))) <= k
-        rows["top-k + 1 epoch"].append(accuracy_of(tuned, X_test, y_test))
-        seconds["top-k + 1 epoch"].append(s + s2)
-        fresh, s3 = timed(
-            retrain, tuple(net.module__hidden_sizes), sorted(keep), X, y, epochs, index
-        )
-        rows["retrain on top-k"].append(accuracy_of(fresh, X_test, y_test))
-        seconds["retrain on top-k"].append(s + s3)
+    def retrain_on(columns: list[list[int]]) -> Callable:
+        """Retraining each network on its own columns, as ``method(index, net)``."""
+        return lambda i, n: retrain(tuple(n.module__hidden_sizes), columns[i], X, y, epochs, i)
+
+    baselines = {
+        "top-k column norm": lambda i, n: top_k(n)[0],
+        "top-k + 1 epoch": lambda i, n: fine_tune(top_k(n)[0], X, y, 1, i),
+        "retrain on top-k": lambda i, n: retrain(
+            tuple(n.module__hidden_sizes), sorted(top_k(n)[1]), X, y, epochs, i
+        ),
+    }
+    rows = {"original": [accuracy_of(n.module_, X_test, y_test) for n in held_out]}
+    for name, method in baselines.items():
+        edited = over(held_out, method)()
+        assert all(len(features_used(extract_weights(m))) <= k for m in edited)
+        rows[name] = [accuracy_of(m, X_test, y_test) for m in edited]
     prior = fit_editor(
         train, (data["X"], data["y"]), 0, 0, requirement="data_minimisation", target=k
     ).transform(held_out)
     rows["editor untrained (|w| x std top-k, compensated)"] = [
         accuracy_of(e.module_, X_test, y_test) for e in prior
     ]
-    editor_acc, fit_s, edit_s, retrain_chosen, retrain_chosen_s = [], [], [], [], []
+    editor_acc, fit_s, retrain_chosen, timing = [], [], [], {}
     for seed in cfg["seeds"]:
         editor = fit_editor(
             train,
@@ -573,29 +589,37 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
             **MINIMISE,
             networks_per_step=min(EDITOR["networks_per_step"], len(train)),
         )
-        edited, per_net = edit_timed(editor, held_out)
+        edited = editor.transform(held_out)
         assert all(len(features_used(extract_weights(e.module_))) <= k for e in edited)
         editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+
         # the peer the issue names: retrain without the features the editor dropped
-        accs = []
-        for index, (net, e) in enumerate(zip(held_out, edited, strict=True)):
-            chosen = features_used(extract_weights(e.module_))
-            fresh, s = timed(retrain, tuple(net.module__hidden_sizes), chosen, X, y, epochs, index)
-            accs.append(accuracy_of(fresh, X_test, y_test))
-            retrain_chosen_s.append(s)
-        retrain_chosen.append(np.mean(accs))
+        retrain_chosen_k = over(
+            held_out, retrain_on([features_used(extract_weights(e.module_)) for e in edited])
+        )
+        retrained = retrain_chosen_k()
+        retrain_chosen.append(np.mean([accuracy_of(m, X_test, y_test) for m in retrained]))
+        timing[("editor", seed)] = lambda e=editor: e.transform(held_out)
+        timing[("retrain", seed)] = retrain_chosen_k
         fit_s.append(editor.fit_seconds_)
-        edit_s.append(per_net)
         log(f"minimise budget seed {seed}: {editor_acc[-1]:.4f}")
+    seconds = side_by_side(
+        {name: over(held_out, method) for name, method in baselines.items()} | timing,
+        len(held_out),
+    )
+
+    def mean_over_seeds(kind: str) -> float:
+        return float(np.mean([seconds[(kind, seed)] for seed in cfg["seeds"]]))
+
     results["budget"] = {
         "k": k,
         "n_columns": len(names),
         "accuracy": {key: summary([np.mean(v)]) for key, v in rows.items()}
         | {"retrain on the editor's k": summary(retrain_chosen)}
         | {"MetanetEditor": summary(editor_acc)},
-        "seconds_per_network": {key: float(np.mean(v)) for key, v in seconds.items()}
-        | {"retrain on the editor's k": float(np.mean(retrain_chosen_s))}
-        | {"MetanetEditor": float(np.mean(edit_s))},
+        "seconds_per_network": {name: seconds[name] for name in baselines}
+        | {"retrain on the editor's k": mean_over_seeds("retrain")}
+        | {"MetanetEditor": mean_over_seeds("editor")},
         "editor_fit_seconds": summary(fit_s),
     }
     return results

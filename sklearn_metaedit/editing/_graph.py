@@ -35,6 +35,7 @@ __all__ = [
     "INPUT",
     "OUTPUT",
     "as_sequential",
+    "clone_module",
     "extract_weights",
     "graph_to_weights",
     "load_weights",
@@ -316,6 +317,99 @@ def network_forward(module: nn.Sequential, weights: Weights, X: torch.Tensor) ->
     return out
 
 
+_IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
+
+
+def _plain_value(value: Any) -> bool:
+    """True for attribute values that a copy may share: immutable scalars and tuples or
+    frozensets of them."""
+    if isinstance(value, tuple | frozenset):
+        return all(_plain_value(item) for item in value)
+    return isinstance(value, _IMMUTABLE)
+
+
+def _plain_module(module: nn.Module) -> bool:
+    """True when ``module`` and its children hold nothing but parameters, buffers,
+    children, empty hook registries and immutable attributes."""
+    for child in module.modules():
+        for key, value in vars(child).items():
+            if key in ("_parameters", "_buffers", "_modules"):
+                continue
+            if key == "_non_persistent_buffers_set" and isinstance(value, set):
+                continue
+            if isinstance(value, dict):
+                if value:  # a registered hook: its copy follows deepcopy's rules
+                    return False
+            elif not _plain_value(value):
+                return False
+        if any(type(p) is not nn.Parameter for p in child._parameters.values() if p is not None):
+            return False
+        if any(type(b) is not torch.Tensor for b in child._buffers.values() if b is not None):
+            return False
+    return True
+
+
+def clone_module(module: nn.Module) -> nn.Module:
+    """An independent copy of ``module``, equal to ``copy.deepcopy(module)``.
+
+    ``copy.deepcopy`` reconstructs every sub-module through pickling's generic protocol
+    (about 0.3 ms for a three-layer MLP, more than the metanetwork's share of an edit).
+    A module made only of parameters, buffers, children and immutable attributes (every
+    ``sklearn_metaedit.MLP``, and ``nn.Sequential`` of ``Linear`` and activation layers)
+    is copied here directly: new containers, cloned tensors, shared parameters kept
+    shared, the same ``requires_grad``. Anything else (hooks, other mutable attributes,
+    parameter or buffer subclasses) falls back to ``copy.deepcopy``.
+
+    Examples
+    --------
+    >>> from sklearn_metaedit import MLP
+    >>> net = MLP(3, hidden_sizes=(4,))
+    >>> copy_ = clone_module(net)
+    >>> copy_.state_dict().keys() == net.state_dict().keys()
+    True
+    >>> copy_[0].weight is net[0].weight, bool((copy_[0].weight == net[0].weight).all())
+    (False, True)
+    """
+    if not _plain_module(module):
+        return copy.deepcopy(module)
+    tensors: dict[int, torch.Tensor] = {}
+
+    def copied(tensor: torch.Tensor) -> torch.Tensor:
+        if id(tensor) not in tensors:
+            data = tensor.detach().clone(memory_format=torch.preserve_format)
+            if isinstance(tensor, nn.Parameter):
+                data = nn.Parameter(data, requires_grad=tensor.requires_grad)
+            tensors[id(tensor)] = data
+        return tensors[id(tensor)]
+
+    modules: dict[int, nn.Module] = {}
+
+    def rebuild(source: nn.Module) -> nn.Module:
+        if id(source) in modules:
+            return modules[id(source)]
+        state = dict(vars(source))
+        for key, value in state.items():
+            if isinstance(value, dict):  # an empty hook registry (``_plain_module``)
+                state[key] = type(value)()
+            elif isinstance(value, set):
+                state[key] = set(value)
+        state["_parameters"] = type(source._parameters)(
+            (k, None if p is None else copied(p)) for k, p in source._parameters.items()
+        )
+        state["_buffers"] = type(source._buffers)(
+            (k, None if b is None else copied(b)) for k, b in source._buffers.items()
+        )
+        target = type(source).__new__(type(source))
+        modules[id(source)] = target
+        state["_modules"] = type(source._modules)(
+            (k, None if c is None else rebuild(c)) for k, c in source._modules.items()
+        )
+        target.__dict__.update(state)
+        return target
+
+    return rebuild(module)
+
+
 def load_weights(
     module: nn.Sequential, weights: Weights, *, inplace: bool = False
 ) -> nn.Sequential:
@@ -334,7 +428,7 @@ def load_weights(
     edited : nn.Sequential
         A layer without bias stays without bias (its bias values are ignored).
     """
-    edited = module if inplace else copy.deepcopy(module)
+    edited = module if inplace else clone_module(module)
     layer = 0
     with torch.no_grad():
         for child in edited:

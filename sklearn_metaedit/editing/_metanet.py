@@ -90,7 +90,8 @@ class EdgeNodeConv(MessagePassing):
         h, e : Tensors of shapes (N, channels) and (E, channels)
         """
         source, target = edge_index
-        gathered = self.edge_source(h)[source] + self.edge_target(h)[target]
+        gathered = self.edge_source(h).index_select(0, source)
+        gathered += self.edge_target(h).index_select(0, target)
         hidden = torch.addmm(gathered, e, self.edge_self.weight.t())
         e = self.edge_norm(e + self.edge_out(self.activation(hidden)))
         along = self._aggregate(
@@ -111,7 +112,7 @@ class EdgeNodeConv(MessagePassing):
         incoming edges, as a mean over no messages)."""
         mean = self.propagate(edge_index, x=node_part, edge_part=edge_part, size=None)
         has_edges = torch.zeros(n_nodes, 1, device=node_part.device, dtype=node_part.dtype)
-        has_edges[edge_index[1]] = 1.0
+        has_edges.index_fill_(0, edge_index[1], 1.0)
         return out(mean) * has_edges
 
     def message(self, x_j: torch.Tensor, edge_part: torch.Tensor) -> torch.Tensor:
@@ -130,13 +131,13 @@ def layer_scale(graph: Data | Batch) -> torch.Tensor:
     key = edge_graph * n_layers + graph.edge_layer
     squared = graph.edge_weight.detach().float() ** 2
     mean_square = scatter(squared, key, dim=0, dim_size=int(key.max()) + 1, reduce="mean")
-    return mean_square[key].clamp_min(_EPS).sqrt()
+    return mean_square.index_select(0, key).clamp_min(_EPS).sqrt()
 
 
 def _edge_graph(graph: Data | Batch) -> torch.Tensor:
     if getattr(graph, "batch", None) is None:
         return torch.zeros_like(graph.edge_layer)
-    return graph.batch[graph.edge_index[0]]
+    return graph.batch.index_select(0, graph.edge_index[0])
 
 
 class GraphMetanetwork(nn.Module):
@@ -233,7 +234,11 @@ class GraphMetanetwork(nn.Module):
         target = target.float().reshape(-1)
         scale = layer_scale(graph)
         e = self.edge_encoder(
-            self._edge_inputs(graph, scale, target[node_graph[graph.edge_index[0]]])
+            self._edge_inputs(
+                graph,
+                scale,
+                target.index_select(0, node_graph.index_select(0, graph.edge_index[0])),
+            )
         )
         if node_flags is None:
             node_flags = torch.zeros(graph.num_nodes, self.n_node_flags, device=e.device)
@@ -272,7 +277,7 @@ class GraphMetanetwork(nn.Module):
     @staticmethod
     def _edge_inputs(graph, scale: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = graph.edge_weight.detach().float()
-        depth = graph.node_depth[graph.edge_index[0]].float()
+        depth = graph.node_depth.index_select(0, graph.edge_index[0]).float()
         layer = graph.edge_layer.float()
         return torch.stack(
             [

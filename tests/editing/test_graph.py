@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from sklearn_metaedit.editing._graph import (
     INPUT,
     OUTPUT,
     as_sequential,
+    clone_module,
     extract_weights,
     graph_to_weights,
     load_weights,
@@ -109,3 +112,79 @@ def test_mismatched_widths_nan_weights_and_unfitted_nets_are_errors():
         as_sequential(NeuralNetClassifier(MLP, module__n_features=3))
     with pytest.raises(TypeError, match=r"nn\.Sequential"):
         as_sequential(nn.Linear(3, 2))
+
+
+def _same_copy(copied, original):
+    """``copied`` is what ``copy.deepcopy(original)`` gives: same classes, same tensors
+    (equal values, dtypes, requires_grad), none of them shared with the original, and the
+    same forward pass."""
+    assert type(copied) is type(original)
+    names = [name for name, _ in original.named_modules()]
+    assert [name for name, _ in copied.named_modules()] == names
+    for (_, a), (_, b) in zip(copied.named_modules(), original.named_modules(), strict=True):
+        assert type(a) is type(b) and a is not b
+        assert a.training == b.training
+    for (name, a), (name_b, b) in zip(
+        copied.state_dict(keep_vars=True).items(),
+        original.state_dict(keep_vars=True).items(),
+        strict=True,
+    ):
+        assert name == name_b and type(a) is type(b)
+        assert a is not b and a.data_ptr() != b.data_ptr()
+        assert torch.equal(a, b) and a.dtype == b.dtype and a.requires_grad == b.requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clone_module_equals_deepcopy_and_shares_nothing(dtype):
+    module = _mlp(hidden=(7, 3), dtype=dtype)
+    module[2].bias.requires_grad_(False)
+    module.eval()
+    module.register_buffer("counts", torch.arange(3))
+    clone = clone_module(module)
+    _same_copy(clone, module)
+    _same_copy(copy.deepcopy(module), module)
+    X = torch.randn(4, 5, dtype=dtype)
+    assert torch.equal(clone(X), module(X))
+    # writing into the copy leaves the original as it was
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with torch.no_grad():
+        for p in clone.parameters():
+            p.add_(1.0)
+    clone.counts += 1
+    clone.train()
+    clone.extra = nn.Linear(2, 2)
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not module.training and not hasattr(module, "extra")
+    assert "extra" not in dict(module.named_children())
+
+
+def test_clone_module_keeps_tied_parameters_tied():
+    first, second = nn.Linear(3, 3), nn.Linear(3, 3)
+    second.weight = first.weight
+    module = nn.Sequential(first, nn.Tanh(), second)
+    clone = clone_module(module)
+    assert clone[0].weight is clone[2].weight
+    assert clone[0].weight is not first.weight
+    assert len(list(clone.parameters())) == len(list(copy.deepcopy(module).parameters())) == 3
+
+
+def test_clone_module_falls_back_to_deepcopy_for_hooks_and_mutable_attributes():
+    calls = []
+
+    def hook(_module, _inputs, output):
+        calls.append(output.shape)
+
+    hooked = _mlp()
+    hooked.register_forward_hook(hook)
+    clone = clone_module(hooked)
+    clone(torch.randn(2, 5))
+    assert calls == [torch.Size([2, 2])]  # the hook came along, as with deepcopy
+    calls.clear()
+
+    tagged = _mlp()
+    tagged.notes = ["trained on 2024 data"]
+    clone = clone_module(tagged)
+    clone.notes.append("edited")
+    assert tagged.notes == ["trained on 2024 data"]  # a copy, not the same list
+    _same_copy(clone, tagged)
