@@ -983,7 +983,9 @@ def to_markdown(r: dict) -> str:
         f"{r['population']['n_networks'] - cfg['n_held_out']}, evaluated on "
         f"{cfg['n_held_out']} held-out networks. Editor: mean ± std over {seeds} seeds; "
         "baselines are deterministic given the networks. Times per network, one CPU thread; "
-        "an edit: the median of 5 edits of the held-out networks.",
+        "in the sparsity and minimisation tables the methods run in turn, 5 rounds, each "
+        "method's median round; elsewhere an edit is the median of 5 edits of the held-out "
+        "networks.",
         "",
         "### Sparsity 90%",
         "",
