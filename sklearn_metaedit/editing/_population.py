@@ -219,8 +219,10 @@ def _train_stacked(modules, seeds, lrs, X, y, max_epochs, batch_size, optimizer)
         sums = torch.zeros(n_nets)
         for start in range(0, n_rows, step):
             index = orders[:, start : start + step]
-            logits = batched(params, buffers, X_t[index])
-            targets = y_t[index]
+            # index_select of the flat rows: the same rows as X_t[index], several times faster
+            flat = index.reshape(-1)
+            logits = batched(params, buffers, X_t.index_select(0, flat).reshape(*index.shape, -1))
+            targets = y_t.index_select(0, flat).reshape(index.shape)
             per_net = (
                 nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
