@@ -324,68 +324,109 @@ def over(nets: list, method: Callable) -> Callable:
 # ---------------------------------------------------------------------------- experiments
 
 
+def compare_on_held_out(
+    cfg,
+    data,
+    train,
+    held_out,
+    *,
+    baselines,
+    complies,
+    prior_label,
+    steps,
+    label,
+    log,
+    networks_per_step=None,
+    extra=None,
+    **params,
+) -> tuple[dict, list]:
+    """Every baseline and the editor (one per seed) on the held-out networks, side by side.
+
+    ``baselines`` maps a name to ``method(index, net) -> module``; ``complies(module)`` is
+    asserted of every network they and the editors return. ``params`` configure the editor
+    (its untrained version gives the row ``prior_label``). ``extra(edits)``, given each
+    seed's edited networks, returns further rows ``{name: (accuracy per seed, function
+    per seed)}`` whose functions are timed with the rest. Returns the table (accuracy,
+    seconds per network, editor fit seconds, accuracy per seed) and the editors.
+    """
+    X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
+    data_args = (data["X"], data["y"])
+    rows = {"original": [accuracy_of(n.module_, X_test, y_test) for n in held_out]}
+    for name, method in baselines.items():
+        out = over(held_out, method)()
+        assert all(complies(m) for m in out), name
+        rows[name] = [accuracy_of(m, X_test, y_test) for m in out]
+    prior = fit_editor(train, data_args, 0, 0, **params).transform(held_out)
+    rows[prior_label] = [accuracy_of(e.module_, X_test, y_test) for e in prior]
+    editors, accuracy, edits = [], [], []
+    for seed in cfg["seeds"]:
+        editor = fit_editor(
+            train,
+            data_args,
+            seed,
+            steps,
+            **params,
+            networks_per_step=min(networks_per_step or EDITOR["networks_per_step"], len(train)),
+        )
+        edited = editor.transform(held_out)
+        assert all(complies(e.module_) for e in edited)
+        accuracy.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+        editors.append(editor)
+        edits.append(edited)
+        log(f"{label} seed {seed}: editor {accuracy[-1]:.4f} fit {editor.fit_seconds_:.0f}s")
+    timing = {name: over(held_out, method) for name, method in baselines.items()}
+    timing |= {("editor", i): (lambda e=e: e.transform(held_out)) for i, e in enumerate(editors)}
+    more = extra(edits) if extra is not None else {}
+    for name, (_, runs) in more.items():
+        timing |= {(name, i): run for i, run in enumerate(runs)}
+    seconds = side_by_side(timing, len(held_out))
+
+    def per_seed(name: str) -> float:
+        return float(np.mean([seconds[(name, i)] for i in range(len(editors))]))
+
+    table = {
+        "accuracy": {k: summary([np.mean(v)]) for k, v in rows.items()}
+        | {name: summary(values) for name, (values, _) in more.items()}
+        | {"MetanetEditor": summary(accuracy)},
+        "seconds_per_network": {name: seconds[name] for name in baselines}
+        | {name: per_seed(name) for name in more}
+        | {"MetanetEditor": per_seed("editor")},
+        "per_network": {k: [float(a) for a in v] for k, v in rows.items()},
+        "editor_fit_seconds": summary([e.fit_seconds_ for e in editors]),
+        "editor_per_seed": [float(a) for a in accuracy],
+    }
+    return table, editors
+
+
 def sparsity_experiment(
     cfg, data, train, held_out, target, steps, label, log, networks_per_step=None
 ) -> dict:
     X, y = torch.as_tensor(data["X"]), torch.as_tensor(data["y"], dtype=torch.long)
-    X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
 
     def pruned(index, net):
         module = net.module_
         return load_weights(module, magnitude_prune_weights(extract_weights(module), target))
 
-    baselines = {
-        "magnitude": pruned,
-        "magnitude + 1 epoch": lambda i, n: fine_tune(pruned(i, n), X, y, 1, i),
-        "magnitude + 3 epochs": lambda i, n: fine_tune(pruned(i, n), X, y, 3, i),
-    }
-    rows = {"original": [accuracy_of(n.module_, X_test, y_test) for n in held_out]}
-    for name, method in baselines.items():
-        edited = over(held_out, method)()
-        assert all(weight_sparsity(extract_weights(m)) >= target for m in edited)
-        rows[name] = [accuracy_of(m, X_test, y_test) for m in edited]
-    prior = fit_editor(
-        train, (data["X"], data["y"]), 0, 0, requirement="sparsity", target=target
-    ).transform(held_out)
-    rows["editor untrained (input-scaled magnitude)"] = [
-        accuracy_of(e.module_, X_test, y_test) for e in prior
-    ]
-    editor_acc, editor_fit = [], []
-    editors = []
-    for seed in cfg["seeds"]:
-        editor = fit_editor(
-            train,
-            (data["X"], data["y"]),
-            seed,
-            steps,
-            requirement="sparsity",
-            target=target,
-            networks_per_step=min(networks_per_step or EDITOR["networks_per_step"], len(train)),
-        )
-        edited = editor.transform(held_out)
-        assert all(weight_sparsity(extract_weights(e.module_)) >= target for e in edited)
-        editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
-        editor_fit.append(editor.fit_seconds_)
-        editors.append(editor)
-        log(f"{label} seed {seed}: editor {editor_acc[-1]:.4f} fit {editor.fit_seconds_:.0f}s")
-    seconds = side_by_side(
-        {name: over(held_out, method) for name, method in baselines.items()}
-        | {i: (lambda e=e: e.transform(held_out)) for i, e in enumerate(editors)},
-        len(held_out),
+    table, editors = compare_on_held_out(
+        cfg,
+        data,
+        train,
+        held_out,
+        baselines={
+            "magnitude": pruned,
+            "magnitude + 1 epoch": lambda i, n: fine_tune(pruned(i, n), X, y, 1, i),
+            "magnitude + 3 epochs": lambda i, n: fine_tune(pruned(i, n), X, y, 3, i),
+        },
+        complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
+        prior_label="editor untrained (input-scaled magnitude)",
+        steps=steps,
+        label=label,
+        log=log,
+        networks_per_step=networks_per_step,
+        requirement="sparsity",
+        target=target,
     )
-    out = {
-        "target": target,
-        "accuracy": {k: summary([np.mean(v)]) for k, v in rows.items()},
-        "seconds_per_network": {name: seconds[name] for name in baselines},
-        "per_network": {k: [float(a) for a in v] for k, v in rows.items()},
-    }
-    out["accuracy"]["MetanetEditor"] = summary(editor_acc)
-    out["seconds_per_network"]["MetanetEditor"] = float(
-        np.mean([seconds[i] for i in range(len(editors))])
-    )
-    out["editor_fit_seconds"] = summary(editor_fit)
-    out["editor_per_seed"] = [float(a) for a in editor_acc]
-    return out, editors
+    return {"target": target, **table}, editors
 
 
 def range_experiment(cfg, data, train, held_out, unseen, single, steps, log) -> dict:
@@ -494,57 +535,33 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
     results = {}
     epochs = cfg["epochs"]
     # (a) forbidden groups
-    baselines = {
-        "zero the columns": lambda i, n: zero_columns(n.module_, forbidden),
-        "zero + 1 epoch": lambda i, n: fine_tune(zero_columns(n.module_, forbidden), X, y, 1, i),
-        "retrain without": lambda i, n: retrain(
-            tuple(n.module__hidden_sizes), allowed, X, y, epochs, i
-        ),
-    }
-    rows = {"original": [accuracy_of(n.module_, X_test, y_test) for n in held_out]}
-    for name, method in baselines.items():
-        edited = over(held_out, method)()
-        assert all(not set(features_used(extract_weights(m))) & set(forbidden) for m in edited)
-        rows[name] = [accuracy_of(m, X_test, y_test) for m in edited]
-    prior = fit_editor(
-        train, (data["X"], data["y"]), 0, 0, requirement="data_minimisation", features=forbidden
-    ).transform(held_out)
-    rows["editor untrained (least-squares compensation)"] = [
-        accuracy_of(e.module_, X_test, y_test) for e in prior
-    ]
-    editor_acc, fit_s, editors = [], [], []
-    for seed in cfg["seeds"]:
-        editor = fit_editor(
-            train,
-            (data["X"], data["y"]),
-            seed,
-            cfg["steps"],
-            requirement="data_minimisation",
-            features=forbidden,
-            **MINIMISE_GROUPS,
-            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
-        )
-        edited = editor.transform(held_out)
-        assert all(
-            not set(features_used(extract_weights(e.module_))) & set(forbidden) for e in edited
-        )
-        editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
-        fit_s.append(editor.fit_seconds_)
-        editors.append(editor)
-        log(f"minimise groups seed {seed}: {editor_acc[-1]:.4f}")
-    seconds = side_by_side(
-        {name: over(held_out, method) for name, method in baselines.items()}
-        | {i: (lambda e=e: e.transform(held_out)) for i, e in enumerate(editors)},
-        len(held_out),
+    results["forbidden_groups"], _ = compare_on_held_out(
+        cfg,
+        data,
+        train,
+        held_out,
+        baselines={
+            "zero the columns": lambda i, n: zero_columns(n.module_, forbidden),
+            "zero + 1 epoch": lambda i, n: fine_tune(
+                zero_columns(n.module_, forbidden), X, y, 1, i
+            ),
+            "retrain without": lambda i, n: retrain(
+                tuple(n.module__hidden_sizes), allowed, X, y, epochs, i
+            ),
+        },
+        complies=lambda m: not set(features_used(extract_weights(m))) & set(forbidden),
+        prior_label="editor untrained (least-squares compensation)",
+        steps=cfg["steps"],
+        label="minimise groups",
+        log=log,
+        requirement="data_minimisation",
+        features=forbidden,
+        **MINIMISE_GROUPS,
     )
     results["forbidden_groups"] = {
         "groups": list(FORBIDDEN_GROUPS),
         "n_columns": len(forbidden),
-        "accuracy": {k: summary([np.mean(v)]) for k, v in rows.items()}
-        | {"MetanetEditor": summary(editor_acc)},
-        "seconds_per_network": {name: seconds[name] for name in baselines}
-        | {"MetanetEditor": float(np.mean([seconds[i] for i in range(len(editors))]))},
-        "editor_fit_seconds": summary(fit_s),
+        **results["forbidden_groups"],
     }
     # (b) a budget of k features, chosen per network
     k = cfg["budget_k"]
@@ -559,69 +576,40 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         """Retraining each network on its own columns, as ``method(index, net)``."""
         return lambda i, n: retrain(tuple(n.module__hidden_sizes), columns[i], X, y, epochs, i)
 
-    baselines = {
-        "top-k column norm": lambda i, n: top_k(n)[0],
-        "top-k + 1 epoch": lambda i, n: fine_tune(top_k(n)[0], X, y, 1, i),
-        "retrain on top-k": lambda i, n: retrain(
-            tuple(n.module__hidden_sizes), sorted(top_k(n)[1]), X, y, epochs, i
-        ),
-    }
-    rows = {"original": [accuracy_of(n.module_, X_test, y_test) for n in held_out]}
-    for name, method in baselines.items():
-        edited = over(held_out, method)()
-        assert all(len(features_used(extract_weights(m))) <= k for m in edited)
-        rows[name] = [accuracy_of(m, X_test, y_test) for m in edited]
-    prior = fit_editor(
-        train, (data["X"], data["y"]), 0, 0, requirement="data_minimisation", target=k
-    ).transform(held_out)
-    rows["editor untrained (|w| x std top-k, compensated)"] = [
-        accuracy_of(e.module_, X_test, y_test) for e in prior
-    ]
-    editor_acc, fit_s, retrain_chosen, timing = [], [], [], {}
-    for seed in cfg["seeds"]:
-        editor = fit_editor(
-            train,
-            (data["X"], data["y"]),
-            seed,
-            cfg["steps"],
-            requirement="data_minimisation",
-            target=k,
-            **MINIMISE,
-            networks_per_step=min(EDITOR["networks_per_step"], len(train)),
-        )
-        edited = editor.transform(held_out)
-        assert all(len(features_used(extract_weights(e.module_))) <= k for e in edited)
-        editor_acc.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+    def retrain_on_the_editors_k(edits: list[list]) -> dict:
+        """The peer the issue names: retrain without the features the editor dropped."""
+        accuracy, runs = [], []
+        for edited in edits:
+            run = over(
+                held_out, retrain_on([features_used(extract_weights(e.module_)) for e in edited])
+            )
+            accuracy.append(np.mean([accuracy_of(m, X_test, y_test) for m in run()]))
+            runs.append(run)
+        return {"retrain on the editor's k": (accuracy, runs)}
 
-        # the peer the issue names: retrain without the features the editor dropped
-        retrain_chosen_k = over(
-            held_out, retrain_on([features_used(extract_weights(e.module_)) for e in edited])
-        )
-        retrained = retrain_chosen_k()
-        retrain_chosen.append(np.mean([accuracy_of(m, X_test, y_test) for m in retrained]))
-        timing[("editor", seed)] = lambda e=editor: e.transform(held_out)
-        timing[("retrain", seed)] = retrain_chosen_k
-        fit_s.append(editor.fit_seconds_)
-        log(f"minimise budget seed {seed}: {editor_acc[-1]:.4f}")
-    seconds = side_by_side(
-        {name: over(held_out, method) for name, method in baselines.items()} | timing,
-        len(held_out),
+    budget, _ = compare_on_held_out(
+        cfg,
+        data,
+        train,
+        held_out,
+        baselines={
+            "top-k column norm": lambda i, n: top_k(n)[0],
+            "top-k + 1 epoch": lambda i, n: fine_tune(top_k(n)[0], X, y, 1, i),
+            "retrain on top-k": lambda i, n: retrain(
+                tuple(n.module__hidden_sizes), sorted(top_k(n)[1]), X, y, epochs, i
+            ),
+        },
+        complies=lambda m: len(features_used(extract_weights(m))) <= k,
+        prior_label="editor untrained (|w| x std top-k, compensated)",
+        steps=cfg["steps"],
+        label="minimise budget",
+        log=log,
+        extra=retrain_on_the_editors_k,
+        requirement="data_minimisation",
+        target=k,
+        **MINIMISE,
     )
-
-    def mean_over_seeds(kind: str) -> float:
-        return float(np.mean([seconds[(kind, seed)] for seed in cfg["seeds"]]))
-
-    results["budget"] = {
-        "k": k,
-        "n_columns": len(names),
-        "accuracy": {key: summary([np.mean(v)]) for key, v in rows.items()}
-        | {"retrain on the editor's k": summary(retrain_chosen)}
-        | {"MetanetEditor": summary(editor_acc)},
-        "seconds_per_network": {name: seconds[name] for name in baselines}
-        | {"retrain on the editor's k": mean_over_seeds("retrain")}
-        | {"MetanetEditor": mean_over_seeds("editor")},
-        "editor_fit_seconds": summary(fit_s),
-    }
+    results["budget"] = {"k": k, "n_columns": len(names), **budget}
     return results
 
 
