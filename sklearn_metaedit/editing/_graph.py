@@ -352,8 +352,9 @@ def _plain_module(module: nn.Module) -> bool:
 def clone_module(module: nn.Module) -> nn.Module:
     """An independent copy of ``module``, equal to ``copy.deepcopy(module)``.
 
-    ``copy.deepcopy`` reconstructs every sub-module through pickling's generic protocol
-    (about 0.3 ms for a three-layer MLP, more than the metanetwork's share of an edit).
+    ``copy.deepcopy`` reconstructs every sub-module through pickling's generic protocol:
+    0.3 to 0.5 ms for a three-layer MLP, a tenth of an edit's time, against under 0.1 ms
+    here.
     A module made only of parameters, buffers, children and immutable attributes (every
     ``sklearn_metaedit.MLP``, and ``nn.Sequential`` of ``Linear`` and activation layers)
     is copied here directly: new containers, cloned tensors, shared parameters kept
