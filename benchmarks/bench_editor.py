@@ -19,10 +19,10 @@ One process, one data set, one population, every method side by side:
   features the edited network may not read (it is group-blind and deterministic; the
   original networks read those columns).
 - **one editor for a range of targets**: an editor trained on sparsities in
-  [0.5, 0.95] edits at 0.5, 0.8, 0.9 and 0.95 without refitting, beside the editor
-  trained for 0.9 alone; likewise a parity editor trained on gaps in [0.02, 0.2]
-  (edits at 0.02, 0.05, 0.1, 0.2; beside the editor for 0.05) and a budget editor
-  trained on k in [10, 40] (edits at 10, 20, 40; beside the editor for 20).
+  [0.5, 0.95] edits at 0.5, 0.8, 0.9 and 0.95 without refitting; likewise a parity
+  editor trained on gaps in [0.02, 0.2] (edits at 0.02, 0.05, 0.1, 0.2) and a budget
+  editor trained on k in [10, 40] (edits at 10, 20, 40); each beside editors trained for
+  each of those targets alone.
 - **unseen architectures**: the range editor (trained on widths {16, 32, 48}, 2 hidden
   layers) prunes networks of widths 24 and 64 and of 1 and 3 hidden layers.
 - **wider networks** (3 x 256 hidden): the sparsity comparison again, where fine-tuning
@@ -433,6 +433,8 @@ def range_experiment(cfg, data, train, held_out, unseen, single, steps, log) -> 
     X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
     low, high = 0.5, 0.95
     per_target = {t: [] for t in cfg["range_targets"]}
+    # editors trained for each target alone (the sparsity experiment's is at 0.9)
+    alone = {t: [] for t in cfg["range_targets"] if t != single["target"]}
     unseen_acc = {name: [] for name in unseen}
     fits = []
     for seed in cfg["seeds"]:
@@ -457,8 +459,21 @@ def range_experiment(cfg, data, train, held_out, unseen, single, steps, log) -> 
             unseen_acc[name].append(
                 np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited])
             )
+        for target, values in alone.items():
+            editor = fit_editor(
+                train,
+                (data["X"], data["y"]),
+                seed,
+                steps,
+                requirement="sparsity",
+                target=target,
+                networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+            )
+            edited = editor.transform(held_out)
+            values.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
         log(
-            f"range seed {seed}: {[round(v[-1], 4) for v in per_target.values()]}, unseen "
+            f"range seed {seed}: {[round(v[-1], 4) for v in per_target.values()]}, alone "
+            f"{[round(v[-1], 4) for v in alone.values()]}, unseen "
             f"{[round(v[-1], 4) for v in unseen_acc.values()]}"
         )
     magnitude = {
@@ -483,7 +498,9 @@ def range_experiment(cfg, data, train, held_out, unseen, single, steps, log) -> 
             "target": t,
             "magnitude": magnitude[t],
             "range_editor": summary(per_target[t]),
-            "single_target_editor": single["accuracy"]["MetanetEditor"] if t == 0.9 else None,
+            "single_target_editor": summary(alone[t])
+            if t in alone
+            else single["accuracy"]["MetanetEditor"],
         }
         for t in cfg["range_targets"]
     ]
@@ -756,14 +773,15 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
 
 def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
     """One editor for a range of parity gaps, one for a range of feature budgets, each
-    beside editors trained for one target: for the gaps, at both ends of the range (fitted
-    here) and at the parity experiment's target; for the budgets, at its k."""
+    beside editors trained for each target alone (fitted here, but for the parity and
+    budget experiments' targets, whose editors are reused)."""
     X_test, y_test = torch.as_tensor(data["X_test"]), data["y_test"]
     keys = ("accuracy", "gap", "within")
     gap_rows = {t: {k: [] for k in keys} for t in cfg["gap_targets"]}
-    ends = [t for t in cfg["gap_range"] if t != cfg["dp_target"] and t in cfg["gap_targets"]]
-    single_rows = {t: {k: [] for k in keys} for t in ends}
+    others = [t for t in cfg["gap_targets"] if t != cfg["dp_target"]]
+    single_rows = {t: {k: [] for k in keys} for t in others}
     k_rows = {k: [] for k in cfg["k_targets"]}
+    k_alone = {k: [] for k in cfg["k_targets"] if k != cfg["budget_k"]}
     fits = {"gap": [], "k": []}
     range_seconds = []
 
@@ -799,10 +817,24 @@ def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
             edited = editor.transform(held_out, target=k)
             assert all(len(features_used(extract_weights(e.module_))) <= k for e in edited)
             values.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
+        for k, values in k_alone.items():
+            editor = fit_editor(
+                train,
+                (data["X"], data["y"]),
+                seed,
+                cfg["steps"],
+                requirement="data_minimisation",
+                target=k,
+                **MINIMISE,
+                networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+            )
+            edited = editor.transform(held_out)
+            values.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
         log(
             f"ranges seed {seed}: gap {[round(r['accuracy'][-1], 4) for r in gap_rows.values()]}"
             f" single {[round(r['accuracy'][-1], 4) for r in single_rows.values()]}"
             f" k {[round(v[-1], 4) for v in k_rows.values()]}"
+            f" alone {[round(v[-1], 4) for v in k_alone.values()]}"
         )
     single_parity = next(r for r in result["parity"]["rows"] if r["method"].startswith("Metanet"))
     singles = {t: {key: summary(row[key]) for key in keys} for t, row in single_rows.items()}
@@ -832,11 +864,9 @@ def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
                 {
                     "target": k,
                     "range_editor_accuracy": summary(values),
-                    "single_target_editor_accuracy": result["minimisation"]["budget"]["accuracy"][
-                        "MetanetEditor"
-                    ]
-                    if k == cfg["budget_k"]
-                    else None,
+                    "single_target_editor_accuracy": summary(k_alone[k])
+                    if k in k_alone
+                    else result["minimisation"]["budget"]["accuracy"]["MetanetEditor"],
                 }
                 for k, values in k_rows.items()
             ],
