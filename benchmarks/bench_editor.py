@@ -283,6 +283,24 @@ def fit_editor(nets, data_args, seed: int, steps: int, **params) -> MetanetEdito
     return MetanetEditor(max_steps=steps, random_state=seed, **config).fit(nets, data=data_args)
 
 
+def accuracy_alone(train, data, held_out, seed: int, steps: int, **params) -> float:
+    """Mean test accuracy of ``held_out`` edited by an editor fitted for one target."""
+    editor = fit_editor(
+        train,
+        (data["X"], data["y"]),
+        seed,
+        steps,
+        **params,
+        networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+    )
+    X_test = torch.as_tensor(data["X_test"])
+    return float(
+        np.mean(
+            [accuracy_of(e.module_, X_test, data["y_test"]) for e in editor.transform(held_out)]
+        )
+    )
+
+
 def edit_timed(editor, nets, repeats: int = 5, **kwargs):
     """Edited networks and seconds per network: the median of ``repeats`` edits of all of
     ``nets``, after one warm-up edit (the first call pays one-off costs that a stream of
@@ -460,17 +478,11 @@ def range_experiment(cfg, data, train, held_out, unseen, single, steps, log) -> 
                 np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited])
             )
         for target, values in alone.items():
-            editor = fit_editor(
-                train,
-                (data["X"], data["y"]),
-                seed,
-                steps,
-                requirement="sparsity",
-                target=target,
-                networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+            values.append(
+                accuracy_alone(
+                    train, data, held_out, seed, steps, requirement="sparsity", target=target
+                )
             )
-            edited = editor.transform(held_out)
-            values.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
         log(
             f"range seed {seed}: {[round(v[-1], 4) for v in per_target.values()]}, alone "
             f"{[round(v[-1], 4) for v in alone.values()]}, unseen "
@@ -818,18 +830,18 @@ def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
             assert all(len(features_used(extract_weights(e.module_))) <= k for e in edited)
             values.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
         for k, values in k_alone.items():
-            editor = fit_editor(
-                train,
-                (data["X"], data["y"]),
-                seed,
-                cfg["steps"],
-                requirement="data_minimisation",
-                target=k,
-                **MINIMISE,
-                networks_per_step=min(EDITOR["networks_per_step"], len(train)),
+            values.append(
+                accuracy_alone(
+                    train,
+                    data,
+                    held_out,
+                    seed,
+                    cfg["steps"],
+                    requirement="data_minimisation",
+                    target=k,
+                    **MINIMISE,
+                )
             )
-            edited = editor.transform(held_out)
-            values.append(np.mean([accuracy_of(e.module_, X_test, y_test) for e in edited]))
         log(
             f"ranges seed {seed}: gap {[round(r['accuracy'][-1], 4) for r in gap_rows.values()]}"
             f" single {[round(r['accuracy'][-1], 4) for r in single_rows.values()]}"
