@@ -234,11 +234,7 @@ class GraphMetanetwork(nn.Module):
         target = target.float().reshape(-1)
         scale = layer_scale(graph)
         e = self.edge_encoder(
-            self._edge_inputs(
-                graph,
-                scale,
-                target.index_select(0, node_graph.index_select(0, graph.edge_index[0])),
-            )
+            self._edge_inputs(graph, scale, target.index_select(0, _edge_graph(graph)))
         )
         if node_flags is None:
             node_flags = torch.zeros(graph.num_nodes, self.n_node_flags, device=e.device)
