@@ -11,8 +11,8 @@ One process, one data set, one population, every method side by side:
   norm; that + 1 epoch of fine-tuning; retrain on those ``k`` features; the editor; and
   retraining on the ``k`` features the editor kept for each network.
 - each requirement's untrained editor (``max_steps=0``) is reported too, so that what
-  the prior gives (input-scaled magnitudes, least-squares compensation) and what the
-  training adds can be told apart.
+  the prior gives (input-scaled magnitudes with the decision threshold matched,
+  least-squares compensation) and what the training adds can be told apart.
 - **demographic parity** (sex, target gap 0.05): fairlearn's ``ThresholdOptimizer``,
   prefit on each held-out network (it needs the sensitive feature at prediction time,
   and its predictions are randomised); the editor, with the sex columns of X among the
@@ -436,7 +436,7 @@ def sparsity_experiment(
             "magnitude + 3 epochs": lambda i, n: fine_tune(pruned(i, n), X, y, 3, i),
         },
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
-        prior_label="editor untrained (input-scaled magnitude)",
+        prior_label="editor untrained (input-scaled magnitude, threshold matched)",
         steps=steps,
         label=label,
         log=log,

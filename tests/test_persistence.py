@@ -112,6 +112,8 @@ def saved(tmp_path_factory):
     editor = MetanetEditor(
         "sparsity",
         target=0.6,
+        # a range: the file must rebuild the anchored output heads too
+        target_range=(0.4, 0.8),
         max_steps=5,
         hidden_channels=8,
         num_layers=1,

@@ -133,10 +133,12 @@ default="sparsity"
         are then selected on the validation networks at both ends and the middle of the
         range as well as at ``target``. For a fairness target, a narrow range around
         it (e.g. ``(0.04, 0.06)`` for 0.05) made edits meet the target more reliably
-        on Adult (see the editing guide). At the demanding end of a sparsity range a
-        range editor can fall well short of one fitted for that target alone (on
-        Adult, 0.78 against 0.81 at 0.95 for a range of [0.5, 0.95]): check the end
-        you need, or fit for it.
+        on Adult (see the editing guide). A sparsity range draws its training targets
+        with the kept fraction ``1 - s`` log-uniform and gives the metanetwork's output
+        heads four anchors across the range (``GraphMetanetwork``'s
+        ``target_anchors``). At the demanding end of a sparsity range a range editor
+        can fall short of one fitted for that target alone (see the editing guide for
+        the figures on Adult): check the end you need, or fit for it.
     target_margin : float, default=0.0
         Fairness requirements only: train for a gap of ``target - target_margin``. The
         gap is measured on new rows and on new networks, where it scatters around what
@@ -553,6 +555,9 @@ default="sparsity"
             "num_layers": int(self.num_layers),
             "mlp_hidden": int(self.mlp_hidden),
             "n_node_flags": int(self.requirement_.n_node_flags) + _N_INPUT_FLAGS,
+            "target_anchors": None
+            if self.target_range is None
+            else self.requirement_.target_anchors(*map(float, self.target_range)),
         }
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -607,7 +612,7 @@ default="sparsity"
         low, high = self.target_range
         if self.requirement_.name == "data_minimisation":
             return self._check_target(int(rng.randint(int(low), int(high) + 1)))
-        return self._check_target(float(rng.uniform(low, high)))
+        return self._check_target(self.requirement_.sample_target(rng, low, high))
 
     def _validation_targets(self) -> list:
         """Targets at which checkpoints are compared: the fitted one and, for an editor
@@ -635,8 +640,11 @@ default="sparsity"
         flags = torch.cat([item["flags"] for item in items])
         edits = unbatch_edit(self.metanet_(batch, target_in, flags), graphs)
         return [
-            self.requirement_.apply(
-                item["weights"], edit, target, hard=hard, temperature=self.temperature
+            self.requirement_.recalibrate(
+                item,
+                self.requirement_.apply(
+                    item["weights"], edit, target, hard=hard, temperature=self.temperature
+                ),
             )
             for item, edit, target in zip(items, edits, targets, strict=True)
         ]

@@ -13,6 +13,9 @@ through a learned embedding per feature and per class.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch_geometric.data import Batch, Data
@@ -157,6 +160,13 @@ class GraphMetanetwork(nn.Module):
         Width of the hidden layer of every MLP inside the metanetwork.
     n_node_flags : int, default=1
         Number of requirement-specific node inputs (e.g. "this feature must be dropped").
+    target_anchors : sequence of float, default=None
+        Increasing targets (on the scale the metanetwork reads) at which the output heads
+        have an output of their own; a network's edit is the linear interpolation of the
+        outputs at the two anchors around its target (the end anchor's beyond the ends).
+        The message passing is shared; the heads give each part of a range of targets
+        weights of its own, so that the edits at one end do not pull those at the other.
+        None: one output, read at every target.
 
     Examples
     --------
@@ -183,11 +193,25 @@ class GraphMetanetwork(nn.Module):
         num_layers: int = 3,
         mlp_hidden: int = 64,
         n_node_flags: int = 1,
+        target_anchors: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.n_features = int(n_features)
         self.n_classes = int(n_classes)
         self.n_node_flags = int(n_node_flags)
+        anchors = None if target_anchors is None else [float(a) for a in target_anchors]
+        if anchors is not None and (
+            len(anchors) < 2 or any(b <= a for a, b in itertools.pairwise(anchors))
+        ):
+            raise ValueError(
+                f"target_anchors must be at least 2 increasing numbers, got {target_anchors!r}."
+            )
+        self.register_buffer(
+            "target_anchors",
+            None if anchors is None else torch.tensor(anchors),
+            persistent=False,
+        )
+        n_heads = 1 if anchors is None else len(anchors)
         c = int(hidden_channels)
         self.edge_encoder = _mlp(self.N_EDGE_INPUTS, mlp_hidden, c)
         self.node_encoder = _mlp(self.N_NODE_INPUTS + self.n_node_flags, mlp_hidden, c)
@@ -196,8 +220,8 @@ class GraphMetanetwork(nn.Module):
         self.convs = nn.ModuleList(EdgeNodeConv(c, mlp_hidden) for _ in range(int(num_layers)))
         # two edge outputs (gate logit, weight residual), two node outputs (bias residual,
         # gate logit); the last layers start at zero so the first edit is the identity
-        self.edge_head = _mlp(c, mlp_hidden, 2)
-        self.node_head = _mlp(c, mlp_hidden, 2)
+        self.edge_head = _mlp(c, mlp_hidden, 2 * n_heads)
+        self.node_head = _mlp(c, mlp_hidden, 2 * n_heads)
         for head in (self.edge_head, self.node_head):
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
@@ -254,6 +278,10 @@ class GraphMetanetwork(nn.Module):
             h, e = conv(h, graph.edge_index, e)
         edge_out = self.edge_head(e)
         node_out = self.node_head(h)
+        if self.target_anchors is not None:
+            mix = self.anchor_weights(target)
+            edge_out = _mix(edge_out, mix.index_select(0, _edge_graph(graph)))
+            node_out = _mix(node_out, mix.index_select(0, node_graph))
         return {
             "weight_gate": edge_out[:, 0],
             "weight_residual": edge_out[:, 1],
@@ -262,6 +290,18 @@ class GraphMetanetwork(nn.Module):
             "edge_scale": scale,
             "node_scale": node_scale,
         }
+
+    def anchor_weights(self, target: torch.Tensor) -> torch.Tensor:
+        """Interpolation weights of shape (n_graphs, n_anchors): at most two nonzero per
+        row, summing to 1, linear in the target between its two anchors."""
+        anchors = self.target_anchors
+        target = target.float().reshape(-1).clamp(float(anchors[0]), float(anchors[-1]))
+        upper = torch.searchsorted(anchors, target, right=True).clamp(1, len(anchors) - 1)
+        lower = upper - 1
+        fraction = (target - anchors[lower]) / (anchors[upper] - anchors[lower])
+        weights = torch.zeros(len(target), len(anchors), device=target.device)
+        weights.scatter_(1, lower[:, None], (1 - fraction)[:, None])
+        return weights.scatter_add(1, upper[:, None], fraction[:, None])
 
     @staticmethod
     def _node_scale(graph: Data | Batch, edge_scale: torch.Tensor) -> torch.Tensor:
@@ -304,6 +344,11 @@ class GraphMetanetwork(nn.Module):
             ],
             dim=-1,
         ).float()
+
+
+def _mix(out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per row, the outputs (2 per anchor, anchor-major) mixed by ``weights``: (rows, 2)."""
+    return (out.view(out.shape[0], -1, 2) * weights[:, :, None]).sum(dim=1)
 
 
 def unbatch_edit(

@@ -13,7 +13,9 @@ metanetwork; at edit time it is exact:
   a root mean square of 1 so that the first layer's share of the pruning is that of
   standardised inputs; an output layer that is a small share of the weights kept is
   pruned last (so an untrained editor is input-scaled magnitude pruning that avoids
-  layer collapse);
+  layer collapse); a binary classifier's output biases are then shifted so that it
+  labels positive the same share of rows drawn from the fit-time input statistics as
+  the original (:meth:`Sparsity.recalibrate`);
 - ``data_minimisation``: the first-layer columns of the forbidden features, and of the
   features outside the top-``k`` budget, are exactly zero; what they contributed is
   replaced by its least-squares prediction from the kept features (fit-time means and
@@ -38,7 +40,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from ._graph import Weights
+from ._graph import Weights, network_forward
 
 __all__ = [
     "REQUIREMENTS",
@@ -58,6 +60,10 @@ __all__ = [
 
 #: Score given to a weight (or feature) that is already zero: below any log-magnitude.
 _DEAD = -1e4
+#: Rows drawn from a Gaussian with the fit-time input mean and covariance, on which a
+#: pruned binary classifier's decision threshold is matched to the original's.
+_PROXY_ROWS = 1024
+_PROXY_SEED = 0
 
 
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -227,6 +233,9 @@ class Requirement(ABC):
     name = "requirement"
     needs_sensitive = False
     n_node_flags = 1
+    #: Output heads of a metanetwork trained on a range of targets (see
+    #: ``GraphMetanetwork``'s ``target_anchors``); 1: one output read at every target.
+    n_target_anchors = 1
 
     def __init__(self, target: float, n_features: int) -> None:
         self.target = target
@@ -250,6 +259,15 @@ class Requirement(ABC):
     def metanet_target(self, target: float) -> float:
         """The target as the metanetwork reads it (a number of order 1)."""
         return float(target)
+
+    def sample_target(self, rng, low: float, high: float) -> float:
+        """A training target drawn from ``[low, high]`` (uniformly here)."""
+        return float(rng.uniform(low, high))
+
+    def target_anchors(self, low: float, high: float) -> list[float] | None:
+        """Anchors of the metanetwork's output heads for a range of targets, on the scale
+        it reads (:meth:`metanet_target`); None for one head."""
+        return None
 
     def node_flags(self, sizes: Sequence[int]) -> torch.Tensor:
         """Requirement-specific node inputs of shape (N, 1): 1 on the input neurons of
@@ -366,11 +384,76 @@ class Requirement(ABC):
         """How far a measured value is from meeting ``target`` (0 when it meets it)."""
         return 0.0
 
+    def recalibrate(self, item: dict, edited: Weights) -> Weights:
+        """Edited weights after any correction that needs the network's forward pass
+        (``item`` holds its ``module`` and original ``weights``); the identity here."""
+        return edited
+
+    def proxy_rows(self, device, dtype) -> torch.Tensor | None:
+        """``_PROXY_ROWS`` rows drawn (with a fixed seed) from a Gaussian with the fit-time
+        input mean and covariance: a stand-in for the task's inputs that holds no task
+        row. None before the statistics are set."""
+        if self.input_cov is None:
+            return None
+        cache = self.__dict__.setdefault("_proxy_cache", {})
+        key = (str(device), dtype)
+        if key not in cache:
+            cov = self.input_cov
+            jitter = 1e-6 * float(cov.diagonal().mean()) + 1e-12
+            factor, _ = torch.linalg.cholesky_ex(
+                cov + jitter * torch.eye(len(cov), dtype=cov.dtype)
+            )
+            generator = torch.Generator().manual_seed(_PROXY_SEED)
+            noise = torch.randn(_PROXY_ROWS, len(cov), generator=generator, dtype=cov.dtype)
+            cache[key] = (self.input_mean + noise @ factor.T).to(device=device, dtype=dtype)
+        return cache[key]
+
+
+def _threshold_shift(margin: torch.Tensor, share: float) -> torch.Tensor | None:
+    """The shift ``s`` for which ``margin + s > 0`` on a fraction ``share`` of the rows:
+    None where ``s = 0`` does it already, else the midpoint between the two margins that
+    straddle the new threshold (differentiable in them)."""
+    n = margin.shape[0]
+    n_negative = n - round(share * n)
+    ordered = torch.sort(margin).values
+    below = ordered[n_negative - 1] if n_negative > 0 else None
+    above = ordered[n_negative] if n_negative < n else None
+    if (below is None or float(below.detach()) <= 0) and (
+        above is None or float(above.detach()) > 0
+    ):
+        return None
+    if below is None:
+        return 1.0 - above
+    if above is None:
+        return -1.0 - below
+    return -0.5 * (below + above)
+
 
 class Sparsity(Requirement):
     """A fraction ``target`` of the weights (not biases) is exactly zero."""
 
     name = "sparsity"
+    n_target_anchors = 4
+
+    def sample_target(self, rng, low, high):
+        """A sparsity whose kept fraction ``1 - s`` is log-uniform on the range: each
+        halving of the weights kept is drawn as often, so that the demanding end, where
+        the edits differ most, is not a small corner of the draws (uniform on [0.5,
+        0.95], a tenth of the draws would fall within [0.9, 0.95]; here 30%)."""
+        kept = rng.uniform(math.log1p(-high), math.log1p(-low))
+        return float(-math.expm1(kept))
+
+    def target_anchors(self, low, high):
+        """``n_target_anchors`` sparsities from ``low`` to ``high``, their kept fractions
+        evenly spaced on a log scale (None for a range of one point)."""
+        if high - low < 1e-6:
+            return None
+        n = self.n_target_anchors
+        logs = [
+            math.log1p(-low) + (math.log1p(-high) - math.log1p(-low)) * i / (n - 1)
+            for i in range(n)
+        ]
+        return [self.metanet_target(-math.expm1(v)) for v in logs]
 
     def n_zero(self, n_weights: int, target: float) -> int:
         """Number of weights to zero: ``ceil(target * n_weights)``, so the fraction is met."""
@@ -393,6 +476,38 @@ class Sparsity(Requirement):
             out.append((w * gate if not hard else torch.where(gate > 0, w, 0.0), b))
             start += w.numel()
         return out
+
+    def recalibrate(self, item, edited):
+        """Shift a binary classifier's output biases so that the pruned network labels
+        positive the same share of the proxy rows (:meth:`proxy_rows`) as the original.
+
+        Pruning shrinks and shifts the logit margin, so that the original threshold can
+        leave a network predicting almost one class (on Adult at sparsity 0.95, a few
+        networks fell below the majority rate); the shift moves the threshold to the
+        edited margin's quantile at the original's positive share (no shift where the
+        share is already the original's), the bias correction of data-free
+        quantisation (Nagel et al., "Data-Free Quantization Through Weight Equalization
+        and Bias Correction", ICCV 2019) applied to the decision threshold. The shift is
+        differentiated through (it is the mean of two of the margins), so that
+        training sees the threshold move with the weights and does not push the output
+        biases against a shift that undoes them. Other networks pass unchanged.
+        """
+        if edited[-1][0].shape[0] != 2:
+            return edited
+        w_last, b_last = edited[-1]
+        rows = self.proxy_rows(b_last.device, b_last.dtype)
+        if rows is None:
+            return edited
+        if "proxy_positive" not in item:
+            with torch.no_grad():
+                logits = network_forward(item["module"], item["weights"], rows)
+            item["proxy_positive"] = float((logits[:, 1] > logits[:, 0]).float().mean())
+        logits = network_forward(item["module"], edited, rows)
+        shift = _threshold_shift(logits[:, 1] - logits[:, 0], item["proxy_positive"])
+        if shift is None:
+            return edited
+        half = (0.5 * shift).to(b_last.dtype)
+        return [*edited[:-1], (w_last, b_last + torch.stack([-half, half]))]
 
     def measure(self, edited_weights, decisions, y, groups, n_groups):
         return weight_sparsity(edited_weights)

@@ -70,6 +70,11 @@ def test_untrained_sparsity_editor_is_input_scaled_magnitude_pruning(task, popul
         )
         plain = magnitude_prune_weights(weights_of(original), 0.7)
         assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(expected, plain, strict=True))
+        # then the decision threshold is matched to the original's
+        module = original.module_
+        expected = editor.requirement_.recalibrate(
+            {"module": module, "weights": weights_of(original)}, expected
+        )
         for (w, b), (we, be) in zip(weights_of(new), expected, strict=True):
             assert torch.equal(w, we) and torch.equal(b, be)
 
@@ -135,6 +140,9 @@ def test_plain_modules_come_back_as_fitted_skorch_nets(task, population):
     scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
     expected = magnitude_prune_weights(
         extract_weights(module), 0.4, input_scale=scale, protect_output=True
+    )
+    expected = editor.requirement_.recalibrate(
+        {"module": module, "weights": extract_weights(module)}, expected
     )
     reference = torch.as_tensor(X)
     for child in module.eval():
@@ -456,6 +464,14 @@ def test_range_editor_selects_checkpoints_across_its_range(task, population):
     assert budget.fit(population, data=(X, y))._validation_targets() == [2, 4, 7, 3]
     single = MetanetEditor("sparsity", target=0.5, **FAST).fit(population, data=(X, y))
     assert single._validation_targets() == [0.5]
+    # a sparsity range gets output heads anchored across it; the others, and one target,
+    # one output
+    assert editor.metanet_.target_anchors.tolist() == pytest.approx(
+        editor.requirement_.target_anchors(0.3, 0.9)
+    )
+    assert editor.metanet_params_["target_anchors"][0] == pytest.approx(0.3)
+    assert single.metanet_.target_anchors is None
+    assert budget.metanet_.target_anchors is None
 
 
 def test_fairness_margin_trains_for_a_smaller_gap_than_the_target():

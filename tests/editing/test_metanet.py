@@ -68,7 +68,7 @@ def test_metanetwork_is_equivariant_to_permuting_hidden_neurons():
             permuted_out = out_p[key][edge_start : edge_start + n_in * n_out].reshape(n_out, n_in)
             assert torch.allclose(permuted_out, original[rows][:, cols], atol=1e-5)
         edge_start += n_in * n_out
-    assert float(out["weight_residual"].abs().max()) > 0.1
+    assert float(out["weight_residual"].detach().abs().max()) > 0.1
 
 
 def test_batched_pass_equals_one_pass_per_network():
@@ -95,3 +95,45 @@ def test_target_is_an_input_of_the_metanetwork():
         low = metanet(graph, torch.tensor([0.1]))["weight_gate"]
         high = metanet(graph, torch.tensor([0.9]))["weight_gate"]
     assert not torch.allclose(low, high)
+
+
+def test_anchor_weights_interpolate_linearly_between_the_two_anchors_around_a_target():
+    metanet = GraphMetanetwork(3, 2, hidden_channels=4, target_anchors=[0.5, 0.8, 0.9, 0.95])
+    targets = torch.tensor([0.3, 0.5, 0.65, 0.8, 0.86, 0.95, 0.99])
+    weights = metanet.anchor_weights(targets)
+    expected = torch.tensor(
+        [
+            [1.0, 0.0, 0.0, 0.0],  # below the range: the first anchor's output
+            [1.0, 0.0, 0.0, 0.0],
+            [0.5, 0.5, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.4, 0.6, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+            [0.0, 0.0, 0.0, 1.0],  # beyond it: the last anchor's
+        ]
+    )
+    assert torch.allclose(weights, expected, atol=1e-5)
+
+
+def test_anchored_heads_start_at_the_identity_edit_and_read_their_own_outputs():
+    graph = weights_to_graph(extract_weights(MLP(3, hidden_sizes=(4,))))
+    metanet = GraphMetanetwork(3, 2, hidden_channels=8, mlp_hidden=8, target_anchors=[0.2, 0.9])
+    out = metanet(graph, target=torch.tensor([0.5]))
+    assert float(out["weight_residual"].detach().abs().max()) == 0.0
+    assert float(out["weight_gate"].detach().abs().max()) == 0.0
+    # give the second anchor's gate output a constant 1 and the first's a constant 0:
+    # the gate at a target is then its interpolation weight on the second anchor
+    with torch.no_grad():
+        metanet.edge_head[-1].bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    for target, gate in ((0.2, 0.0), (0.55, 0.5), (0.9, 1.0), (1.0, 1.0)):
+        out = metanet(graph, target=torch.tensor([target]))
+        assert torch.allclose(out["weight_gate"], torch.full_like(out["weight_gate"], gate))
+        assert float(out["weight_residual"].detach().abs().max()) == 0.0
+
+
+def test_target_anchors_must_increase():
+    import pytest
+
+    for anchors in ([0.5], [0.5, 0.5], [0.9, 0.5]):
+        with pytest.raises(ValueError, match="increasing"):
+            GraphMetanetwork(3, 2, target_anchors=anchors)

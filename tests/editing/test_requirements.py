@@ -156,3 +156,91 @@ def test_divergences_equal_scipy():
     assert float(divergence(original, edited, "kl")) == pytest.approx(kl, rel=1e-5)
     assert float(divergence(original, edited, "js")) == pytest.approx(js, rel=1e-5)
     assert float(divergence(original, original, "js")) == pytest.approx(0.0, abs=1e-7)
+
+
+def _pruned_binary_network(seed):
+    """A 6-16-16-2 MLP, its weights, the requirement with input statistics, and the
+    magnitude-pruned weights at sparsity 0.6."""
+    torch.manual_seed(seed)
+    module = MLP(6, hidden_sizes=(16, 16), n_classes=2).double()
+    weights = extract_weights(module)
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(6, 6))
+    X = torch.as_tensor(rng.normal(size=(5000, 6)) @ mixing + rng.normal(size=6))
+    requirement = Sparsity(0.9, 6)
+    requirement.set_input_statistics(X.mean(0), torch.cov(X.T))
+    return module, weights, requirement, magnitude_prune_weights(weights, 0.6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recalibration_matches_the_original_positive_share_on_the_proxy_rows(seed):
+    from sklearn_metaedit.editing._graph import network_forward
+
+    module, weights, requirement, pruned = _pruned_binary_network(seed)
+    # move the pruned network's threshold far off, so that it labels almost every row alike
+    w, b = pruned[-1]
+    off = [*pruned[:-1], (w, b + torch.tensor([5.0, -5.0], dtype=b.dtype))]
+    item = {"module": module, "weights": weights}
+    fixed = requirement.recalibrate(item, off)
+    rows = requirement.proxy_rows("cpu", torch.float64)
+    assert rows.shape == (1024, 6)
+    # the proxy rows follow the recorded statistics
+    assert torch.allclose(rows.mean(0), requirement.input_mean, atol=0.3 * rows.std(0).max())
+
+    def share(ws):
+        logits = network_forward(module, ws, rows)
+        return float((logits[:, 1] > logits[:, 0]).double().mean())
+
+    assert abs(share(fixed) - share(weights)) <= 1.5 / len(rows)
+    assert abs(share(off) - share(weights)) > 0.05
+    # only the output biases move, by opposite amounts; every zero stays zero
+    for (w0, b0), (w1, b1) in zip(off[:-1], fixed[:-1], strict=True):
+        assert torch.equal(w0, w1) and torch.equal(b0, b1)
+    assert torch.equal(off[-1][0], fixed[-1][0])
+    delta = fixed[-1][1] - off[-1][1]
+    assert torch.allclose(delta[0], -delta[1])
+    # the same edit from the already recalibrated weights is a fixed point
+    again = requirement.recalibrate(item, fixed)
+    assert abs(share(again) - share(fixed)) <= 1.5 / len(rows)
+
+
+def test_recalibration_leaves_other_networks_and_unfitted_requirements_alone():
+    torch.manual_seed(0)
+    module = MLP(4, hidden_sizes=(8,), n_classes=3)
+    weights = extract_weights(module)
+    requirement = Sparsity(0.5, 4)
+    requirement.set_input_statistics(torch.zeros(4), torch.eye(4))
+    item = {"module": module, "weights": weights}
+    edited = magnitude_prune_weights(weights, 0.5)
+    assert requirement.recalibrate(item, edited) is edited  # three classes
+    binary = MLP(4, hidden_sizes=(8,), n_classes=2)
+    bare = Sparsity(0.5, 4)  # no input statistics: nothing to draw proxy rows from
+    pruned = magnitude_prune_weights(extract_weights(binary), 0.5)
+    assert (
+        bare.recalibrate({"module": binary, "weights": extract_weights(binary)}, pruned) is pruned
+    )
+
+
+def test_sparsity_range_draws_kept_fractions_log_uniformly_and_spaces_anchors_alike():
+    from scipy.stats import kstest
+
+    requirement = Sparsity(0.9, 10)
+    rng = np.random.RandomState(0)
+    draws = np.array([requirement.sample_target(rng, 0.5, 0.95) for _ in range(4000)])
+    assert draws.min() >= 0.5 and draws.max() <= 0.95
+    # log(1 - s) is uniform on [log 0.05, log 0.5]
+    logs = np.log1p(-draws)
+    low, high = math.log(0.05), math.log(0.5)
+    assert kstest(logs, "uniform", args=(low, high - low)).pvalue > 0.01
+    assert 0.27 < np.mean(draws >= 0.9) < 0.33  # log(2) / log(10) of the draws
+    anchors = requirement.target_anchors(0.5, 0.95)
+    assert len(anchors) == requirement.n_target_anchors == 4
+    assert anchors[0] == pytest.approx(0.5) and anchors[-1] == pytest.approx(0.95)
+    kept = 1 - np.array(anchors)
+    assert np.allclose(kept[1:] / kept[:-1], (0.05 / 0.5) ** (1 / 3))
+    assert requirement.target_anchors(0.7, 0.7) is None
+    # the other requirements draw uniformly and read one output at every target
+    fairness = Fairness(0.05, 10)
+    assert fairness.target_anchors(0.02, 0.2) is None
+    gaps = np.array([fairness.sample_target(rng, 0.02, 0.2) for _ in range(4000)])
+    assert kstest(gaps, "uniform", args=(0.02, 0.18)).pvalue > 0.01
