@@ -429,6 +429,11 @@ def _threshold_shift(margin: torch.Tensor, share: float) -> torch.Tensor | None:
     return -0.5 * (below + above)
 
 
+def _log_kept(sparsity: float) -> float:
+    """``log(1 - sparsity)``, with the kept fraction floored at 1e-6 (finite at 1)."""
+    return math.log1p(-min(sparsity, 1.0 - 1e-6))
+
+
 class Sparsity(Requirement):
     """A fraction ``target`` of the weights (not biases) is exactly zero."""
 
@@ -440,7 +445,7 @@ class Sparsity(Requirement):
         halving of the weights kept is drawn as often, so that the demanding end, where
         the edits differ most, is not a small corner of the draws (uniform on [0.5,
         0.95], a tenth of the draws would fall within [0.9, 0.95]; here 30%)."""
-        kept = rng.uniform(math.log1p(-high), math.log1p(-low))
+        kept = rng.uniform(_log_kept(high), _log_kept(low))
         return float(-math.expm1(kept))
 
     def target_anchors(self, low, high):
@@ -449,10 +454,8 @@ class Sparsity(Requirement):
         if high - low < 1e-6:
             return None
         n = self.n_target_anchors
-        logs = [
-            math.log1p(-low) + (math.log1p(-high) - math.log1p(-low)) * i / (n - 1)
-            for i in range(n)
-        ]
+        start, stop = _log_kept(low), _log_kept(high)
+        logs = [start + (stop - start) * i / (n - 1) for i in range(n)]
         return [self.metanet_target(-math.expm1(v)) for v in logs]
 
     def n_zero(self, n_weights: int, target: float) -> int:
