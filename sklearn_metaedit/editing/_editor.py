@@ -610,8 +610,6 @@ default="sparsity"
         if self.target_range is None:
             return self.target_
         low, high = self.target_range
-        if self.requirement_.name == "data_minimisation":
-            return self._check_target(int(rng.randint(int(low), int(high) + 1)))
         return self._check_target(self.requirement_.sample_target(rng, low, high))
 
     def _validation_targets(self) -> list:

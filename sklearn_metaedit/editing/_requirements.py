@@ -538,6 +538,10 @@ class DataMinimisation(Requirement):
         super().__init__(target, n_features)
         self.forbidden = sorted(int(i) for i in forbidden)
 
+    def sample_target(self, rng, low, high):
+        """A budget drawn uniformly from the integers ``low .. high``."""
+        return int(rng.randint(int(low), int(high) + 1))
+
     def metanet_target(self, target):
         keep = self.n_features - len(self.forbidden) if target is None else target
         return float(keep) / self.n_features
