@@ -43,6 +43,10 @@ _EDIT_CHUNK = 16
 #: Task rows on which checkpoints are compared (at most).
 _VALIDATION_ROWS = 8192
 
+#: Share of a range editor's training targets drawn at the anchors of its output heads
+#: (one anchor at random), when it has several; the rest are drawn from the range.
+_ANCHOR_DRAWS = 0.75
+
 _HISTORY_COLUMNS = ["step", "train_loss", "validation_loss", "validation_score"]
 
 #: Node inputs of the metanetwork that describe the task's input features.
@@ -133,12 +137,11 @@ default="sparsity"
         are then selected on the validation networks at both ends and the middle of the
         range as well as at ``target``. For a fairness target, a narrow range around
         it (e.g. ``(0.04, 0.06)`` for 0.05) made edits meet the target more reliably
-        on Adult (see the editing guide). A sparsity range draws its training targets
-        with the kept fraction ``1 - s`` log-uniform and gives the metanetwork's output
-        heads four anchors across the range (``GraphMetanetwork``'s
-        ``target_anchors``). At the demanding end of a sparsity range a range editor
-        can fall short of one fitted for that target alone (see the editing guide for
-        the figures on Adult): check the end you need, or fit for it.
+        on Adult (see the editing guide). A sparsity range gives the metanetwork's
+        output heads four anchors across the range (``GraphMetanetwork``'s
+        ``target_anchors``): three training targets in four are then drawn at an anchor
+        and the others with the kept fraction ``1 - s`` log-uniform, and checkpoints
+        are selected at the anchors.
     target_margin : float, default=0.0
         Fairness requirements only: train for a gap of ``target - target_margin``. The
         gap is measured on new rows and on new networks, where it scatters around what
@@ -606,17 +609,35 @@ default="sparsity"
         flags[: self.n_features_in_task_, 1] = self.requirement_.input_scale()
         return flags
 
+    def _anchor_targets(self) -> list | None:
+        """The targets at which a range editor's metanetwork has its own output heads
+        (None for one head)."""
+        if self.target_range is None:
+            return None
+        anchors = self.requirement_.anchor_targets(*map(float, self.target_range))
+        return None if anchors is None else [self._check_target(t) for t in anchors]
+
     def _sample_target(self, rng: np.random.RandomState) -> Any:
         if self.target_range is None:
             return self.target_
+        anchors = self._anchor_targets()
+        # a head is read alone only at its anchor and shares every target in between
+        # with a neighbour; training at the anchors themselves as well lets the head at
+        # the demanding end learn as much as an editor fitted for that target alone
+        if anchors is not None and rng.uniform() < _ANCHOR_DRAWS:
+            return anchors[rng.randint(len(anchors))]
         low, high = self.target_range
         return self._check_target(self.requirement_.sample_target(rng, low, high))
 
     def _validation_targets(self) -> list:
         """Targets at which checkpoints are compared: the fitted one and, for an editor
-        trained on a range, both ends and the middle of it."""
+        trained on a range, both ends and the middle of it; the anchors of its output
+        heads where it has several (their mean score then weighs each head alike)."""
         if self.target_range is None:
             return [self.target_]
+        anchors = self._anchor_targets()
+        if anchors is not None:
+            return anchors
         low, high = self.target_range
         if self.requirement_.name == "data_minimisation":
             points = [int(low), round((low + high) / 2), int(high)]

@@ -264,10 +264,16 @@ class Requirement(ABC):
         """A training target drawn from ``[low, high]`` (uniformly here)."""
         return float(rng.uniform(low, high))
 
-    def target_anchors(self, low: float, high: float) -> list[float] | None:
-        """Anchors of the metanetwork's output heads for a range of targets, on the scale
-        it reads (:meth:`metanet_target`); None for one head."""
+    def anchor_targets(self, low: float, high: float) -> list[float] | None:
+        """Targets in ``[low, high]`` at which the metanetwork of a range editor has its
+        own output heads (``n_target_anchors`` of them); None for one head."""
         return None
+
+    def target_anchors(self, low: float, high: float) -> list[float] | None:
+        """:meth:`anchor_targets` on the scale the metanetwork reads
+        (:meth:`metanet_target`): ``GraphMetanetwork``'s ``target_anchors``."""
+        anchors = self.anchor_targets(low, high)
+        return None if anchors is None else [self.metanet_target(t) for t in anchors]
 
     def node_flags(self, sizes: Sequence[int]) -> torch.Tensor:
         """Requirement-specific node inputs of shape (N, 1): 1 on the input neurons of
@@ -448,7 +454,7 @@ class Sparsity(Requirement):
         kept = rng.uniform(_log_kept(high), _log_kept(low))
         return float(-math.expm1(kept))
 
-    def target_anchors(self, low, high):
+    def anchor_targets(self, low, high):
         """``n_target_anchors`` sparsities from ``low`` to ``high``, their kept fractions
         evenly spaced on a log scale (None for a range of one point)."""
         if high - low < 1e-6:
@@ -456,7 +462,7 @@ class Sparsity(Requirement):
         n = self.n_target_anchors
         start, stop = _log_kept(low), _log_kept(high)
         logs = [start + (stop - start) * i / (n - 1) for i in range(n)]
-        return [self.metanet_target(-math.expm1(v)) for v in logs]
+        return [float(-math.expm1(v)) for v in logs]
 
     def n_zero(self, n_weights: int, target: float) -> int:
         """Number of weights to zero: ``ceil(target * n_weights)``, so the fraction is met."""

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 from fairlearn.metrics import demographic_parity_difference
+from scipy.stats import chisquare, kstest
 from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
@@ -459,7 +460,10 @@ def test_range_editor_selects_checkpoints_across_its_range(task, population):
     X, y = task
     editor = MetanetEditor("sparsity", target=0.5, target_range=(0.3, 0.9), **FAST)
     editor.fit(population, data=(X, y))
-    assert editor._validation_targets() == pytest.approx([0.3, 0.6, 0.9, 0.5])
+    # a sparsity range is validated at the anchors of its output heads: kept fractions
+    # 0.7 ... 0.1, evenly spaced on a log scale
+    anchors = 1 - 0.7 * (0.1 / 0.7) ** (np.arange(4) / 3)
+    assert editor._validation_targets() == pytest.approx(anchors.tolist())
     budget = MetanetEditor("data_minimisation", target=3, target_range=(2, 7), **FAST)
     assert budget.fit(population, data=(X, y))._validation_targets() == [2, 4, 7, 3]
     single = MetanetEditor("sparsity", target=0.5, **FAST).fit(population, data=(X, y))
@@ -472,6 +476,30 @@ def test_range_editor_selects_checkpoints_across_its_range(task, population):
     assert editor.metanet_params_["target_anchors"][0] == pytest.approx(0.3)
     assert single.metanet_.target_anchors is None
     assert budget.metanet_.target_anchors is None
+
+
+def test_range_editor_trains_at_its_anchors_and_across_its_range(task, population):
+    X, y = task
+    editor = MetanetEditor("sparsity", target=0.5, target_range=(0.3, 0.9), **FAST)
+    editor.fit(population, data=(X, y))
+    anchors = editor._anchor_targets()
+    rng = np.random.RandomState(0)
+    draws = np.array([editor._sample_target(rng) for _ in range(8000)])
+    at_anchor = np.isin(draws, anchors)
+    # three draws in four at an anchor, each anchor alike ...
+    assert abs(at_anchor.mean() - 0.75) < 0.02
+    counts = [np.sum(draws == a) for a in anchors]
+    assert chisquare(counts).pvalue > 0.01
+    # ... the others log-uniform in the kept fraction over the range
+    rest = np.log1p(-draws[~at_anchor])
+    low, high = np.log(0.1), np.log(0.7)
+    assert kstest(rest, "uniform", args=(low, high - low)).pvalue > 0.01
+    # one output, no anchors: every draw comes from the range (here whole numbers)
+    budget = MetanetEditor("data_minimisation", target=3, target_range=(2, 7), **FAST)
+    budget.fit(population, data=(X, y))
+    assert budget._anchor_targets() is None
+    ks = [budget._sample_target(rng) for _ in range(2000)]
+    assert set(ks) == set(range(2, 8))
 
 
 def test_fairness_margin_trains_for_a_smaller_gap_than_the_target():

@@ -239,6 +239,8 @@ def test_sparsity_range_draws_kept_fractions_log_uniformly_and_spaces_anchors_al
     kept = 1 - np.array(anchors)
     assert np.allclose(kept[1:] / kept[:-1], (0.05 / 0.5) ** (1 / 3))
     assert requirement.target_anchors(0.7, 0.7) is None
+    # the metanetwork reads a sparsity as it is: the anchors are the targets
+    assert requirement.anchor_targets(0.5, 0.95) == anchors
     # a range up to 1 (every weight zero) stays finite and within the range
     draws = [requirement.sample_target(rng, 0.6, 1.0) for _ in range(200)]
     assert 0.6 - 1e-12 <= min(draws) and max(draws) <= 1.0
@@ -248,5 +250,6 @@ def test_sparsity_range_draws_kept_fractions_log_uniformly_and_spaces_anchors_al
     # the other requirements draw uniformly and read one output at every target
     fairness = Fairness(0.05, 10)
     assert fairness.target_anchors(0.02, 0.2) is None
+    assert fairness.anchor_targets(0.02, 0.2) is None
     gaps = np.array([fairness.sample_target(rng, 0.02, 0.2) for _ in range(4000)])
     assert kstest(gaps, "uniform", args=(0.02, 0.18)).pvalue > 0.01
