@@ -135,7 +135,7 @@ default="sparsity"
         ``data_minimisation``), so that ``transform(networks, target=...)`` serves any
         target in it without refitting. None: train on ``target`` only. Checkpoints
         are then selected on the validation networks at both ends and the middle of the
-        range as well as at ``target``. For a fairness target, a narrow range around
+        range as well as at ``target`` (a sparsity range: see below). For a fairness target, a narrow range around
         it (e.g. ``(0.04, 0.06)`` for 0.05) made edits meet the target more reliably
         on Adult (see the editing guide). A sparsity range gives the metanetwork's
         output heads four anchors across the range (``GraphMetanetwork``'s
