@@ -135,13 +135,13 @@ default="sparsity"
         ``data_minimisation``), so that ``transform(networks, target=...)`` serves any
         target in it without refitting. None: train on ``target`` only. Checkpoints
         are then selected on the validation networks at both ends and the middle of the
-        range as well as at ``target`` (a sparsity range: see below). For a fairness target, a narrow range around
-        it (e.g. ``(0.04, 0.06)`` for 0.05) made edits meet the target more reliably
-        on Adult (see the editing guide). A sparsity range gives the metanetwork's
-        output heads four anchors across the range (``GraphMetanetwork``'s
-        ``target_anchors``): three training targets in four are then drawn at an anchor
-        and the others with the kept fraction ``1 - s`` log-uniform, and checkpoints
-        are selected at the anchors.
+        range as well as at ``target`` (a sparsity range: see below). For a fairness
+        target, a narrow range around it (e.g. ``(0.04, 0.06)`` for 0.05) made edits
+        meet the target more reliably on Adult (see the editing guide). A sparsity
+        range gives the metanetwork's output heads four anchors across the range
+        (``GraphMetanetwork``'s ``target_anchors``): three training targets in four are
+        then drawn at an anchor and the others with the kept fraction ``1 - s``
+        log-uniform, and checkpoints are selected at the anchors.
     target_margin : float, default=0.0
         Fairness requirements only: train for a gap of ``target - target_margin``. The
         gap is measured on new rows and on new networks, where it scatters around what
