@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.utils.metadata_routing import MetadataRequest
 
+from ._constraint_names import CONSTRAINTS
 from ._groups import (
     check_sensitive_features,
     encode_groups,
@@ -45,8 +46,6 @@ __all__ = [
     "selection_rate_gap",
     "true_positive_rate_gap",
 ]
-
-CONSTRAINTS = ("demographic_parity", "equal_opportunity", "equalized_odds")
 
 
 def _as_1d(values: Any, name: str) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Parity constraints: which rows each constraint involves and which rows share a band.
 
 A constraint turns group codes (and, where it needs them, 0/1 labels) into the arguments
-of :func:`~sklearn_metaedit.fairness._projection.project_parity` and
-:func:`~sklearn_metaedit.fairness._projection.parity_decisions`:
+of :func:`~sklearn_metaedit.fairness.project_parity` and
+:func:`~sklearn_metaedit.fairness.parity_decisions`:
 
 ``demographic_parity``
     every row, one band: the groups' mean scores (selection rates) differ by at most
@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._constraint_names import CONSTRAINTS, NEEDS_LABELS
+
 __all__ = [
     "CONSTRAINTS",
     "ConstraintCodes",
@@ -31,9 +33,6 @@ __all__ = [
     "constraint_codes",
     "needs_labels",
 ]
-
-CONSTRAINTS = ("demographic_parity", "equal_opportunity", "equalized_odds")
-_NEED_LABELS = frozenset({"equal_opportunity", "equalized_odds"})
 
 
 class ConstraintCodes(NamedTuple):
@@ -95,7 +94,7 @@ def needs_labels(constraint: str) -> bool:
     >>> needs_labels("demographic_parity"), needs_labels("equal_opportunity")
     (False, True)
     """
-    return check_constraint(constraint) in _NEED_LABELS
+    return check_constraint(constraint) in NEEDS_LABELS
 
 
 def _to_long(values, name: str, device=None) -> Tensor:

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Subset
 from .._device import check_device
 from .._groups import encode_groups, fit_groups, resolve_sensitive_features
 from ._constraints import CONSTRAINTS, constraint_codes
-from ._projection import parity_decisions, project_parity
+from ._decisions import parity_decisions
+from ._projection import project_parity
 
 __all__ = ["FairnessLayerClassifier"]
 

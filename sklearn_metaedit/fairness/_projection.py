@@ -1,4 +1,4 @@
-"""The exact parity projection and exact parity decisions.
+"""The exact parity projection: scores moved the least distance to meet a parity gap.
 
 :func:`project_parity` is the Euclidean projection of scores in ``[0, 1]`` onto the set
 where every group's mean lies in a common band of width ``epsilon``::
@@ -12,12 +12,11 @@ nearest band end (``nu_g = 0`` when its mean already lies in the band). The tota
 function whose knots follow from one sort of the scores within each group. The root of
 ``F'`` fixes the active set (which rows are clipped, which groups sit at which band
 end); on that active set the solution has a closed form, and its exact Jacobian. CUDA
-tensors are projected with torch ops; CPU tensors with numpy, whose per-op overhead is
-a fraction of torch's.
+tensors are projected with the torch ops of this module; CPU tensors with their numpy
+twin in :mod:`._projection_numpy`, whose per-op overhead is a fraction of torch's.
 
-:func:`parity_decisions` turns scores into 0/1 decisions, one threshold per group, whose
-selection-rate gap is at most ``epsilon`` as fairlearn computes it, flipping the fewest
-and least confident decisions.
+The checks of the arguments and the grouping of rows by code here are shared with
+:func:`~sklearn_metaedit.fairness.parity_decisions`.
 """
 
 from __future__ import annotations
@@ -29,7 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["parity_decisions", "project_parity"]
+from ._projection_numpy import _ParityProjectionNumpy, _project_numpy
+
+__all__ = ["project_parity"]
 
 # Knots probed per group in each round of the root search: ceil(log_65(2 n_g + 3))
 # rounds, 2 for a thousand rows and 4 for a million; more probes a round cost more
@@ -43,10 +44,6 @@ _ONE_ROUND = 1024
 # thread the numpy path was faster at every size measured, from one row of 256 to one of
 # 10^6 and to batches of 1024 problems, by 2-20x with many groups.
 _BACKEND = "auto"
-# Up to this many knots in a problem, the numpy root search evaluates F' at all of them.
-_NUMPY_ONE_LEVEL = 1024
-# Candidate bands scored at once by parity_decisions, times batch rows and groups.
-_CANDIDATE_CHUNK = 1 << 21
 
 
 def _check_epsilon(epsilon: float) -> float:
@@ -184,6 +181,11 @@ def _sort_by_group(x: Tensor, codes: Tensor, original_dtype: torch.dtype) -> Ten
         bits = (x.to(torch.float32) + 0.0).view(torch.int32).to(torch.long)
         key = (codes + 1) * (1 << 31) + (0x3F800000 - bits)
         return torch.sort(key, dim=1, stable=True).indices
+    return _sort_by_group_stable(x, codes)
+
+
+def _sort_by_group_stable(x: Tensor, codes: Tensor) -> Tensor:
+    """Permutation sorting each row by (code, score descending, row index), exactly."""
     by_score = torch.sort(x, dim=1, descending=True, stable=True).indices
     by_code = torch.sort(codes.gather(1, by_score), dim=1, stable=True).indices
     return by_score.gather(1, by_code)
@@ -415,7 +417,7 @@ def project_parity(
     Examples
     --------
     >>> import torch
-    >>> from sklearn_metaedit.fairness._projection import project_parity
+    >>> from sklearn_metaedit.fairness import project_parity
     >>> scores = torch.tensor([0.9, 0.8, 0.2, 0.1], dtype=torch.float64)
     >>> groups = torch.tensor([0, 0, 1, 1])
     >>> project_parity(scores, groups, 0.1)
@@ -498,419 +500,3 @@ class _ParityProjection(torch.autograd.Function):
         grad_x = torch.where(state >= 2, 0.0, grad)
         grad_x = torch.where(shifted, grad_x + correction.gather(1, g), grad_x)
         return grad_x, None, None, None, None, None
-
-
-# ----------------------------------------------------------------------- numpy path
-#
-# On the CPU a torch op costs several microseconds of dispatch however small its input,
-# and the torch path above needs a few hundred of them; numpy's overhead is about a
-# microsecond an op. For large inputs numpy sorts values (not indices) several times
-# faster, and groups are stored back to back rather than padded to the largest. The
-# numpy path below finds the same active set with one exact search per problem (batch
-# row and block), the K groups of a problem handled together, and applies the same
-# closed form and Jacobian.
-
-
-# Row state by group kind (0: inactive, 2: upper band end, 4: lower band end) plus
-# whether the row scores at least its group's threshold.
-_STATES = np.array([0, 0, 2, 1, 1, 3], dtype=np.int8)
-
-
-def _active_set_numpy(x: np.ndarray, codes: np.ndarray, n_total: int, n_groups: int, epsilon):
-    """The numpy twin of :func:`_active_set`, with the group layout the closed form needs.
-
-    Parameters
-    ----------
-    x : ndarray of shape (batch, n)
-        Scores in ``[0, 1]``, float64.
-    codes : ndarray of shape (batch, n)
-        Group codes as :func:`_prepare` returns them (``-1``: unconstrained).
-
-    Returns
-    -------
-    state : ndarray of shape (batch * n,) of int8
-        As in :func:`_active_set`, flattened.
-    group : ndarray of shape (batch * n,)
-        Each row's group among all ``batch * n_total`` groups; ``batch * n_total`` for
-        unconstrained rows.
-    sizes : ndarray of shape (batch * n_total,)
-        Rows per group, float64.
-    upper_end : ndarray of shape (batch * n_total,)
-        Whether an active group sits at the upper band end.
-    """
-    batch, n = x.shape
-    n_all = batch * n_total
-    flat = x.reshape(-1)
-    codes = codes.reshape(-1)
-    group = np.where(codes < 0, n_all, codes)
-    if batch > 1:
-        group += np.repeat(np.arange(batch) * n_total, n) * (codes >= 0)
-    counts = np.bincount(group, minlength=n_all + 1)[:n_all]
-    sizes = counts.astype(np.float64)
-    mu = np.bincount(group, flat, n_all + 1)[:n_all] / np.maximum(sizes, 1.0)
-    upper_end = np.zeros(n_all, dtype=bool)
-    # A block already within the band is left alone.
-    nonempty = counts > 0
-    shape = (n_all // n_groups, n_groups)
-    top = np.where(nonempty, mu, -np.inf).reshape(shape).max(1)
-    bottom = np.where(nonempty, mu, np.inf).reshape(shape).min(1)
-    unsolved = np.flatnonzero(top - bottom > epsilon).tolist()
-    if not unsolved:
-        return np.zeros(batch * n, dtype=np.int8), group, sizes, upper_end
-
-    # Rows grouped by a stable radix sort of their (small integer) group, then each
-    # group's scores sorted in place, descending (ascending in -x): numpy sorts values
-    # several times faster than it sorts indices.
-    key_type = np.int16 if n_all < 2**15 - 1 else np.int64
-    m = int(counts.sum())
-    dc = -flat[np.argsort(group.astype(key_type), kind="stable")[:m]]
-    starts = np.cumsum(counts) - counts
-    heads = starts[nonempty]
-    for first, size in zip(heads.tolist(), counts[nonempty].tolist(), strict=True):
-        dc[first : first + size].sort()
-    np.negative(dc, out=dc)
-    gc = np.repeat(np.arange(n_all), counts)
-    rank = np.arange(m) - starts[gc]
-
-    # Each group's knots (those of _knots) and n_g * nu_g there, without padding: group g
-    # occupies [base_g, base_g + 2 n_g + 2) of the flat arrays. The knots are written as
-    # sums of nonnegative steps (between consecutive scores, and 1 - d_0 first), so that
-    # they ascend within a group in floating point too, as np.interp and np.searchsorted
-    # need: n_g times the clipped mean is sum_{j <= q} j step_j at shift -d_q, and the
-    # group's score sum plus sum_{j <= q} (n_g - j) step_j at shift 1 - d_q.
-    size_r = sizes[gc]
-    q = rank.astype(np.float64)
-    step = np.empty(m)
-    step[1:] = dc[:-1] - dc[1:]
-    step[heads] = 1.0 - dc[heads]
-    sums = np.cumsum(np.stack([q, size_r - q]) * step, axis=1)
-    before = np.zeros((2, m + 1))
-    before[:, 1:] = sums
-    sums -= before[:, starts[gc]]
-    below, above = sums
-    last = (starts + counts - 1)[nonempty]
-    mean = np.zeros(n_all)
-    mean[nonempty] = (below[last] + sizes[nonempty] * dc[last]) / sizes[nonempty]
-    base = 2 * starts + 2 * np.arange(n_all)
-    at_lower = base[gc] + rank
-    at_upper = at_lower + counts[gc] + 2
-    knots = np.empty(2 * (m + n_all))
-    phi = np.zeros_like(knots)
-    knots[at_lower] = below / size_r - epsilon
-    knots[base + counts] = mean - epsilon
-    knots[base + counts + 1] = mean
-    knots[at_upper] = mean[gc] + above / size_r
-    phi[at_lower] = -size_r * dc
-    phi[at_upper] = size_r * (1 - dc)
-
-    # Each group's piece decoded as in _active_set, into a rule per row: an upper-end
-    # group shifts its rows scoring at least ``threshold`` (its ``unclipped`` highest) and
-    # clips the rest at zero; a lower-end group clips its rows scoring at least
-    # ``threshold`` (above its first shifted row) at one and shifts the rest. Rows tied
-    # with the threshold go together: ties only straddle it at a clipping boundary, where
-    # either state gives the same value, and an active group keeps a shifted row.
-    kind = np.zeros(n_all + 1, dtype=np.int8)
-    threshold = np.zeros(n_all + 1)
-    base_l, counts_l, starts_l = base.tolist(), counts.tolist(), starts.tolist()
-    for problem in unsolved:
-        members = [g for g in range(problem * n_groups, (problem + 1) * n_groups) if counts_l[g]]
-        spans = [slice(base_l[g], base_l[g] + 2 * counts_l[g] + 2) for g in members]
-        pieces = [(knots[span], phi[span]) for span in spans]
-        lower_end = _last_negative_knot(pieces)
-        for g, (a, _) in zip(members, pieces, strict=True):
-            count_le = int(a.searchsorted(lower_end, side="right"))
-            size = counts_l[g]
-            if 1 <= count_le <= size:
-                upper_end[g] = True
-                kind[g] = 2
-                threshold[g] = dc[starts_l[g] + count_le - 1]
-            elif count_le >= size + 2:
-                kind[g] = 4
-                clipped_one = min(count_le - size - 2, size - 1)
-                threshold[g] = math.nextafter(float(dc[starts_l[g] + clipped_one]), 2.0)
-    state = _STATES[kind[group] + (flat >= threshold[group])]
-    return state, group, sizes, upper_end
-
-
-def _last_negative_knot(pieces: list) -> float:
-    """The last knot before the root of ``F'``: F' is linear from it to the root.
-
-    ``F'(p) / 2 = sum_g interp(p, a_g, phi_g)`` over the ``(a_g, phi_g)`` of ``pieces``
-    (each group's knots, ascending, and its share of ``F' / 2`` there). Small problems
-    evaluate ``F'`` at every knot; larger ones first at every ``sqrt(L_g)``-th knot of
-    each group, then at the at most ``sqrt(L_g)`` knots per group between the two probes
-    that bracket the root, so that the search costs O(sqrt(n)) after the O(n) set-up of
-    the knots.
-    """
-    longest = max(a.shape[0] for a, _ in pieces)
-    stride = 1 if longest * len(pieces) <= _NUMPY_ONE_LEVEL else math.isqrt(longest)
-    probes = np.concatenate([a[::stride] for a, _ in pieces] + [a[-1:] for a, _ in pieces])
-    slope = _slope(probes, pieces)
-    below = slope <= 0
-    # The first knot of every group is -epsilon, where each share is -n_g max(s) <= 0.
-    lower = np.max(probes, where=below, initial=-np.inf)
-    if stride > 1:
-        # Every group's share is nonnegative at its last knot, so some probe has F' > 0.
-        upper = np.min(probes, where=~below, initial=np.inf)
-        inner = np.concatenate(
-            [a[a.searchsorted(lower, side="right") : a.searchsorted(upper)] for a, _ in pieces]
-        )
-        if inner.size:
-            lower = max(lower, np.max(inner, where=_slope(inner, pieces) <= 0, initial=-np.inf))
-    return lower
-
-
-def _slope(probes: np.ndarray, pieces: list) -> np.ndarray:
-    """``F'(p) / 2`` at every probe ``p``."""
-    a, f = pieces[0]
-    slope = np.interp(probes, a, f)
-    for a, f in pieces[1:]:
-        slope += np.interp(probes, a, f)
-    return slope
-
-
-def _closed_form_numpy(x, state, group, sizes, upper_end, n_groups: int, epsilon: float):
-    """The closed form of :class:`_ParityProjection` on the active set of
-    :func:`_active_set_numpy`.
-
-    Returns ``z`` of the shape of ``x`` and what :func:`_jacobian_numpy` needs.
-    """
-    flat = x.reshape(-1)
-    shifted = state == 1
-    n_all = sizes.shape[0]
-    total_shifted = np.bincount(group, np.where(shifted, flat, 0.0), n_all + 1)[:n_all]
-    unclipped = np.bincount(group, shifted, n_all + 1)[:n_all]
-    c = np.bincount(group, state == 3, n_all + 1)[:n_all]
-    active = unclipped > 0
-    u = np.maximum(unclipped, 1.0)
-    delta = upper_end * epsilon
-    weight = np.where(active, sizes / u, 0.0)
-    numerator = (weight * (c + total_shifted - sizes * delta)).reshape(-1, n_groups).sum(1)
-    denominator = (weight * sizes).reshape(-1, n_groups).sum(1)
-    denominator = np.where(denominator > 0, denominator, 1.0)
-    lower = np.repeat(numerator / denominator, n_groups)
-    nu = np.zeros(n_all + 1)
-    nu[:n_all] = np.where(active, (sizes * (lower + delta) - c - total_shifted) / u, 0.0)
-    z = np.where(shifted, flat + nu[group], flat)
-    z[state == 2] = 0.0
-    z[state == 3] = 1.0
-    # Shifted rows land in [0, 1] up to rounding.
-    np.clip(z, 0.0, 1.0, out=z)
-    return z.reshape(x.shape), (state, group, weight, u, denominator, n_groups)
-
-
-def _jacobian_numpy(grad: np.ndarray, saved) -> np.ndarray:
-    """The vector-Jacobian product of :class:`_ParityProjection`'s docstring, in numpy."""
-    state, group, weight, u, denominator, n_groups = saved
-    flat = grad.reshape(-1)
-    n_all = weight.shape[0]
-    shifted = state == 1
-    per_group = np.bincount(group, np.where(shifted, flat, 0.0), n_all + 1)[:n_all]
-    pooled = (weight * per_group).reshape(-1, n_groups).sum(1) / denominator
-    correction = np.zeros(n_all + 1)
-    correction[:n_all] = weight * np.repeat(pooled, n_groups) - per_group / u
-    grad_x = np.where(state >= 2, 0.0, flat)
-    grad_x += np.where(shifted, correction[group], 0.0)
-    return grad_x.reshape(grad.shape)
-
-
-def _project_numpy(x: Tensor, codes: Tensor, n_total: int, n_groups: int, epsilon: float):
-    """The projection of ``x`` (float64, CPU) clipped to ``[0, 1]``, and what
-    :func:`_jacobian_numpy` needs."""
-    raw = x.detach().numpy()
-    inside = (raw >= 0.0) & (raw <= 1.0)
-    clipped = np.clip(raw, 0.0, 1.0)
-    active_set = _active_set_numpy(clipped, codes.numpy(), n_total, n_groups, epsilon)
-    z, saved = _closed_form_numpy(clipped, *active_set, n_groups, epsilon)
-    return z, (inside, *saved)
-
-
-class _ParityProjectionNumpy(torch.autograd.Function):
-    """:func:`project_parity` of CPU tensors by :class:`_ParityProjection`'s closed form
-    and Jacobian, computed with numpy: the same result at a fraction of the per-op
-    overhead. Scores outside ``[0, 1]`` are clipped first and receive no gradient, as
-    through ``clamp``."""
-
-    @staticmethod
-    def forward(ctx, x, codes, n_total, n_groups, epsilon):
-        z, ctx.saved = _project_numpy(x, codes, n_total, n_groups, epsilon)
-        return torch.from_numpy(z)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        inside, *saved = ctx.saved
-        grad = grad.detach().to(torch.float64).numpy()
-        grad_x = _jacobian_numpy(grad, saved)
-        grad_x *= inside
-        return torch.from_numpy(grad_x), None, None, None, None
-
-
-def _rates(k: Tensor, n: Tensor) -> Tensor:
-    """Selection rates as fairlearn computes them: ``k / n`` rounded once in float64."""
-    return k.to(torch.float64) / n
-
-
-def parity_decisions(
-    scores: Tensor,
-    groups: Tensor,
-    epsilon: float,
-    *,
-    n_groups: int | None = None,
-    blocks: Tensor | None = None,
-    threshold: float = 0.5,
-) -> Tensor:
-    """0/1 decisions whose selection-rate gap is at most ``epsilon``, closest to thresholding.
-
-    Within each group the selected rows are its ``k_g`` highest scores (ties broken by row
-    order: earlier rows first), so each group has one threshold. Among all ``(k_g)``
-    whose selection rates ``k_g / n_g`` differ by at most ``epsilon`` -- evaluated in
-    float64 exactly as fairlearn's ``demographic_parity_difference`` evaluates them -- the
-    result minimises the total ``|s_i - threshold|`` of the rows whose decision differs
-    from ``scores >= threshold``. The selection-rate constraint always has the all-zero
-    and all-one solutions, so a result always exists.
-
-    Parameters
-    ----------
-    scores : Tensor of shape (n,) or (batch, n)
-        Scores (for instance probabilities or projected probabilities).
-    groups : Tensor of shape (n,) or (batch, n)
-        Integer group codes in ``0 .. n_groups - 1``; ``-1`` marks a row that no
-        constraint involves (its decision is ``scores >= threshold``).
-    epsilon : float
-        The largest allowed difference between two groups' selection rates, ``>= 0``.
-    n_groups : int, optional
-        Number of group codes; inferred from ``groups`` when omitted.
-    blocks : Tensor of shape (n,) or (batch, n), optional
-        Non-negative block index of each row; each block meets the bound on its own.
-    threshold : float, default=0.5
-        The threshold that defines the unconstrained decisions.
-
-    Returns
-    -------
-    decisions : Tensor of int64, shape of ``scores``
-        0/1 decisions. Work and memory are O(batch * n * n_groups).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sklearn_metaedit.fairness._projection import parity_decisions
-    >>> scores = torch.tensor([0.9, 0.8, 0.6, 0.45, 0.3, 0.55])
-    >>> groups = torch.tensor([0, 0, 0, 1, 1, 1])
-    >>> parity_decisions(scores, groups, 0.34)
-    tensor([1, 1, 1, 1, 0, 1])
-    """
-    # Rates lie in [0, 1], so any epsilon >= 1 admits every count, as epsilon = 1 does.
-    epsilon = min(_check_epsilon(epsilon), 1.0)
-    s2, codes, n_total, n_groups, squeeze = _prepare(scores, groups, blocks, n_groups)
-    x = s2.detach().to(torch.float64)
-    batch = x.shape[0]
-    device = x.device
-    baseline = x >= threshold
-    order = _sort_by_group_stable(x, codes)
-    counts, sorted_codes, ranks, n_max = _group_layout(order, codes, n_total)
-    if n_max == 0:
-        decisions = baseline.long()
-        return decisions.squeeze(0) if squeeze else decisions
-    d = _padded(x.gather(1, order), sorted_codes, ranks, n_total, n_max)
-    k0 = torch.zeros(batch, n_total, dtype=torch.long, device=device)
-    k0.scatter_add_(1, codes.clamp(min=0), (baseline & (codes >= 0)).long())
-    q = torch.arange(n_max, device=device)
-    valid = q < counts.unsqueeze(-1)
-    # cost[k] - cost[k0] is the total |s - threshold| of the rows flipped to select k rows.
-    step = torch.where(valid, threshold - d, 0.0)
-    cost = torch.cat([torch.zeros_like(step[..., :1]), torch.cumsum(step, -1)], -1)
-
-    # Candidate lower ends of the band: every achievable rate j / n_h.
-    size = counts.to(torch.float64)
-    j = torch.arange(n_max + 1, device=device)
-    candidate = _rates(j, size.unsqueeze(-1))
-    candidate_ok = (j <= counts.unsqueeze(-1)) & (counts > 0).unsqueeze(-1)
-    candidate = torch.where(candidate_ok, candidate, 0.0).reshape(batch, -1)
-    candidate_ok = candidate_ok.reshape(batch, -1)
-    block = torch.arange(n_total, device=device) // n_groups
-    candidate_block = block.repeat_interleave(n_max + 1)
-
-    # Each candidate band costs the cheapest count of every group of its block; the
-    # candidates are scored in chunks so that memory stays bounded.
-    chunk = max(1, _CANDIDATE_CHUNK // (batch * n_total))
-    totals = []
-    for first in range(0, candidate.shape[1], chunk):
-        part = slice(first, first + chunk)
-        k, feasible = _counts_in_band(candidate[:, part], counts, k0, epsilon)
-        involved = (block[:, None] == candidate_block[None, part]).unsqueeze(0) & (
-            counts > 0
-        ).unsqueeze(-1)
-        flip_cost = cost.gather(-1, k) - cost.gather(-1, k0.unsqueeze(-1))
-        total = torch.where(involved, flip_cost, 0.0).sum(1)
-        possible = candidate_ok[:, part] & ~(involved & ~feasible).any(1)
-        totals.append(torch.where(possible, total, torch.inf))
-    total = torch.cat(totals, 1)
-
-    # The cheapest candidate of each block fixes every group's count in that block.
-    n_blocks = n_total // n_groups
-    per_block = torch.where(
-        candidate_block[None, None, :] == torch.arange(n_blocks, device=device)[None, :, None],
-        total.unsqueeze(1),
-        torch.inf,
-    )
-    best = candidate.gather(1, per_block.argmin(-1))  # (batch, n_blocks)
-    k, _ = _counts_in_band(best, counts, k0, epsilon)
-    own_block = (block[:, None] == torch.arange(n_blocks, device=device)[None, :]).unsqueeze(0)
-    k_star = torch.where(own_block, k, 0).sum(-1)
-
-    g = sorted_codes.clamp(min=0)
-    selected = (sorted_codes >= 0) & (ranks < k_star.gather(1, g))
-    decisions = baseline.clone()
-    constrained = torch.zeros_like(baseline)
-    constrained.scatter_(1, order, sorted_codes >= 0)
-    chosen_rows = torch.zeros_like(baseline)
-    chosen_rows.scatter_(1, order, selected)
-    decisions = torch.where(constrained, chosen_rows, decisions).long()
-    return decisions.squeeze(0) if squeeze else decisions
-
-
-def _counts_in_band(lower: Tensor, counts: Tensor, k0: Tensor, epsilon: float):
-    """Cheapest count per group for bands ``[lower, lower + epsilon]``, under float tests.
-
-    Parameters
-    ----------
-    lower : Tensor of shape (batch, n_candidates)
-        Candidate lower ends of the band.
-    counts, k0 : Tensor of shape (batch, n_groups)
-        Group sizes and unconstrained counts of selected rows.
-
-    Returns
-    -------
-    k : Tensor of shape (batch, n_groups, n_candidates)
-        ``k0`` clamped to the counts whose rate ``k / n_g`` (rounded as fairlearn rounds
-        it) lies in the band: ``k / n_g >= lower`` and ``k / n_g - lower <= epsilon``.
-    feasible : Tensor of the same shape
-        Whether any count of the group lies in the band.
-    """
-    lower = lower.unsqueeze(1)
-    n_g = counts.to(torch.float64).unsqueeze(-1)
-    top = counts.unsqueeze(-1)
-    k_lo = torch.minimum(torch.ceil(lower * n_g).long(), top).clamp(min=0)
-    k_hi = torch.minimum(torch.floor((lower + epsilon) * n_g).long(), top).clamp(min=0)
-    # The products are off by at most one count; settle them with the exact float tests.
-    for _ in range(2):
-        down = (k_lo > 0) & (_rates(k_lo - 1, n_g) >= lower)
-        k_lo = torch.where(down, k_lo - 1, k_lo)
-        up = (k_lo < top) & (_rates(k_lo, n_g) < lower)
-        k_lo = torch.where(up, k_lo + 1, k_lo)
-        up = (k_hi < top) & (_rates(k_hi + 1, n_g) - lower <= epsilon)
-        k_hi = torch.where(up, k_hi + 1, k_hi)
-        down = (k_hi > 0) & (_rates(k_hi, n_g) - lower > epsilon)
-        k_hi = torch.where(down, k_hi - 1, k_hi)
-    k = torch.minimum(torch.maximum(k0.unsqueeze(-1), k_lo), k_hi)
-    feasible = (_rates(k_lo, n_g) >= lower) & (_rates(k_hi, n_g) - lower <= epsilon)
-    feasible &= k_lo <= k_hi
-    return k, feasible
-
-
-def _sort_by_group_stable(x: Tensor, codes: Tensor) -> Tensor:
-    """Permutation sorting each row by (code, score descending, row index), exactly."""
-    by_score = torch.sort(x, dim=1, descending=True, stable=True).indices
-    by_code = torch.sort(codes.gather(1, by_score), dim=1, stable=True).indices
-    return by_score.gather(1, by_code)

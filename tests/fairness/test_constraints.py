@@ -10,14 +10,15 @@ from fairlearn.metrics import (
     true_positive_rate_difference,
 )
 
-from sklearn_metaedit.fairness._constraints import (
+from sklearn_metaedit.fairness import (
     CONSTRAINTS,
     check_constraint,
     constraint_codes,
-    needs_labels,
+    parity_decisions,
+    project_parity,
+    project_parity_cvxpy,
 )
-from sklearn_metaedit.fairness._projection import parity_decisions, project_parity
-from sklearn_metaedit.fairness._reference import project_parity_cvxpy
+from sklearn_metaedit.fairness._constraints import needs_labels
 
 
 def _data(seed=0, n=400, n_groups=3):

@@ -12,14 +12,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import MLP, FairnessLayerClassifier
 from sklearn_metaedit.datasets import make_biased_classification
-from sklearn_metaedit.fairness._layer import (
-    FairnessLayerClassifier,
-    ParityProjectionModule,
-    ProjectedNLLLoss,
-    StratifiedBatchSampler,
-)
+from sklearn_metaedit.fairness import ParityProjectionModule
+from sklearn_metaedit.fairness._layer import ProjectedNLLLoss, StratifiedBatchSampler
 from sklearn_metaedit.metrics import fair_accuracy_scorer, make_fair_scorer, true_positive_rate_gap
 
 

@@ -16,9 +16,9 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sklearn_metaedit import OnlineFairPredictor
 from sklearn_metaedit._compare import Float64Proba
 from sklearn_metaedit.datasets import load_adult, make_biased_classification, make_preprocessor
-from sklearn_metaedit.fairness._online import OnlineFairPredictor
 from sklearn_metaedit.fairness._online_demo import (
     drifting_order,
     run_online_demo,
@@ -407,7 +407,7 @@ def _skorch_net(n_features: int):
     import torch
     from skorch import NeuralNetClassifier
 
-    from sklearn_metaedit._mlp import MLP
+    from sklearn_metaedit import MLP
 
     torch.manual_seed(0)
     return NeuralNetClassifier(
@@ -440,7 +440,7 @@ def test_a_skorch_network_as_base_model_keeps_the_guarantee(synthetic):
 
 
 def test_a_fairness_layer_as_base_model_receives_the_groups(synthetic):
-    from sklearn_metaedit.fairness._layer import FairnessLayerClassifier
+    from sklearn_metaedit import FairnessLayerClassifier
 
     X, y, g, X_test, _y, g_test = synthetic
     layer = FairnessLayerClassifier(_skorch_net(X.shape[1]), epsilon=0.05, random_state=0)

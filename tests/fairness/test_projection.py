@@ -11,9 +11,10 @@ from fairlearn.metrics import demographic_parity_difference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sklearn_metaedit.fairness._decisions as decisions
 import sklearn_metaedit.fairness._projection as projection
-from sklearn_metaedit.fairness._projection import parity_decisions, project_parity
-from sklearn_metaedit.fairness._reference import project_parity_cvxpy
+import sklearn_metaedit.fairness._projection_numpy as projection_numpy
+from sklearn_metaedit.fairness import parity_decisions, project_parity, project_parity_cvxpy
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 # The two implementations of project_parity on CPU tensors (CUDA runs the torch one).
@@ -437,9 +438,9 @@ def test_numpy_search_does_not_depend_on_its_probe_levels(monkeypatch):
     monkeypatch.setattr(projection, "_BACKEND", "numpy")
     for seed, n in ((33, 3000), (34, 200)):
         scores, groups = _spread_instance(seed, n, 3)
-        monkeypatch.setattr(projection, "_NUMPY_ONE_LEVEL", 0)  # coarse, then fine probes
+        monkeypatch.setattr(projection_numpy, "_NUMPY_ONE_LEVEL", 0)  # coarse, then fine probes
         two_levels = _project(scores, groups, 0.01, backend="numpy")
-        monkeypatch.setattr(projection, "_NUMPY_ONE_LEVEL", 10**9)  # every knot at once
+        monkeypatch.setattr(projection_numpy, "_NUMPY_ONE_LEVEL", 10**9)  # every knot at once
         np.testing.assert_array_equal(_project(scores, groups, 0.01, backend="numpy"), two_levels)
         _check_kkt(scores, groups, two_levels, 0.01)
 
@@ -602,7 +603,7 @@ def test_projection_does_not_depend_on_the_number_of_search_rounds(monkeypatch):
 def test_decisions_do_not_depend_on_candidate_chunking(monkeypatch):
     scores, groups = _spread_instance(31, 500, 3)
     whole = _decide(scores, groups, 0.02)
-    monkeypatch.setattr(projection, "_CANDIDATE_CHUNK", 7)
+    monkeypatch.setattr(decisions, "_CANDIDATE_CHUNK", 7)
     np.testing.assert_array_equal(_decide(scores, groups, 0.02), whole)
     gap = demographic_parity_difference(np.zeros(500), whole, sensitive_features=groups)
     assert gap <= 0.02

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_metaedit.fairness._projection import project_parity
-from sklearn_metaedit.fairness._reference import project_parity_cvxpy
+from sklearn_metaedit.fairness import project_parity, project_parity_cvxpy
 
 
 def _instance(seed, n=80, n_groups=3):
