@@ -38,11 +38,12 @@ format: $(VENV)/.installed
 	$(PY) -m ruff format sklearn_metaedit tests benchmarks examples
 	$(PY) -m ruff check --fix sklearn_metaedit tests benchmarks examples
 
+# every benchmark script in turn (each writes its JSON and markdown to benchmarks/results/)
 bench: $(VENV)/.installed
-	$(PY) -m sklearn_metaedit bench
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
 
 bench-quick: $(VENV)/.installed
-	$(PY) -m sklearn_metaedit bench --quick
+	for script in benchmarks/bench_*.py; do $(PY) $$script --quick || exit 1; done
 
 docs: $(VENV)/.installed-docs
 	$(PY) -m sphinx -W -b html docs docs/_build/html

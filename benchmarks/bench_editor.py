@@ -53,20 +53,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from fairlearn.postprocessing import ThresholdOptimizer
-from sklearn.base import BaseEstimator, ClassifierMixin
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import MLP, MetanetEditor, make_population
 from sklearn_metaedit.datasets import load_adult, make_preprocessor
-from sklearn_metaedit.editing._editor import MetanetEditor
+from sklearn_metaedit.demo import Float64Proba, fine_tune, retrain_on_columns, zero_columns
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
-from sklearn_metaedit.editing._population import make_population
-from sklearn_metaedit.editing._requirements import (
-    features_used,
-    magnitude_prune_weights,
-    weight_sparsity,
-)
+from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
+from sklearn_metaedit.editing._measures import features_used, weight_sparsity
 
 HERE = Path(__file__).resolve().parent
 FORBIDDEN_GROUPS = ("age", "sex", "race", "marital-status", "occupation")
@@ -143,7 +138,6 @@ PARITY = dict(utility_weight=0.5, temperature=0.1, target_margin=0.02, learning_
 # over gaps from 0.02 to 0.2 an absolute margin of 0.02 leaves nothing to train for at
 # 0.02: the range editor's margin is at most half the target
 PARITY_RANGE = {**PARITY, "relative_margin": 0.5}
-FINE_TUNE_LR = 1e-3
 BATCH_SIZE = 256
 
 
@@ -206,62 +200,6 @@ def accuracy_of(module: nn.Module, X: torch.Tensor, y: np.ndarray) -> float:
 def predictions_of(module: nn.Module, X: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return module.eval()(X).argmax(1).numpy()
-
-
-def fine_tune(module: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int, seed: int):
-    """Train ``module`` in place for ``epochs`` epochs, keeping its zero weights at zero."""
-    masks = [
-        (layer.weight != 0).to(layer.weight.dtype)
-        for layer in module
-        if isinstance(layer, nn.Linear)
-    ]
-    linears = [layer for layer in module if isinstance(layer, nn.Linear)]
-    optimizer = torch.optim.Adam(module.parameters(), lr=FINE_TUNE_LR)
-    generator = torch.Generator().manual_seed(seed)
-    module.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(X), generator=generator)
-        for start in range(0, len(X), BATCH_SIZE):
-            index = order[start : start + BATCH_SIZE]
-            loss = nn.functional.cross_entropy(module(X[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                for layer, mask in zip(linears, masks, strict=True):
-                    layer.weight.mul_(mask)
-    return module.eval()
-
-
-def retrain(hidden: tuple, columns: list[int], X, y, epochs: int, seed: int) -> nn.Module:
-    """A fresh network of the same architecture trained on ``columns`` only; returned with
-    the full input width (the other columns' weights zero) so that it reads the same X."""
-    torch.manual_seed(seed)
-    small = MLP(len(columns), hidden_sizes=hidden)
-    optimizer = torch.optim.Adam(small.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(seed)
-    X_cols = X[:, columns]
-    small.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(X), generator=generator)
-        for start in range(0, len(X), BATCH_SIZE):
-            index = order[start : start + BATCH_SIZE]
-            loss = nn.functional.cross_entropy(small(X_cols[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    full = MLP(X.shape[1], hidden_sizes=hidden)
-    weights = extract_weights(small)
-    first = torch.zeros(hidden[0], X.shape[1])
-    first[:, columns] = weights[0][0]
-    return load_weights(full, [(first, weights[0][1]), *weights[1:]]).eval()
-
-
-def zero_columns(module: nn.Module, columns: list[int]) -> nn.Module:
-    weights = extract_weights(module)
-    first = weights[0][0].clone()
-    first[:, columns] = 0
-    return load_weights(module, [(first, weights[0][1]), *weights[1:]])
 
 
 # ---------------------------------------------------------------------------- summaries
@@ -432,8 +370,12 @@ def sparsity_experiment(
         held_out,
         baselines={
             "magnitude": pruned,
-            "magnitude + 1 epoch": lambda i, n: fine_tune(pruned(i, n), X, y, 1, i),
-            "magnitude + 3 epochs": lambda i, n: fine_tune(pruned(i, n), X, y, 3, i),
+            "magnitude + 1 epoch": lambda i, n: fine_tune(
+                pruned(i, n), X, y, epochs=1, random_state=i
+            ),
+            "magnitude + 3 epochs": lambda i, n: fine_tune(
+                pruned(i, n), X, y, epochs=3, random_state=i
+            ),
         },
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
         prior_label="editor untrained (input-scaled magnitude, threshold matched)",
@@ -572,10 +514,10 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         baselines={
             "zero the columns": lambda i, n: zero_columns(n.module_, forbidden),
             "zero + 1 epoch": lambda i, n: fine_tune(
-                zero_columns(n.module_, forbidden), X, y, 1, i
+                zero_columns(n.module_, forbidden), X, y, epochs=1, random_state=i
             ),
-            "retrain without": lambda i, n: retrain(
-                tuple(n.module__hidden_sizes), allowed, X, y, epochs, i
+            "retrain without": lambda i, n: retrain_on_columns(
+                n.module__hidden_sizes, allowed, X, y, epochs=epochs, random_state=i
             ),
         },
         complies=lambda m: not set(features_used(extract_weights(m))) & set(forbidden),
@@ -603,7 +545,9 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
 
     def retrain_on(columns: list[list[int]]) -> Callable:
         """Retraining each network on its own columns, as ``method(index, net)``."""
-        return lambda i, n: retrain(tuple(n.module__hidden_sizes), columns[i], X, y, epochs, i)
+        return lambda i, n: retrain_on_columns(
+            n.module__hidden_sizes, columns[i], X, y, epochs=epochs, random_state=i
+        )
 
     def retrain_on_the_editors_k(edits: list[list]) -> dict:
         """The peer the issue names: retrain without the features the editor dropped."""
@@ -623,9 +567,9 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         held_out,
         baselines={
             "top-k column norm": lambda i, n: top_k(n)[0],
-            "top-k + 1 epoch": lambda i, n: fine_tune(top_k(n)[0], X, y, 1, i),
-            "retrain on top-k": lambda i, n: retrain(
-                tuple(n.module__hidden_sizes), sorted(top_k(n)[1]), X, y, epochs, i
+            "top-k + 1 epoch": lambda i, n: fine_tune(top_k(n)[0], X, y, epochs=1, random_state=i),
+            "retrain on top-k": lambda i, n: retrain_on_columns(
+                n.module__hidden_sizes, sorted(top_k(n)[1]), X, y, epochs=epochs, random_state=i
             ),
         },
         complies=lambda m: len(features_used(extract_weights(m))) <= k,
@@ -640,31 +584,6 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
     )
     results["budget"] = {"k": k, "n_columns": len(names), **budget}
     return results
-
-
-class _Float64Proba(ClassifierMixin, BaseEstimator):
-    """A prefit network whose ``predict_proba`` is float64: fairlearn writes its
-    interpolated probabilities into a float64 buffer, and float32 input breaks it under
-    pandas 3."""
-
-    def __init__(self, net=None) -> None:
-        self.net = net
-
-    def fit(self, X, y):
-        return self
-
-    @property
-    def classes_(self):
-        return np.array([0, 1])
-
-    def predict(self, X):
-        return self.net.predict(X)
-
-    def predict_proba(self, X):
-        return np.asarray(self.net.predict_proba(np.asarray(X, dtype=np.float32)), float)
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True
 
 
 def _gap(decisions: np.ndarray, groups: np.ndarray) -> float:
@@ -715,7 +634,7 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
         original_gap.append(_gap(decisions, sex_test))
         started = time.perf_counter()
         mitigator = ThresholdOptimizer(
-            estimator=_Float64Proba(net),
+            estimator=Float64Proba(net),
             constraints="demographic_parity",
             prefit=True,
             predict_method="predict_proba",
@@ -1185,6 +1104,13 @@ def to_markdown(r: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the JSON and markdown (default: benchmarks/results/, "
+        "benchmarks/results/quick/ with --quick)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -1194,7 +1120,7 @@ def main(argv=None) -> int:
 
     result = run(args.quick, args.seed, log)
     result["total_seconds"] = time.perf_counter() - started
-    folder = HERE / "results" / ("quick" if args.quick else "")
+    folder = args.out or HERE / "results" / ("quick" if args.quick else "")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "editor.json").write_text(json.dumps(result, indent=2, default=str))
     (folder / "editor.md").write_text(to_markdown(result))

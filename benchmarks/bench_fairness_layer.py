@@ -31,7 +31,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from sklearn_metaedit._compare import compare_fairness_layer, load_task  # noqa: E402
+from sklearn_metaedit.demo import compare_fairness_layer, load_task  # noqa: E402
 
 
 def run(quick: bool, seeds: list[int]) -> pd.DataFrame:
@@ -93,12 +93,19 @@ def to_markdown(summary: pd.DataFrame) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (seconds)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the JSON and markdown (default: benchmarks/results/, "
+        "benchmarks/results/quick/ with --quick)",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (3; 1 quick)")
     args = parser.parse_args(argv)
     # small MLPs train faster on one intra-op thread than on several
     torch.set_num_threads(1)
     n_seeds = args.seeds or (1 if args.quick else 3)
-    out = HERE / "results" / ("quick" if args.quick else "")
+    out = args.out or HERE / "results" / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     runs = run(args.quick, list(range(n_seeds)))

@@ -8,7 +8,7 @@ each method's own work):
 
 - ``OnlineFairPredictor`` (``partial_predict`` batch after batch);
 - the within-batch primal-dual of Troxell et al. (ICML 2026), re-implemented from its
-  description (``sklearn_metaedit.fairness._online_demo.within_batch_primal_dual``);
+  description (``sklearn_metaedit.demo.within_batch_primal_dual``);
 - fairlearn's ``ThresholdOptimizer`` fitted offline on the training split, with
   ``tol=epsilon`` and with exact parity (``tol=None``); it decides each row on its own
   (randomised), so its decisions come from one call, and its decisions/s at each batch
@@ -43,10 +43,10 @@ from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-from sklearn_metaedit._compare import load_task
-from sklearn_metaedit.fairness._online import OnlineFairPredictor
-from sklearn_metaedit.fairness._online_demo import (
+from sklearn_metaedit import OnlineFairPredictor
+from sklearn_metaedit.demo import (
     drifting_order,
+    load_task,
     stream_summary,
     within_batch_primal_dual,
 )
@@ -232,9 +232,16 @@ def to_markdown(table: pd.DataFrame, speed: dict, command: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (seconds)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the JSON and markdown (default: benchmarks/results/, "
+        "benchmarks/results/quick/ with --quick)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = HERE / "results" / ("quick" if args.quick else "")
+    out = args.out or HERE / "results" / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/bench_online.py" + (" --quick" if args.quick else "")
     start = time.perf_counter()

@@ -35,9 +35,8 @@ from distributed import Client, LocalCluster
 from joblib import parallel_config
 from skorch import NeuralNetClassifier
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import MLP, make_population
 from sklearn_metaedit.datasets import load_adult, make_biased_classification, make_preprocessor
-from sklearn_metaedit.editing._population import make_population
 
 HERE = Path(__file__).resolve().parent
 
@@ -196,6 +195,13 @@ def to_markdown(payload: dict, command: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run that checks it works")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the JSON and markdown (default: benchmarks/results/, "
+        "benchmarks/results/quick/ with --quick)",
+    )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--scheduler", default=None, help="address of an existing cluster")
     args = parser.parse_args(argv)
@@ -207,7 +213,7 @@ def main(argv=None) -> int:
         [""] + (argv if argv is not None else sys.argv[1:])
     )
     markdown = to_markdown(payload, command.strip())
-    out = HERE / "results" / ("quick" if args.quick else "")
+    out = args.out or HERE / "results" / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
     (out / "population_scaling.json").write_text(json.dumps(payload, indent=2))
     (out / "population_scaling.md").write_text(markdown + "\n")

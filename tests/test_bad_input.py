@@ -24,16 +24,18 @@ from sklearn.svm import LinearSVC
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import (
+    MLP,
+    FairnessLayerClassifier,
+    MetanetEditor,
+    OnlineFairPredictor,
+    make_population,
+)
 from sklearn_metaedit.datasets import (
     load_adult,
     make_biased_classification,
     make_preprocessor,
 )
-from sklearn_metaedit.editing._editor import MetanetEditor
-from sklearn_metaedit.editing._population import make_population
-from sklearn_metaedit.fairness._layer import FairnessLayerClassifier
-from sklearn_metaedit.fairness._online import OnlineFairPredictor
 from sklearn_metaedit.metrics import selection_rate_gap
 
 CUDA = torch.cuda.is_available()
@@ -383,7 +385,8 @@ CASES = {
         (ValueError, "target for sparsity must be a number in"),
     ),
     "editor_unknown_requirement": Case(
-        lambda c: editor_fit(c, requirement="privacy"), (ValueError, "requirement='privacy'")
+        lambda c: editor_fit(c, requirement="privacy"),
+        (ValueError, "'requirement' parameter of MetanetEditor must be a str among"),
     ),
     "editor_networks_of_wrong_input_width": Case(
         lambda c: (c["editor"].transform, ([wrong_width_net()],), {}),

@@ -16,10 +16,7 @@ from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV, KFold
 from skorch import NeuralNetClassifier
 
-from sklearn_metaedit._mlp import MLP
-from sklearn_metaedit.editing._editor import MetanetEditor
-from sklearn_metaedit.editing._population import make_population
-from sklearn_metaedit.editing._task_data import TaskData
+from sklearn_metaedit import MLP, MetanetEditor, TaskData, make_population
 
 pytestmark = pytest.mark.dask
 

@@ -25,12 +25,12 @@ RUN = textwrap.dedent(
     from skorch import NeuralNetClassifier
     from sklearn.linear_model import LogisticRegression
 
-    from sklearn_metaedit._mlp import MLP
+    from sklearn_metaedit import MLP
     from sklearn_metaedit.datasets import make_biased_classification
-    from sklearn_metaedit.editing._editor import MetanetEditor
-    from sklearn_metaedit.editing._population import make_population
-    from sklearn_metaedit.fairness._layer import FairnessLayerClassifier
-    from sklearn_metaedit.fairness._online import OnlineFairPredictor
+    from sklearn_metaedit import MetanetEditor
+    from sklearn_metaedit import make_population
+    from sklearn_metaedit import FairnessLayerClassifier
+    from sklearn_metaedit import OnlineFairPredictor
 
     torch.set_num_threads(1)
     noise = int(sys.argv[1])

@@ -18,13 +18,16 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from skorch import NeuralNetClassifier
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import (
+    MLP,
+    FairnessLayerClassifier,
+    MetanetEditor,
+    OnlineFairPredictor,
+    load_editor,
+    make_population,
+    save_editor,
+)
 from sklearn_metaedit.datasets import make_biased_classification
-from sklearn_metaedit.editing._editor import MetanetEditor
-from sklearn_metaedit.editing._persistence import load_editor, save_editor
-from sklearn_metaedit.editing._population import make_population
-from sklearn_metaedit.fairness._layer import FairnessLayerClassifier
-from sklearn_metaedit.fairness._online import OnlineFairPredictor
 
 FRESH_PROCESS = textwrap.dedent(
     """
@@ -36,7 +39,7 @@ FRESH_PROCESS = textwrap.dedent(
     import torch
 
     torch.set_num_threads(1)
-    from sklearn_metaedit.editing._persistence import load_editor
+    from sklearn_metaedit import load_editor
 
     here = Path(sys.argv[1])
     X, groups, stream_X, stream_groups = joblib.load(here / "inputs.joblib")

@@ -1,86 +1,42 @@
-"""MetanetEditor: a transformer whose samples are networks, edited in one forward pass."""
+"""MetanetEditor: a transformer whose samples are networks, edited in one forward pass.
+
+The estimator wires the pieces and validates what users pass; the pieces know nothing
+of it: the parameter graph (:mod:`._graph`), the metanetwork (:mod:`._metanet`), the
+requirements and their targets (:mod:`._requirements`), one editing pass
+(:mod:`._edit`) and the training loop (:mod:`._training`).
+"""
 
 from __future__ import annotations
 
-import copy
 import time
+from collections.abc import Hashable
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
-from torch.nn import functional as F
-from torch_geometric.data import Batch
-from tqdm.auto import tqdm
 
 from .._device import check_device
 from .._groups import check_sensitive_features, encode_groups, fit_groups
-from ._graph import as_sequential, extract_weights, load_weights, network_forward, weights_to_graph
-from ._metanet import GraphMetanetwork, unbatch_edit
-from ._requirements import (
-    REQUIREMENTS,
-    DataMinimisation,
-    Fairness,
-    Requirement,
-    Sparsity,
-    divergence,
-    features_used,
-    selection_rate_gap,
-    weight_sparsity,
-)
+from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
+from ._graph import as_sequential, network_forward
+from ._measures import features_used, tensor_selection_rate_gap, weight_sparsity
+from ._metanet import GraphMetanetwork
+from ._requirement import input_statistics
+from ._requirements import REQUIREMENTS, make_requirement
 from ._task_data import unpack_task_data
+from ._training import HISTORY_COLUMNS, MetanetTrainer, TrainingSettings
 
 __all__ = ["MetanetEditor"]
 
 #: Networks edited in one metanetwork pass by ``transform``.
 _EDIT_CHUNK = 16
-
-#: Task rows on which checkpoints are compared (at most).
-_VALIDATION_ROWS = 8192
-
-#: Share of a range editor's training targets drawn at the anchors of its output heads
-#: (one anchor at random), when it has several; the rest are drawn from the range.
-_ANCHOR_DRAWS = 0.75
-
-_HISTORY_COLUMNS = ["step", "train_loss", "validation_loss", "validation_score"]
-
-#: Node inputs of the metanetwork that describe the task's input features.
-_N_INPUT_FLAGS = 2
-
-
-def _input_statistics(X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (d,) and covariance (d, d) of the task's inputs, in float64."""
-    X64 = torch.as_tensor(X, dtype=torch.float64)
-    mean = X64.mean(dim=0)
-    centred = X64 - mean
-    return mean, centred.T @ centred / max(len(X64) - 1, 1)
-
-
-_DEFAULT_TARGETS = {"sparsity": 0.5, "demographic_parity": 0.05, "equalized_odds": 0.05}
-
-
-def _copy_with_weights(network: Any, module: nn.Sequential, weights) -> Any:
-    """A deep copy of a fitted skorch net whose ``module_`` holds ``weights``.
-
-    ``copy.deepcopy`` of a skorch net pickles its modules and optimizers to bytes and back;
-    copying its attribute dictionary instead, with the module's parameters mapped to those
-    of an already edited module, gives the same independent copy (the optimizer's state
-    refers to the new parameters) in a fraction of the time.
-    """
-    edited_module = load_weights(module, weights)
-    memo = {id(module): edited_module}
-    for old, new in zip(module.parameters(), edited_module.parameters(), strict=True):
-        memo[id(old)] = new
-    for old, new in zip(module.buffers(), edited_module.buffers(), strict=True):
-        memo[id(old)] = new
-    edited = type(network).__new__(type(network))
-    edited.__dict__.update(copy.deepcopy(network.__dict__, memo))
-    return edited
 
 
 class MetanetEditor(TransformerMixin, BaseEstimator):
@@ -97,22 +53,21 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         requirement_loss + utility_weight * (divergence(original, edited)
                                              + task_weight * cross_entropy(edited, y))
 
-    where ``requirement_loss`` is ``relu(soft_gap - goal)``, with ``goal = target -
-    min(target_margin, relative_margin * target)``, for the
-    fairness requirements and 0 for the structural ones (their soft top-k gates make them
-    hold during training).
+    where ``requirement_loss`` is ``relu(soft_gap - goal)``, ``goal = target -
+    min(target_margin, relative_margin * target)``, for the fairness requirements and 0
+    for the structural ones (their soft top-k gates make them hold during training).
 
     Parameters
     ----------
-    requirement : {"sparsity", "data_minimisation", "demographic_parity", "equalized_odds"}, \
-default="sparsity"
+    requirement : {"sparsity", "data_minimisation", "demographic_parity", \
+"equal_opportunity", "equalized_odds"}, default="sparsity"
         What the edited networks must meet.
     target : float or int, default=None
         ``sparsity``: fraction of weights that are zero (default 0.5).
         ``data_minimisation``: number of input features to keep, chosen per network
         (default: all that ``features`` does not forbid).
-        ``demographic_parity`` / ``equalized_odds``: the largest gap allowed on the task
-        data's sensitive feature (default 0.05).
+        ``demographic_parity`` / ``equal_opportunity`` / ``equalized_odds``: the largest
+        gap allowed on the task data's sensitive feature (default 0.05).
     features : sequence of str or int, default=None
         The input features the edited networks may not use, as column names of the task
         data's ``X`` or as integer indices (``data_minimisation``, and the fairness
@@ -130,18 +85,17 @@ default="sparsity"
     sensitive_feature : str, int or list, default=None
         Column(s) of the task data's ``X`` holding the groups, when ``data`` carries no
         sensitive features.
-    target_range : (float, float), default=None
-        Train on targets drawn uniformly from this range (integers for
-        ``data_minimisation``), so that ``transform(networks, target=...)`` serves any
-        target in it without refitting. None: train on ``target`` only. Checkpoints
-        are then selected on the validation networks at both ends and the middle of the
-        range as well as at ``target`` (a sparsity range: see below). For a fairness
-        target, a narrow range around it (e.g. ``(0.04, 0.06)`` for 0.05) made edits
-        meet the target more reliably on Adult (see the editing guide). A sparsity
-        range gives the metanetwork's output heads four anchors across the range
-        (``GraphMetanetwork``'s ``target_anchors``): three training targets in four are
-        then drawn at an anchor and the others with the kept fraction ``1 - s``
-        log-uniform, and checkpoints are selected at the anchors.
+    target_range : (low, high), default=None
+        Train on targets drawn from this range (two valid targets, ``low <= high``;
+        uniform, integers for ``data_minimisation``), so that ``transform(networks,
+        target=...)`` serves any target in it without refitting; checkpoints are then
+        selected at both ends and the middle of the range and at ``target``. None: train
+        on ``target`` only. For a fairness target, a narrow range around it (e.g.
+        ``(0.04, 0.06)`` for 0.05) made edits meet it more reliably on Adult (see the
+        editing guide). A sparsity range gives the metanetwork's output heads four
+        anchors across it (``GraphMetanetwork``'s ``target_anchors``): three training
+        targets in four are drawn at an anchor, the others with the kept fraction
+        ``1 - s`` log-uniform, and checkpoints are selected at the anchors.
     target_margin : float, default=0.0
         Fairness requirements only: train for a gap of ``target - target_margin``. The
         gap is measured on new rows and on new networks, where it scatters around what
@@ -230,9 +184,7 @@ default="sparsity"
     >>> from sklearn.datasets import make_classification
     >>> from skorch import NeuralNetClassifier
     >>> import torch
-    >>> from sklearn_metaedit import MLP
-    >>> from sklearn_metaedit.editing._editor import MetanetEditor
-    >>> from sklearn_metaedit.editing._population import make_population
+    >>> from sklearn_metaedit import MLP, MetanetEditor, make_population
     >>> X, y = make_classification(300, 6, random_state=0)
     >>> X = X.astype(np.float32)
     >>> net = NeuralNetClassifier(MLP, module__n_features=6, module__hidden_sizes=(8,),
@@ -248,6 +200,33 @@ default="sparsity"
     >>> bool((report["sparsity_after"] >= 0.7).all())
     True
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "requirement": [StrOptions(set(REQUIREMENTS))],
+        "target": [Real, None],
+        "features": ["array-like", str, Integral, None],
+        "utility_weight": [Interval(Real, 0, np.inf, closed="left")],
+        "divergence": [StrOptions({"kl", "js"})],
+        "task_weight": [Interval(Real, 0, np.inf, closed="left")],
+        "sensitive_feature": [Hashable, list, None],
+        "target_range": ["array-like", None],
+        "target_margin": [Interval(Real, 0, np.inf, closed="left")],
+        "relative_margin": [Interval(Real, 0, 1, closed="both")],
+        "hidden_channels": [Interval(Integral, 1, None, closed="left")],
+        "num_layers": [Interval(Integral, 1, None, closed="left")],
+        "mlp_hidden": [Interval(Integral, 1, None, closed="left")],
+        "max_steps": [Interval(Integral, 0, None, closed="left")],
+        "networks_per_step": [Interval(Integral, 1, None, closed="left")],
+        "rows_per_step": [Interval(Integral, 0, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, np.inf, closed="left")],
+        "temperature": [Interval(Real, 0, np.inf, closed="left")],
+        "holdout_fraction": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "eval_every": [Interval(Integral, 0, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
 
     def __init__(
         self,
@@ -303,65 +282,6 @@ default="sparsity"
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
-
-    def _validate_params_(self) -> None:
-        check_device(self.device)
-        if self.requirement not in REQUIREMENTS:
-            raise ValueError(
-                f"requirement={self.requirement!r} is not supported; choose one of "
-                f"{list(REQUIREMENTS)}."
-            )
-        if self.divergence not in ("kl", "js"):
-            raise ValueError(f"divergence must be 'kl' or 'js', got {self.divergence!r}.")
-        for name in ("hidden_channels", "num_layers", "mlp_hidden", "networks_per_step"):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("max_steps", "rows_per_step", "eval_every"):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
-        for name in (
-            "utility_weight",
-            "task_weight",
-            "learning_rate",
-            "temperature",
-            "target_margin",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
-        for name in ("holdout_fraction", "validation_fraction"):
-            value = getattr(self, name)
-            if not isinstance(value, Real) or not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
-        value = self.relative_margin
-        if not isinstance(value, Real) or not 0 <= value <= 1:
-            raise ValueError(f"relative_margin must be in [0, 1], got {value!r}.")
-        if self.features is not None and self.requirement == "sparsity":
-            raise ValueError(
-                "features is used by requirement='data_minimisation' and by the fairness "
-                "requirements; for requirement='sparsity' leave it None."
-            )
-
-    def _check_target(self, target: Any) -> Any:
-        """Validate a target against the fitted requirement (None: the fitted default)."""
-        if self.requirement_.name == "data_minimisation":
-            if target is None:
-                return None
-            n_allowed = self.n_features_in_task_ - len(self.forbidden_features_)
-            if not isinstance(target, Integral) or not 1 <= target <= n_allowed:
-                raise ValueError(
-                    "target for data_minimisation is the number of input features to keep, "
-                    f"an integer in [1, {n_allowed}] (the features not forbidden); got "
-                    f"{target!r}."
-                )
-            return int(target)
-        if not isinstance(target, Real) or not 0 <= float(target) <= 1:
-            raise ValueError(
-                f"target for {self.requirement_.name} must be a number in [0, 1], got {target!r}."
-            )
-        return float(target)
 
     def _resolve_features(self, names: list[str], has_names: bool) -> list[int]:
         if self.features is None:
@@ -458,6 +378,7 @@ default="sparsity"
 
     # ------------------------------------------------------------------ fit
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, networks: list, y: None = None, *, data: Any = None) -> MetanetEditor:
         """Train the metanetwork on a population of networks.
 
@@ -477,7 +398,7 @@ default="sparsity"
         self : MetanetEditor
         """
         started = time.perf_counter()
-        self._validate_params_()
+        device = check_device(self.device)
         X, y_task, sensitive = unpack_task_data(data)
         X_np, y_np, labels, names, has_names, classes = self._task_arrays(
             X, y_task, sensitive, fitting=True
@@ -501,30 +422,16 @@ default="sparsity"
         self.n_features_in_task_ = X_np.shape[1]
         self.task_feature_names_ = names
         self.forbidden_features_ = self._resolve_features(names, has_names)
-        self.requirement_ = self._make_requirement()
-        if self.requirement_.needs_sensitive:
-            if labels is None:
-                raise ValueError(
-                    f"requirement={self.requirement!r} needs sensitive features: pass "
-                    "data=(X, y, sensitive_features) or TaskData(X, y, sensitive_features), "
-                    "or set sensitive_feature to a column of X."
-                )
-            if self.n_classes_ != 2:
-                raise ValueError(
-                    f"requirement={self.requirement!r} needs binary classifiers (2 outputs); "
-                    f"the networks have {self.n_classes_}."
-                )
-        if (
-            self.requirement == "data_minimisation"
-            and self.features is None
-            and self.target is None
-        ):
-            raise ValueError(
-                "requirement='data_minimisation' needs features= (the features the networks "
-                "may not use) or target=k (the number of features to keep), or both."
-            )
-        default = _DEFAULT_TARGETS.get(self.requirement)
-        self.target_ = self._check_target(default if self.target is None else self.target)
+        requirement = make_requirement(
+            self.requirement, self.n_features_in_task_, self.forbidden_features_
+        )
+        requirement.check_settings(target=self.target, features=self.features)
+        requirement.check_task(n_classes=self.n_classes_, has_groups=labels is not None)
+        self.requirement_ = requirement
+        self.target_ = requirement.check_target(
+            requirement.default_target() if self.target is None else self.target
+        )
+        target_range = requirement.check_target_range(self.target_range)
         self.groups_ = None if labels is None else fit_groups(labels)
         group_codes = None if labels is None else encode_groups(labels, self.groups_)
         if labels is not None and len(self.groups_) < 2:
@@ -543,8 +450,7 @@ default="sparsity"
             None if group_codes is None else labels[holdout],
         )
 
-        self.requirement_.set_input_statistics(*_input_statistics(X_np[train_rows]))
-        device = torch.device(self.device)
+        requirement.set_input_statistics(*input_statistics(X_np[train_rows]))
         n_networks = len(modules)
         net_order = rng.permutation(n_networks)
         n_val = round(self.validation_fraction * n_networks) if n_networks >= 5 else 0
@@ -557,16 +463,16 @@ default="sparsity"
             "hidden_channels": int(self.hidden_channels),
             "num_layers": int(self.num_layers),
             "mlp_hidden": int(self.mlp_hidden),
-            "n_node_flags": int(self.requirement_.n_node_flags) + _N_INPUT_FLAGS,
+            "n_node_flags": int(requirement.n_node_flags) + N_INPUT_FLAGS,
             "target_anchors": None
-            if self.target_range is None
-            else self.requirement_.target_anchors(*map(float, self.target_range)),
+            if target_range is None
+            else requirement.target_anchors(*map(float, target_range)),
         }
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             self.metanet_ = GraphMetanetwork(**self.metanet_params_).to(device)
 
-        self.history_ = pd.DataFrame(columns=_HISTORY_COLUMNS)
+        self.history_ = pd.DataFrame(columns=HISTORY_COLUMNS)
         if self.max_steps > 0:
             task = {
                 "X": torch.as_tensor(X_np[train_rows], device=device),
@@ -575,242 +481,42 @@ default="sparsity"
                 if group_codes is None
                 else torch.as_tensor(group_codes[train_rows], device=device),
             }
-            prepared = [self._prepare(module, device) for module in modules]
-            self._train(prepared, train_nets, val_nets, task, rng)
+            prepared = [prepare_network(module, requirement, device) for module in modules]
+            trainer = MetanetTrainer(
+                self.metanet_,
+                requirement,
+                self._training_settings(),
+                target=self.target_,
+                target_range=target_range,
+                n_groups=0 if self.groups_ is None else len(self.groups_),
+            )
+            self.history_ = trainer.fit(prepared, train_nets, val_nets, task, rng).history_
         self.metanet_.eval()
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
-    def _make_requirement(self) -> Requirement:
-        n = self.n_features_in_task_
-        if self.requirement == "sparsity":
-            return Sparsity(self.target, n)
-        if self.requirement == "data_minimisation":
-            return DataMinimisation(self.target, n, self.forbidden_features_)
-        return Fairness(self.target, n, kind=self.requirement, forbidden=self.forbidden_features_)
-
-    def _prepare(self, module: nn.Sequential, device: torch.device) -> dict:
-        weights = [(w.to(device), b.to(device)) for w, b in extract_weights(module)]
-        graph = weights_to_graph(weights)
-        flags = torch.cat(
-            [
-                self.requirement_.node_flags(graph.layer_sizes),
-                self._input_flags(graph.num_nodes),
-            ],
-            dim=1,
-        ).to(device)
-        return {"module": module, "weights": weights, "graph": graph, "flags": flags}
-
-    def _input_flags(self, n_nodes: int) -> torch.Tensor:
-        """Per node: the mean and standard deviation of its input feature (input nodes,
-        which come first in a parameter graph), zeros for the other neurons."""
-        flags = torch.zeros(n_nodes, _N_INPUT_FLAGS)
-        flags[: self.n_features_in_task_, 0] = self.requirement_.input_mean.float()
-        flags[: self.n_features_in_task_, 1] = self.requirement_.input_scale()
-        return flags
-
-    def _anchor_targets(self) -> list | None:
-        """The targets at which a range editor's metanetwork has its own output heads
-        (None for one head)."""
-        if self.target_range is None:
-            return None
-        anchors = self.requirement_.anchor_targets(*map(float, self.target_range))
-        return None if anchors is None else [self._check_target(t) for t in anchors]
-
-    def _sample_target(self, rng: np.random.RandomState) -> Any:
-        if self.target_range is None:
-            return self.target_
-        anchors = self._anchor_targets()
-        # a head is read alone only at its anchor and shares every target in between
-        # with a neighbour; training at the anchors themselves as well lets the head at
-        # the demanding end learn as much as an editor fitted for that target alone
-        if anchors is not None and rng.uniform() < _ANCHOR_DRAWS:
-            return anchors[rng.randint(len(anchors))]
-        low, high = self.target_range
-        return self._check_target(self.requirement_.sample_target(rng, low, high))
-
-    def _validation_targets(self) -> list:
-        """Targets at which checkpoints are compared: the fitted one and, for an editor
-        trained on a range, both ends and the middle of it; the anchors of its output
-        heads where it has several (their mean score then weighs each head alike)."""
-        if self.target_range is None:
-            return [self.target_]
-        anchors = self._anchor_targets()
-        if anchors is not None:
-            return anchors
-        low, high = self.target_range
-        if self.requirement_.name == "data_minimisation":
-            points = [int(low), round((low + high) / 2), int(high)]
-        else:
-            points = [float(low), float(low + high) / 2, float(high)]
-        targets = [self._check_target(t) for t in points]
-        if self.target_ not in targets:
-            targets.append(self.target_)
-        return targets
-
-    def _edit_batch(self, items: list[dict], targets: list, *, hard: bool):
-        """Edited weights of several networks from one batched metanetwork pass."""
-        graphs = [item["graph"] for item in items]
-        batch = graphs[0] if len(graphs) == 1 else Batch.from_data_list(graphs)
-        device = items[0]["flags"].device
-        target_in = torch.tensor(
-            [self.requirement_.metanet_target(t) for t in targets], device=device
+    def _training_settings(self) -> TrainingSettings:
+        return TrainingSettings(
+            utility_weight=self.utility_weight,
+            divergence=self.divergence,
+            task_weight=self.task_weight,
+            target_margin=self.target_margin,
+            relative_margin=self.relative_margin,
+            temperature=self.temperature,
+            learning_rate=self.learning_rate,
+            max_steps=self.max_steps,
+            networks_per_step=self.networks_per_step,
+            rows_per_step=self.rows_per_step,
+            eval_every=self.eval_every,
+            verbose=self.verbose,
         )
-        flags = torch.cat([item["flags"] for item in items])
-        edits = unbatch_edit(self.metanet_(batch, target_in, flags), graphs)
-        return [
-            self.requirement_.recalibrate(
-                item,
-                self.requirement_.apply(
-                    item["weights"], edit, target, hard=hard, temperature=self.temperature
-                ),
-            )
-            for item, edit, target in zip(items, edits, targets, strict=True)
-        ]
-
-    def _loss(self, items, targets, X, y, groups, *, hard: bool, scores: list | None = None):
-        """Mean training loss over ``items``; with ``scores``, also append each edited
-        network's validation score (accuracy minus violation of its target)."""
-        edited = self._edit_batch(items, targets, hard=hard)
-        n_groups = 0 if self.groups_ is None else len(self.groups_)
-        total = 0.0
-        for item, weights, target in zip(items, edited, targets, strict=True):
-            with torch.no_grad():
-                original = network_forward(item["module"], item["weights"], X)
-            logits = network_forward(item["module"], weights, X)
-            utility = divergence(original, logits, self.divergence)
-            if self.task_weight > 0:
-                utility = utility + self.task_weight * F.cross_entropy(logits.float(), y)
-            goal = self._training_goal(target)
-            requirement = self.requirement_.loss(
-                logits, y, groups, n_groups, goal, self.temperature
-            )
-            total = total + requirement + self.utility_weight * utility
-            if scores is not None:
-                decisions = logits.argmax(dim=1)
-                value = self.requirement_.measure(weights, decisions == 1, y, groups, n_groups)
-                scores.append(
-                    float((decisions == y).float().mean())
-                    - self.requirement_.violation(value, target)
-                )
-        return total / len(items)
-
-    def _training_goal(self, target):
-        """The target the training loss aims at: below ``target`` by the margins for the
-        fairness requirements, ``target`` itself for the structural ones."""
-        if not self.requirement_.needs_sensitive:
-            return target
-        return target - min(self.target_margin, self.relative_margin * target)
-
-    def _train(self, prepared, train_nets, val_nets, task, rng) -> None:
-        metanet = self.metanet_
-        optimizer = torch.optim.AdamW(metanet.parameters(), lr=self.learning_rate)
-        n_rows = task["X"].shape[0]
-        # checkpoints are compared on the accuracy of exact edits, which needs many rows
-        # to tell apart checkpoints a fraction of a point apart
-        val_rows = torch.as_tensor(
-            rng.choice(n_rows, size=min(n_rows, _VALIDATION_ROWS), replace=False),
-            device=task["X"].device,
-        )
-        records = []
-        best_state, best = None, (-np.inf, -np.inf)
-
-        def evaluate() -> tuple[float, float]:
-            """Validation (score, loss) of exact edits of the validation networks, over
-            the validation targets."""
-            metanet.eval()
-            items = [prepared[i] for i in val_nets]
-            losses, scores = [], []
-            with torch.no_grad():
-                for target in self._validation_targets():
-                    loss = self._loss(
-                        items,
-                        [target] * len(items),
-                        task["X"][val_rows],
-                        task["y"][val_rows],
-                        None if task["groups"] is None else task["groups"][val_rows],
-                        hard=True,
-                        scores=scores,
-                    )
-                    losses.append(float(loss))
-            metanet.train()
-            return float(np.mean(scores)), float(np.mean(losses))
-
-        if len(val_nets):
-            score, loss = evaluate()
-            best = (score, -loss)
-            best_state = copy.deepcopy(metanet.state_dict())
-            records.append(
-                {
-                    "step": 0,
-                    "train_loss": np.nan,
-                    "validation_loss": loss,
-                    "validation_score": score,
-                }
-            )
-        metanet.train()
-        progress = tqdm(
-            total=self.max_steps, desc="MetanetEditor", unit="step", disable=self.verbose < 1
-        )
-        for step in range(1, self.max_steps + 1):
-            progress.update()
-            chosen = rng.choice(
-                train_nets, size=min(self.networks_per_step, len(train_nets)), replace=False
-            )
-            rows = torch.as_tensor(
-                rng.choice(n_rows, size=min(n_rows, self.rows_per_step), replace=False),
-                device=task["X"].device,
-            )
-            items = [prepared[i] for i in chosen]
-            targets = [self._sample_target(rng) for _ in items]
-            loss = self._loss(
-                items,
-                targets,
-                task["X"][rows],
-                task["y"][rows],
-                None if task["groups"] is None else task["groups"][rows],
-                hard=False,
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(metanet.parameters(), 1.0)
-            optimizer.step()
-            record = {
-                "step": step,
-                "train_loss": loss.item(),
-                "validation_loss": np.nan,
-                "validation_score": np.nan,
-            }
-            if len(val_nets) and (step % max(self.eval_every, 1) == 0 or step == self.max_steps):
-                score, loss_value = evaluate()
-                record["validation_loss"], record["validation_score"] = loss_value, score
-                # the best score wins; the loss breaks ties
-                if (score, -loss_value) > best:
-                    best = (score, -loss_value)
-                    best_state = copy.deepcopy(metanet.state_dict())
-            records.append(record)
-            if self.verbose >= 2 and (step % max(self.max_steps // 10, 1) == 0 or step == 1):
-                progress.write(
-                    f"[MetanetEditor] step {step}/{self.max_steps} train loss "
-                    f"{record['train_loss']:.4f}"
-                    + (
-                        f" validation loss {record['validation_loss']:.4f}"
-                        f" score {record['validation_score']:.4f}"
-                        if np.isfinite(record["validation_loss"])
-                        else ""
-                    )
-                )
-        progress.close()
-        if best_state is not None:
-            metanet.load_state_dict(best_state)
-        self.history_ = pd.DataFrame.from_records(records, columns=_HISTORY_COLUMNS)
 
     # ------------------------------------------------------------------ edit
 
     def _edit(self, networks: list, target: Any = None) -> tuple[list, list[dict], list[float]]:
         """Edited networks, their prepared originals and edited weights, and edit times."""
         check_is_fitted(self, "metanet_")
-        target = self.target_ if target is None else self._check_target(target)
+        target = self.target_ if target is None else self.requirement_.check_target(target)
         modules = self._check_networks(networks, self.n_features_in_task_)
         device = next(self.metanet_.parameters()).device
         self.metanet_.eval()
@@ -821,11 +527,18 @@ default="sparsity"
         for start in range(0, len(networks), _EDIT_CHUNK):
             chunk = range(start, min(start + _EDIT_CHUNK, len(networks)))
             started = time.perf_counter()
-            items = [self._prepare(modules[i], device) for i in chunk]
+            items = [prepare_network(modules[i], self.requirement_, device) for i in chunk]
             with torch.no_grad():
-                edited = self._edit_batch(items, [target] * len(items), hard=True)
+                edited = edit_networks(
+                    self.metanet_,
+                    self.requirement_,
+                    items,
+                    [target] * len(items),
+                    hard=True,
+                    temperature=self.temperature,
+                )
             out.extend(
-                self._wrap(networks[i], modules[i], weights)
+                edited_copy(networks[i], modules[i], weights, self.classes_)
                 for i, weights in zip(chunk, edited, strict=True)
             )
             elapsed = (time.perf_counter() - started) / len(items)
@@ -835,20 +548,6 @@ default="sparsity"
                 for item, weights in zip(items, edited, strict=True)
             )
         return out, details, seconds
-
-    def _wrap(self, network: Any, module: nn.Sequential, weights) -> Any:
-        if isinstance(network, nn.Module):
-            from skorch import NeuralNetClassifier
-
-            edited = NeuralNetClassifier(
-                load_weights(module, weights),
-                criterion=nn.CrossEntropyLoss,
-                device=str(next(module.parameters()).device),
-            )
-            edited.initialize()
-            edited.classes_inferred_ = self.classes_
-            return edited
-        return _copy_with_weights(network, module, weights)
 
     def transform(self, networks: list, target: float | int | None = None) -> list:
         """Edit networks, one metanetwork forward pass each.
@@ -883,6 +582,12 @@ default="sparsity"
                     f"data's X has {X_np.shape[1]} columns; the editor was fitted on "
                     f"{self.n_features_in_task_}."
                 )
+        if labels is None and self.requirement_.needs_sensitive:
+            raise ValueError(
+                f"requirement={self.requirement_.name!r} is measured on sensitive features: "
+                "pass data=(X, y, sensitive_features) or TaskData(X, y, sensitive_features), "
+                "or set sensitive_feature to a column of X."
+            )
         codes = None
         if labels is not None:
             groups = self.groups_ if self.groups_ is not None else fit_groups(labels)
@@ -894,19 +599,21 @@ default="sparsity"
 
     def _measure(self, networks, data, target):
         X_np, y_codes, codes, n_groups = self._evaluation_data(data)
-        target = self.target_ if target is None else self._check_target(target)
+        target = self.target_ if target is None else self.requirement_.check_target(target)
         edited, details, seconds = self._edit(networks, target)
         device = next(self.metanet_.parameters()).device
         X = torch.as_tensor(X_np, device=device)
         y = torch.as_tensor(y_codes, device=device)
         groups = None if codes is None else torch.as_tensor(codes, device=device)
         rows = []
+        requirement = self.requirement_
         for index, detail in enumerate(details):
             item = detail["item"]
             row = {"network": index}
             for when, weights in (("before", item["weights"]), ("after", detail["weights"])):
                 with torch.no_grad():
                     decisions = network_forward(item["module"], weights, X).argmax(dim=1)
+                positive = decisions == 1
                 row[f"accuracy_{when}"] = float((decisions == y).float().mean())
                 row[f"sparsity_{when}"] = weight_sparsity(weights)
                 used = features_used(weights)
@@ -919,26 +626,16 @@ default="sparsity"
                         if j not in set(used)
                     ]
                 if groups is not None:
-                    positive = (decisions == 1).float()
                     row[f"parity_gap_{when}"] = float(
-                        selection_rate_gap(positive, groups, n_groups)
+                        tensor_selection_rate_gap(positive.float(), groups, n_groups)
                     )
-                    if isinstance(self.requirement_, Fairness):
-                        row[f"requirement_gap_{when}"] = self.requirement_.measure(
-                            weights, decisions == 1, y, groups, n_groups
-                        )
-            value = self._requirement_value(row)
-            row["violation"] = self.requirement_.violation(value, target)
+                    extra = requirement.report_columns(weights, positive, y, groups, n_groups)
+                    row.update({f"{name}_{when}": value for name, value in extra.items()})
+            value = requirement.measure(detail["weights"], positive, y, groups, n_groups)
+            row["violation"] = requirement.violation(value, target)
             row["edit_seconds"] = seconds[index]
             rows.append(row)
         return edited, pd.DataFrame.from_records(rows)
-
-    def _requirement_value(self, row: dict) -> float:
-        if isinstance(self.requirement_, Sparsity):
-            return row["sparsity_after"]
-        if isinstance(self.requirement_, DataMinimisation):
-            return float(row["n_features_used_after"])
-        return row["requirement_gap_after"]
 
     def score(self, networks: list, y: None = None, *, data: Any = None) -> float:
         """Rate the edits of ``networks`` on held-out task data (higher is better).

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._editor import MetanetEditor
 from ._metanet import GraphMetanetwork
+from ._requirements import make_requirement
 
 __all__ = ["load_editor", "save_editor"]
 
@@ -156,9 +157,7 @@ def save_editor(editor: MetanetEditor, path: str | os.PathLike) -> None:
     >>> import tempfile, os, numpy as np, torch
     >>> from sklearn.datasets import make_classification
     >>> from skorch import NeuralNetClassifier
-    >>> from sklearn_metaedit import MLP
-    >>> from sklearn_metaedit.editing._editor import MetanetEditor
-    >>> from sklearn_metaedit.editing._population import make_population
+    >>> from sklearn_metaedit import MLP, MetanetEditor, make_population
     >>> X, y = make_classification(200, 4, random_state=0)
     >>> X = X.astype(np.float32)
     >>> net = NeuralNetClassifier(MLP, module__hidden_sizes=(8,), max_epochs=2,
@@ -243,8 +242,14 @@ def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") 
     editor = MetanetEditor(**params)
     for name, value in payload["attributes"].items():
         setattr(editor, name, _decode(value))
-    editor.requirement_ = editor._make_requirement()
-    vars(editor.requirement_).update(_decode(payload["requirement_attributes"]))
+    requirement = make_requirement(
+        editor.requirement, editor.n_features_in_task_, editor.forbidden_features_
+    )
+    # the requirement's own attributes (statistics recorded in fit); a file may name
+    # attributes older versions had (a requirement's target), which it no longer holds
+    stored = _decode(payload["requirement_attributes"])
+    vars(requirement).update({k: v for k, v in stored.items() if k in vars(requirement)})
+    editor.requirement_ = requirement
     metanet = GraphMetanetwork(**payload["metanet_params"])
     metanet.load_state_dict(payload["metanet_state"])
     editor.metanet_ = metanet.to(torch.device(device)).eval()

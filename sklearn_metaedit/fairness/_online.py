@@ -164,7 +164,7 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     --------
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn_metaedit.datasets import make_biased_classification
-    >>> from sklearn_metaedit.fairness._online import OnlineFairPredictor
+    >>> from sklearn_metaedit import OnlineFairPredictor
     >>> X, y, groups = make_biased_classification(2000, random_state=0)
     >>> online = OnlineFairPredictor(LogisticRegression(), epsilon=0.05)
     >>> online = online.fit(X[:1000], y[:1000], sensitive_features=groups[:1000])

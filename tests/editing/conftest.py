@@ -6,8 +6,7 @@ import torch
 from sklearn.datasets import make_classification
 from skorch import NeuralNetClassifier
 
-from sklearn_metaedit._mlp import MLP
-from sklearn_metaedit.editing._population import make_population
+from sklearn_metaedit import MLP, make_population
 
 
 def make_net(n_features, **params):

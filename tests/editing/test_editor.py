@@ -5,7 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from fairlearn.metrics import demographic_parity_difference
+from fairlearn.metrics import (
+    demographic_parity_difference,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+)
 from scipy.stats import chisquare, kstest
 from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
@@ -13,13 +17,12 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import Pipeline
 from torch import nn
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import MLP, MetanetEditor, TaskData, make_population
 from sklearn_metaedit.datasets import make_biased_classification
-from sklearn_metaedit.editing._editor import MetanetEditor
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
-from sklearn_metaedit.editing._population import make_population
-from sklearn_metaedit.editing._requirements import magnitude_prune_weights, weight_sparsity
-from sklearn_metaedit.editing._task_data import TaskData
+from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
+from sklearn_metaedit.editing._measures import weight_sparsity
+from sklearn_metaedit.editing._parity import Fairness
 
 from .conftest import make_net
 from .test_metanet import permute_hidden
@@ -33,6 +36,16 @@ def weights_of(net):
 
 def n_weights(net):
     return sum(w.numel() for w, _ in weights_of(net))
+
+
+def validation_targets(editor):
+    """The targets a fitted editor's checkpoints were compared at."""
+    return editor.requirement_.validation_targets(editor.target_, editor.target_range)
+
+
+def draw_target(editor, rng):
+    """A training target of a fitted editor, as its training loop draws them."""
+    return editor.requirement_.draw_target(rng, editor.target_, editor.target_range)
 
 
 def randomise_heads(editor):
@@ -244,6 +257,32 @@ def test_parity_gap_in_the_report_equals_fairlearn(population, task):
         assert row.violation == pytest.approx(max(0.0, after - 0.05), abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("requirement", "fairlearn_gap"),
+    [
+        ("equal_opportunity", equal_opportunity_difference),
+        ("equalized_odds", equalized_odds_difference),
+    ],
+)
+def test_label_conditional_gaps_in_the_report_equal_fairlearn(
+    population, task, requirement, fairlearn_gap
+):
+    X, y = task
+    groups = np.where(X[:, 1] > 0.3, "a", np.where(X[:, 1] > -0.5, "b", "c"))
+    editor = randomise_heads(
+        MetanetEditor(requirement, target=0.1, **FAST).fit(population, data=(X, y, groups))
+    )
+    Xh, yh, gh = X[:300], y[:300], groups[:300]
+    report = editor.report(population, data=TaskData(Xh, yh, gh))
+    for row, new in zip(report.itertuples(), editor.transform(population), strict=True):
+        after = fairlearn_gap(yh, new.predict(Xh), sensitive_features=gh)
+        assert row.requirement_gap_after == pytest.approx(after, abs=1e-6)
+        assert row.violation == pytest.approx(max(0.0, after - 0.1), abs=1e-6)
+    # a parity requirement is measured on groups: data without them is a clear error
+    with pytest.raises(ValueError, match="is measured on sensitive features"):
+        editor.report(population, data=(Xh, yh))
+
+
 def test_demographic_parity_editor_shrinks_the_gap_on_held_out_networks():
     X, y, groups = make_biased_classification(1500, 6, bias=1.5, random_state=0)
     population = make_population(make_net(6, max_epochs=10), X, y, n_networks=10, random_state=0)
@@ -352,8 +391,18 @@ def test_clear_errors(task, population):
         MetanetEditor("data_minimisation", **FAST).fit(population, data=(X, y))
     with pytest.raises(ValueError, match="not a column"):
         MetanetEditor("data_minimisation", features=["age"], **FAST).fit(population, data=(X, y))
-    with pytest.raises(ValueError, match="requirement="):
+    with pytest.raises(ValueError, match="'requirement' parameter of MetanetEditor"):
         MetanetEditor("robustness", **FAST).fit(population, data=(X, y))
+    with pytest.raises(ValueError, match="'hidden_channels' parameter of MetanetEditor"):
+        MetanetEditor(**{**FAST, "hidden_channels": 0}).fit(population, data=(X, y))
+    with pytest.raises(ValueError, match="'learning_rate' parameter of MetanetEditor"):
+        MetanetEditor(**{**FAST, "learning_rate": float("inf")}).fit(population, data=(X, y))
+    with pytest.raises(ValueError, match="target_range=.*low <= high"):
+        MetanetEditor(target_range=(0.8, 0.2), **FAST).fit(population, data=(X, y))
+    with pytest.raises(ValueError, match="target_range=.*must be a number in"):
+        MetanetEditor(target_range=(0.2, 1.5), **FAST).fit(population, data=(X, y))
+    with pytest.raises(ValueError, match="for requirement='sparsity' leave it None"):
+        MetanetEditor(features=[0], **FAST).fit(population, data=(X, y))
 
 
 def test_pickled_editor_edits_identically(task, population):
@@ -463,11 +512,11 @@ def test_range_editor_selects_checkpoints_across_its_range(task, population):
     # a sparsity range is validated at the anchors of its output heads: kept fractions
     # 0.7 ... 0.1, evenly spaced on a log scale
     anchors = 1 - 0.7 * (0.1 / 0.7) ** (np.arange(4) / 3)
-    assert editor._validation_targets() == pytest.approx(anchors.tolist())
+    assert validation_targets(editor) == pytest.approx(anchors.tolist())
     budget = MetanetEditor("data_minimisation", target=3, target_range=(2, 7), **FAST)
-    assert budget.fit(population, data=(X, y))._validation_targets() == [2, 4, 7, 3]
+    assert validation_targets(budget.fit(population, data=(X, y))) == [2, 4, 7, 3]
     single = MetanetEditor("sparsity", target=0.5, **FAST).fit(population, data=(X, y))
-    assert single._validation_targets() == [0.5]
+    assert validation_targets(single) == [0.5]
     # a sparsity range gets output heads anchored across it; the others, and one target,
     # one output
     assert editor.metanet_.target_anchors.tolist() == pytest.approx(
@@ -482,9 +531,9 @@ def test_range_editor_trains_at_its_anchors_and_across_its_range(task, populatio
     X, y = task
     editor = MetanetEditor("sparsity", target=0.5, target_range=(0.3, 0.9), **FAST)
     editor.fit(population, data=(X, y))
-    anchors = editor._anchor_targets()
+    anchors = editor.requirement_.range_anchors(editor.target_range)
     rng = np.random.RandomState(0)
-    draws = np.array([editor._sample_target(rng) for _ in range(8000)])
+    draws = np.array([draw_target(editor, rng) for _ in range(8000)])
     at_anchor = np.isin(draws, anchors)
     # three draws in four at an anchor, each anchor alike ...
     assert abs(at_anchor.mean() - 0.75) < 0.02
@@ -497,8 +546,8 @@ def test_range_editor_trains_at_its_anchors_and_across_its_range(task, populatio
     # one output, no anchors: every draw comes from the range (here whole numbers)
     budget = MetanetEditor("data_minimisation", target=3, target_range=(2, 7), **FAST)
     budget.fit(population, data=(X, y))
-    assert budget._anchor_targets() is None
-    ks = [budget._sample_target(rng) for _ in range(2000)]
+    assert budget.requirement_.range_anchors(budget.target_range) is None
+    ks = [draw_target(budget, rng) for _ in range(2000)]
     assert set(ks) == set(range(2, 8))
 
 
@@ -537,34 +586,27 @@ def test_fairness_margin_trains_for_a_smaller_gap_than_the_target():
     ],
 )
 def test_training_goal_is_the_target_less_the_capped_margin(
-    task, population, margin, relative, target, goal
+    task, population, monkeypatch, margin, relative, target, goal
 ):
     X, y = task
     groups = (X[:, 0] > 0).astype(int)
     seen = []
-    editor = MetanetEditor(
+    original = Fairness.loss
+
+    def recording(self, logits, y_, groups_, n_groups, goal_, temperature):
+        seen.append(goal_)
+        return original(self, logits, y_, groups_, n_groups, goal_, temperature)
+
+    monkeypatch.setattr(Fairness, "loss", recording)
+    MetanetEditor(
         "demographic_parity",
         target=target,
         target_margin=margin,
         relative_margin=relative,
         **{**FAST, "max_steps": 1},
     ).fit(population, data=(X, y, groups))
-    original = editor.requirement_.loss
-
-    def recording(logits, y_, groups_, n_groups, goal_, temperature):
-        seen.append(goal_)
-        return original(logits, y_, groups_, n_groups, goal_, temperature)
-
-    editor.requirement_.loss = recording
-    editor._loss(
-        [editor._prepare(p.module_, torch.device("cpu")) for p in population[:2]],
-        [target, target],
-        torch.as_tensor(X),
-        torch.as_tensor(y),
-        torch.as_tensor(groups),
-        hard=True,
-    )
-    assert seen == pytest.approx([goal, goal])
+    # every loss of the fit (the training step's and the checkpoints') aims at the goal
+    assert seen and seen == pytest.approx([goal] * len(seen))
 
 
 def test_structural_editors_train_for_the_target_itself(task, population):
@@ -572,4 +614,6 @@ def test_structural_editors_train_for_the_target_itself(task, population):
     sparse = MetanetEditor("sparsity", target=0.6, **{**FAST, "max_steps": 0}).fit(
         population, data=(X, y)
     )
-    assert sparse._training_goal(0.6) == 0.6
+    # a margin is for measured gaps: the structural requirements meet their target exactly
+    goal = sparse.requirement_.training_goal(0.6, margin=0.02, relative_margin=1.0)
+    assert goal == 0.6

@@ -7,7 +7,7 @@ from skorch import NeuralNetClassifier
 from torch import nn
 from torch_geometric.data import Batch
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import MLP
 from sklearn_metaedit.editing._graph import (
     HIDDEN,
     INPUT,

@@ -1,7 +1,7 @@
 import torch
 from torch_geometric.data import Batch
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import MLP
 from sklearn_metaedit.editing._graph import extract_weights, weights_to_graph
 from sklearn_metaedit.editing._metanet import GraphMetanetwork, unbatch_edit
 

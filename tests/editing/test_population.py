@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import MLP
 from sklearn_metaedit.editing._population import (
     _batch_order,
     _build_module,

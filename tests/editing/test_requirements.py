@@ -3,24 +3,29 @@ import math
 import numpy as np
 import pytest
 import torch
-from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from fairlearn.metrics import (
+    demographic_parity_difference,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+)
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy
 
-from sklearn_metaedit._mlp import MLP
+from sklearn_metaedit import MLP
+from sklearn_metaedit.editing._gates import soft_top_k, top_k_mask
 from sklearn_metaedit.editing._graph import extract_weights
-from sklearn_metaedit.editing._requirements import (
-    Fairness,
-    Sparsity,
+from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
+from sklearn_metaedit.editing._measures import (
     divergence,
-    equalized_odds_gap,
     features_used,
-    magnitude_prune_weights,
-    selection_rate_gap,
-    soft_top_k,
-    top_k_mask,
+    tensor_equalized_odds_gap,
+    tensor_selection_rate_gap,
+    tensor_true_positive_rate_gap,
     weight_sparsity,
 )
+from sklearn_metaedit.editing._parity import Fairness
+from sklearn_metaedit.editing._requirements import REQUIREMENTS, make_requirement
+from sklearn_metaedit.editing._sparsity import Sparsity
 
 
 def test_top_k_mask_keeps_exactly_the_k_largest():
@@ -114,26 +119,40 @@ def _decisions(seed, n=300, n_groups=3):
 def test_gaps_of_decisions_equal_fairlearn_for_three_groups(seed):
     y, y_pred, groups = _decisions(seed)
     t = lambda a: torch.as_tensor(a)  # noqa: E731
-    dp = selection_rate_gap(t(y_pred).float(), t(groups), 3)
-    eo = equalized_odds_gap(t(y_pred).float(), t(y), t(groups), 3)
+    dp = tensor_selection_rate_gap(t(y_pred).float(), t(groups), 3)
+    tpr = tensor_true_positive_rate_gap(t(y), t(y_pred).float(), t(groups), 3)
+    eo = tensor_equalized_odds_gap(t(y), t(y_pred).float(), t(groups), 3)
     assert float(dp) == pytest.approx(
         demographic_parity_difference(y, y_pred, sensitive_features=groups), abs=1e-6
+    )
+    assert float(tpr) == pytest.approx(
+        equal_opportunity_difference(y, y_pred, sensitive_features=groups), abs=1e-6
     )
     assert float(eo) == pytest.approx(
         equalized_odds_difference(y, y_pred, sensitive_features=groups), abs=1e-6
     )
+    # the parity requirements measure the same gaps, one per constraint of the package
+    for name, expected in (
+        ("demographic_parity", dp),
+        ("equal_opportunity", tpr),
+        ("equalized_odds", eo),
+    ):
+        requirement = make_requirement(name, 4)
+        assert requirement.name == name and requirement.needs_sensitive
+        value = requirement.measure(None, t(y_pred) == 1, t(y), t(groups), 3)
+        assert value == pytest.approx(float(expected), abs=1e-12)
 
 
 def test_selection_rate_gap_of_probabilities_is_differentiable():
     probabilities = torch.tensor([0.9, 0.8, 0.1, 0.3], requires_grad=True)
-    gap = selection_rate_gap(probabilities, torch.tensor([0, 0, 1, 1]), 2)
+    gap = tensor_selection_rate_gap(probabilities, torch.tensor([0, 0, 1, 1]), 2)
     gap.backward()
     assert float(gap.detach()) == pytest.approx(0.85 - 0.2)
     assert torch.allclose(probabilities.grad, torch.tensor([0.5, 0.5, -0.5, -0.5]))
 
 
 def test_gap_targets_reach_the_metanetwork_on_a_log_scale():
-    fairness = Fairness(0.05, n_features=3)
+    fairness = Fairness(3)
     read = [fairness.metanet_target(t) for t in (0.0, 0.005, 0.02, 0.05, 0.2, 1.0)]
     assert read == pytest.approx(
         [math.log(0.1), math.log(0.1), math.log(0.4), 0.0, math.log(4.0), math.log(20.0)]
@@ -141,7 +160,7 @@ def test_gap_targets_reach_the_metanetwork_on_a_log_scale():
     # the ends of a typical range of gaps are apart by log(10), not by 0.18
     assert read[4] - read[2] == pytest.approx(math.log(10.0))
     # the structural requirements read theirs as it is
-    assert Sparsity(0.9, n_features=3).metanet_target(0.9) == pytest.approx(0.9)
+    assert Sparsity(3).metanet_target(0.9) == pytest.approx(0.9)
 
 
 def test_divergences_equal_scipy():
@@ -167,7 +186,7 @@ def _pruned_binary_network(seed):
     rng = np.random.default_rng(seed)
     mixing = rng.normal(size=(6, 6))
     X = torch.as_tensor(rng.normal(size=(5000, 6)) @ mixing + rng.normal(size=6))
-    requirement = Sparsity(0.9, 6)
+    requirement = Sparsity(6)
     requirement.set_input_statistics(X.mean(0), torch.cov(X.T))
     return module, weights, requirement, magnitude_prune_weights(weights, 0.6)
 
@@ -208,13 +227,13 @@ def test_recalibration_leaves_other_networks_and_unfitted_requirements_alone():
     torch.manual_seed(0)
     module = MLP(4, hidden_sizes=(8,), n_classes=3)
     weights = extract_weights(module)
-    requirement = Sparsity(0.5, 4)
+    requirement = Sparsity(4)
     requirement.set_input_statistics(torch.zeros(4), torch.eye(4))
     item = {"module": module, "weights": weights}
     edited = magnitude_prune_weights(weights, 0.5)
     assert requirement.recalibrate(item, edited) is edited  # three classes
     binary = MLP(4, hidden_sizes=(8,), n_classes=2)
-    bare = Sparsity(0.5, 4)  # no input statistics: nothing to draw proxy rows from
+    bare = Sparsity(4)  # no input statistics: nothing to draw proxy rows from
     pruned = magnitude_prune_weights(extract_weights(binary), 0.5)
     assert (
         bare.recalibrate({"module": binary, "weights": extract_weights(binary)}, pruned) is pruned
@@ -224,7 +243,7 @@ def test_recalibration_leaves_other_networks_and_unfitted_requirements_alone():
 def test_sparsity_range_draws_kept_fractions_log_uniformly_and_spaces_anchors_alike():
     from scipy.stats import kstest
 
-    requirement = Sparsity(0.9, 10)
+    requirement = Sparsity(10)
     rng = np.random.RandomState(0)
     draws = np.array([requirement.sample_target(rng, 0.5, 0.95) for _ in range(4000)])
     assert draws.min() >= 0.5 and draws.max() <= 0.95
@@ -248,8 +267,75 @@ def test_sparsity_range_draws_kept_fractions_log_uniformly_and_spaces_anchors_al
     assert np.isfinite(ends).all() and ends[0] == pytest.approx(0.6)
     assert ends[-1] == pytest.approx(1.0, abs=1e-5)
     # the other requirements draw uniformly and read one output at every target
-    fairness = Fairness(0.05, 10)
+    fairness = Fairness(10)
     assert fairness.target_anchors(0.02, 0.2) is None
     assert fairness.anchor_targets(0.02, 0.2) is None
     gaps = np.array([fairness.sample_target(rng, 0.02, 0.2) for _ in range(4000)])
     assert kstest(gaps, "uniform", args=(0.02, 0.18)).pvalue > 0.01
+
+
+def test_every_constraint_of_the_package_is_a_requirement_with_its_default_target():
+    from sklearn_metaedit.fairness import CONSTRAINTS
+
+    assert set(REQUIREMENTS) == {"sparsity", "data_minimisation", *CONSTRAINTS}
+    defaults = {name: make_requirement(name, 6).default_target() for name in REQUIREMENTS}
+    assert defaults == {
+        "sparsity": 0.5,
+        "data_minimisation": None,
+        **dict.fromkeys(CONSTRAINTS, 0.05),
+    }
+    with pytest.raises(ValueError, match="requirement='pruning' is not supported"):
+        make_requirement("pruning", 6)
+
+
+@pytest.mark.parametrize("name", ["sparsity", "demographic_parity", "equal_opportunity"])
+def test_fractional_targets_are_numbers_in_the_unit_interval(name):
+    requirement = make_requirement(name, 6)
+    assert requirement.check_target(0.25) == 0.25 and isinstance(
+        requirement.check_target(1), float
+    )
+    for bad in (-0.1, 1.5, float("nan"), "0.5", True, None):
+        with pytest.raises(ValueError, match=f"target for {name} must be a number in"):
+            requirement.check_target(bad)
+
+
+def test_a_budget_is_a_whole_number_of_allowed_features():
+    requirement = make_requirement("data_minimisation", 6, forbidden=[0, 1])
+    assert requirement.check_target(None) is None
+    assert requirement.check_target(np.int64(4)) == 4
+    for bad in (0, 5, 2.5, True):
+        with pytest.raises(ValueError, match=r"an integer in \[1, 4\]"):
+            requirement.check_target(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "message"),
+    [
+        ("sparsity", (0.8, 0.2), "low <= high"),
+        ("sparsity", (0.2, 1.5), "must be a number in"),
+        ("sparsity", (0.2,), "a pair"),
+        ("sparsity", 0.5, "a pair"),
+        ("demographic_parity", (0.02, -0.2), "must be a number in"),
+        ("data_minimisation", (2, 9), r"an integer in \[1, 6\]"),
+        ("data_minimisation", (5, 2), "low <= high"),
+    ],
+)
+def test_a_target_range_is_a_pair_of_targets_in_order(name, bad, message):
+    requirement = make_requirement(name, 6)
+    with pytest.raises(ValueError, match=message):
+        requirement.check_target_range(bad)
+
+
+def test_a_range_is_drawn_and_validated_within_itself():
+    budget = make_requirement("data_minimisation", 10)
+    assert budget.check_target_range([3, 7]) == (3, 7)
+    assert budget.validation_targets(5, (3, 7)) == [3, 5, 7]
+    assert budget.validation_targets(4, (3, 7)) == [3, 5, 7, 4]
+    assert budget.validation_targets(4, None) == [4]
+    rng = np.random.RandomState(0)
+    assert {budget.draw_target(rng, 4, (3, 7)) for _ in range(500)} == set(range(3, 8))
+    assert budget.draw_target(rng, 4, None) == 4
+    gap = make_requirement("equalized_odds", 10)
+    assert gap.validation_targets(0.05, (0.02, 0.2)) == pytest.approx([0.02, 0.11, 0.2, 0.05])
+    draws = [gap.draw_target(rng, 0.05, (0.02, 0.2)) for _ in range(500)]
+    assert 0.02 <= min(draws) and max(draws) <= 0.2

@@ -1,11 +1,10 @@
 """The demo's report folder: tables and figures in, ``index.html`` and PNG files out.
 
-Pure functions of the demo's DataFrames (:func:`~sklearn_metaedit._compare.compare_fairness_layer`,
-:func:`~sklearn_metaedit.fairness._online_demo.run_online_demo`,
-:func:`~sklearn_metaedit.fairness._online_demo.online_gap_trajectory`,
-:func:`~sklearn_metaedit.editing._demo.run_editor_sweep`,
-:func:`~sklearn_metaedit.editing._demo.run_minimisation_comparison`): nothing here fits a
-model.
+Pure functions of the demo's DataFrames (:func:`~sklearn_metaedit.demo.compare_fairness_layer`,
+:func:`~sklearn_metaedit.demo.run_online_demo`,
+:func:`~sklearn_metaedit.demo.online_gap_trajectory`,
+:func:`~sklearn_metaedit.demo.run_editor_sweep`,
+:func:`~sklearn_metaedit.demo.run_minimisation_comparison`): nothing here fits a model.
 The page is self-contained (inline CSS, no scripts, no network); its images are PNG files
 beside it, so the folder can be zipped, mailed or served as it is.
 """
@@ -44,7 +43,14 @@ _RETRAINED = "retrain without the columns"
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(
+            "the demo's report draws its figures with matplotlib, which is not installed; "
+            "install it with `pip install matplotlib` (or `pip install "
+            "sklearn_metaedit[demo]`)."
+        ) from exc
 
     # the report is written to files, also on machines with no display
     matplotlib.use("Agg", force=True)
@@ -101,14 +107,14 @@ def plot_fairness_pareto(
     Parameters
     ----------
     fairness : DataFrame
-        :func:`~sklearn_metaedit._compare.compare_fairness_layer`'s table (columns
+        :func:`~sklearn_metaedit.demo.compare_fairness_layer`'s table (columns
         ``method``, ``accuracy``, ``dp_gap``).
     path : str or Path
         The PNG to write.
     epsilon : float
         Drawn as a vertical line: methods to its left meet the constraint.
     online : DataFrame, default=None
-        :func:`~sklearn_metaedit.fairness._online_demo.run_online_demo`'s table (index:
+        :func:`~sklearn_metaedit.demo.run_online_demo`'s table (index:
         methods; ``accuracy``, ``pooled_gap``), drawn with hollow markers: those methods
         use a different base model (a logistic regression) and decide a stream.
 
@@ -160,7 +166,7 @@ def editor_summary(sweep: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     sweep : DataFrame
-        :func:`~sklearn_metaedit.editing._demo.run_editor_sweep`'s table.
+        :func:`~sklearn_metaedit.demo.run_editor_sweep`'s table.
 
     Returns
     -------
@@ -195,7 +201,7 @@ def plot_accuracy_vs_sparsity(sweep: pd.DataFrame, path: str | Path) -> Path:
     Parameters
     ----------
     sweep : DataFrame
-        :func:`~sklearn_metaedit.editing._demo.run_editor_sweep`'s table.
+        :func:`~sklearn_metaedit.demo.run_editor_sweep`'s table.
     path : str or Path
         The PNG to write.
 
@@ -262,7 +268,7 @@ def plot_edit_time(
     Parameters
     ----------
     sweep : DataFrame
-        :func:`~sklearn_metaedit.editing._demo.run_editor_sweep`'s table.
+        :func:`~sklearn_metaedit.demo.run_editor_sweep`'s table.
     path : str or Path
         The PNG to write.
     editor_fit_seconds : float, default=None
@@ -313,7 +319,7 @@ def minimisation_summary(table: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     table : DataFrame
-        :func:`~sklearn_metaedit.editing._demo.run_minimisation_comparison`'s table.
+        :func:`~sklearn_metaedit.demo.run_minimisation_comparison`'s table.
 
     Returns
     -------
@@ -360,7 +366,7 @@ def plot_minimisation(
     Parameters
     ----------
     table : DataFrame
-        :func:`~sklearn_metaedit.editing._demo.run_minimisation_comparison`'s table.
+        :func:`~sklearn_metaedit.demo.run_minimisation_comparison`'s table.
     path : str or Path
         The PNG to write.
     editor_fit_seconds : float, default=None
@@ -441,7 +447,7 @@ def plot_online_gap(trajectory: pd.DataFrame, path: str | Path, *, epsilon: floa
     Parameters
     ----------
     trajectory : DataFrame
-        :func:`~sklearn_metaedit.fairness._online_demo.online_gap_trajectory`'s table
+        :func:`~sklearn_metaedit.demo.online_gap_trajectory`'s table
         (``n_decisions``, ``pooled_gap``, ``bound``, ``unconstrained_gap``).
     path : str or Path
         The PNG to write.
@@ -516,18 +522,18 @@ def write_report(
     folder : str or Path
         Created if missing; files of the same names are overwritten.
     fairness : DataFrame
-        :func:`~sklearn_metaedit._compare.compare_fairness_layer`'s table.
+        :func:`~sklearn_metaedit.demo.compare_fairness_layer`'s table.
     online : DataFrame
-        :func:`~sklearn_metaedit.fairness._online_demo.run_online_demo`'s table.
+        :func:`~sklearn_metaedit.demo.run_online_demo`'s table.
     trajectory : DataFrame
-        :func:`~sklearn_metaedit.fairness._online_demo.online_gap_trajectory`'s table.
+        :func:`~sklearn_metaedit.demo.online_gap_trajectory`'s table.
     sweep : DataFrame
-        :func:`~sklearn_metaedit.editing._demo.run_editor_sweep`'s table; its
+        :func:`~sklearn_metaedit.demo.run_editor_sweep`'s table; its
         ``attrs["editor_fit_seconds"]``, if present, is drawn and quoted.
     epsilon : float
         The parity constraint of the fairness methods.
     minimisation : DataFrame, default=None
-        :func:`~sklearn_metaedit.editing._demo.run_minimisation_comparison`'s table; its
+        :func:`~sklearn_metaedit.demo.run_minimisation_comparison`'s table; its
         ``attrs["forbidden_features"]`` and ``attrs["editor_fit_seconds"]``, if present,
         are quoted. None: the page has no data-minimisation section.
     minimisation_note : str, default=None

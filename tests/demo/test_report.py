@@ -4,18 +4,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sklearn_metaedit import __main__ as cli
-from sklearn_metaedit._compare import TabularTask, compare_fairness_layer
-from sklearn_metaedit._report import (
-    FLOAT_FORMAT,
+from sklearn_metaedit.datasets import make_biased_classification
+from sklearn_metaedit.demo import (
+    TabularTask,
+    compare_fairness_layer,
     editor_summary,
     minimisation_summary,
-    pareto_front,
+    online_gap_trajectory,
+    run_editor_sweep,
+    run_minimisation_comparison,
+    run_online_demo,
     write_report,
 )
-from sklearn_metaedit.datasets import make_biased_classification
-from sklearn_metaedit.editing._demo import run_editor_sweep, run_minimisation_comparison
-from sklearn_metaedit.fairness._online_demo import online_gap_trajectory, run_online_demo
+from sklearn_metaedit.demo import _cli as cli
+from sklearn_metaedit.demo._report import FLOAT_FORMAT, pareto_front
 
 EPSILON = 0.05
 FORBIDDEN = ["x2", "x5"]

@@ -1,10 +1,9 @@
-"""The editor's part of ``python -m sklearn_metaedit demo``: prune held-out networks, and
-make them stop reading forbidden input columns."""
+"""The editor's part of the demo: prune held-out networks, and make them stop reading
+forbidden input columns, beside the baselines."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 from collections.abc import Sequence
 from numbers import Integral
@@ -14,13 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .._compare import training_schedule
 from .._mlp import MLP
-from ._editor import MetanetEditor
-from ._graph import as_sequential, extract_weights, load_weights
-from ._population import make_population
-from ._requirements import features_used, magnitude_prune_weights, weight_sparsity
-from ._task_data import TaskData
+from ..editing import MetanetEditor, TaskData, make_population
+from ..editing._graph import as_sequential, extract_weights, load_weights
+from ..editing._magnitude import magnitude_prune_weights
+from ..editing._measures import features_used, weight_sparsity
+from ._baselines import fine_tune, retrain_on_columns, zero_columns
+from ._tasks import training_schedule
 
 __all__ = ["run_editor_demo", "run_editor_sweep", "run_minimisation_comparison"]
 
@@ -243,31 +242,6 @@ def _accuracy(module, X_t, y) -> float:
         return float((module(X_t).argmax(dim=1).numpy() == y).mean())
 
 
-def _fine_tune(module, X, y, epochs, random_state, batch_size, lr=1e-3):
-    """Train a module for ``epochs`` with its zero weights held at zero.
-
-    The zeros are those of pruning, or the forbidden columns of a network that may not
-    read some inputs.
-    """
-    masks = [p != 0 for p in module.parameters() if p.dim() == 2]
-    weights = [p for p in module.parameters() if p.dim() == 2]
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.int64)
-    generator = torch.Generator().manual_seed(random_state)
-    module.train()
-    for _ in range(epochs):
-        for rows in torch.randperm(len(X_t), generator=generator).split(batch_size):
-            optimizer.zero_grad()
-            loss_fn(module(X_t[rows]), y_t[rows]).backward()
-            optimizer.step()
-            # Adam's momentum would revive pruned weights; the mask keeps the sparsity
-            with torch.no_grad():
-                for w, keep in zip(weights, masks, strict=True):
-                    w.mul_(keep)
-    return module.eval()
-
-
 def run_editor_sweep(
     X_train: Any,
     y_train: Any,
@@ -385,13 +359,13 @@ def run_editor_sweep(
                 pruned = load_weights(module, magnitude_prune_weights(weights, sparsity)).eval()
                 prune_seconds = time.perf_counter() - started
                 started = time.perf_counter()
-                tuned = _fine_tune(
+                tuned = fine_tune(
                     load_weights(pruned, extract_weights(pruned)),
                     X_train,
                     y_train,
-                    fine_tune_epochs,
-                    random_state + index,
-                    _schedule(len(X_train))["batch_size"],
+                    epochs=fine_tune_epochs,
+                    random_state=random_state + index,
+                    batch_size=_schedule(len(X_train))["batch_size"],
                 )
                 tune_seconds = prune_seconds + time.perf_counter() - started
                 started = time.perf_counter()
@@ -462,34 +436,10 @@ def _column_indices(features, feature_names, n_features) -> tuple[list[int], lis
     return sorted(indices), names
 
 
-def _zero_columns(module, columns):
-    """A copy of ``module`` whose first layer ignores the input ``columns``."""
-    weights = extract_weights(module)
-    weights[0][0][:, columns] = 0.0
-    return load_weights(module, weights)
-
-
-def _retrain_without(module, columns, X, y, schedule, random_state):
-    """The architecture of ``module``, trained afresh with ``columns`` never read.
-
-    The forbidden columns' first-layer weights start at zero and are held there, which
-    trains the same function as a network whose input lacks those columns.
-    """
-    fresh = copy.deepcopy(module)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
-        for layer in fresh:
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
-    return _fine_tune(
-        _zero_columns(fresh, columns),
-        X,
-        y,
-        schedule["max_epochs"],
-        random_state,
-        schedule["batch_size"],
-        lr=_LEARNING_RATE,
-    )
+def _hidden_sizes(module) -> tuple[int, ...]:
+    """Widths of the hidden layers of an MLP."""
+    linears = [layer for layer in module if isinstance(layer, torch.nn.Linear)]
+    return tuple(layer.out_features for layer in linears[:-1])
 
 
 def run_minimisation_comparison(
@@ -517,8 +467,9 @@ def run_minimisation_comparison(
     ``MetanetEditor("data_minimisation", features=forbidden_features)``. Every
     held-out network is then made blind to the forbidden columns by zeroing their
     first-layer weights, by zeroing them and training ``fine_tune_epochs`` with them
-    held at zero, by training its architecture from scratch with them held at zero
-    (the population's batches, epochs and learning rate), and by the editor.
+    held at zero, by training its architecture afresh on the other columns only
+    (:func:`~sklearn_metaedit.demo.retrain_on_columns`, with the population's batches,
+    epochs and learning rate), and by the editor.
 
     Parameters
     ----------
@@ -601,6 +552,7 @@ def run_minimisation_comparison(
             f"networks in {editor.fit_seconds_:.1f}s"
         )
         schedule = _schedule(len(X_train))
+        allowed = [j for j in range(X_train.shape[1]) if j not in set(forbidden)]
         X_t = torch.as_tensor(X_test)
         rows = []
         networks = {m: [] for m in (_ORIGINAL, _ZEROED, _ZEROED_TUNED, _RETRAINED, _EDITOR)}
@@ -609,20 +561,29 @@ def run_minimisation_comparison(
             seed = random_state + index
 
             started = time.perf_counter()
-            zeroed = _zero_columns(module, forbidden).eval()
+            zeroed = zero_columns(module, forbidden).eval()
             zero_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            tuned = _fine_tune(
-                _zero_columns(module, forbidden),
+            tuned = fine_tune(
+                zero_columns(module, forbidden),
                 X_train,
                 y_train,
-                fine_tune_epochs,
-                seed,
-                schedule["batch_size"],
+                epochs=fine_tune_epochs,
+                random_state=seed,
+                batch_size=schedule["batch_size"],
             )
             tune_seconds = zero_seconds + time.perf_counter() - started
             started = time.perf_counter()
-            retrained = _retrain_without(module, forbidden, X_train, y_train, schedule, seed)
+            retrained = retrain_on_columns(
+                _hidden_sizes(module),
+                allowed,
+                X_train,
+                y_train,
+                epochs=schedule["max_epochs"],
+                random_state=seed,
+                batch_size=schedule["batch_size"],
+                lr=_LEARNING_RATE,
+            )
             retrain_seconds = time.perf_counter() - started
             started = time.perf_counter()
             (edited,) = editor.transform([network])

@@ -1,11 +1,7 @@
-"""Online decisions beside their peers: streams, the within-batch primal-dual, the demo table.
+"""Online decisions beside their peers: streams, their summaries, the demo's table.
 
-The peer re-implemented here is the online algorithm of Troxell, Roemer and Montúfar
-(ICML 2026, package ``fairness-training``), from its description: one dual variable,
-updated after each batch from the parity gap *within* that batch,
-``lambda <- max(0, lambda + eta0 / sqrt(t) * b * (gap_t - epsilon))``, which raises the
-threshold of the groups selected more than average in the batch and lowers it for the
-others. At batch size 1 a batch holds one group, its gap is 0, and the dual never moves.
+The peers are fairlearn's ``ThresholdOptimizer`` and the within-batch primal-dual
+(:func:`~sklearn_metaedit.demo.within_batch_primal_dual`).
 """
 
 from __future__ import annotations
@@ -16,81 +12,12 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from .._compare import Float64Proba
 from .._groups import check_sensitive_features, encode_groups, fit_groups
+from ..fairness import OnlineFairPredictor
 from ..metrics import selection_rate_gap
-from ._online import OnlineFairPredictor
+from ._baselines import Float64Proba, within_batch_primal_dual
 
-__all__ = [
-    "drifting_order",
-    "online_gap_trajectory",
-    "run_online_demo",
-    "stream_summary",
-    "within_batch_primal_dual",
-]
-
-
-def within_batch_primal_dual(
-    scores: np.ndarray,
-    codes: np.ndarray,
-    *,
-    batch_size: int,
-    epsilon: float,
-    step_size: float = 0.001,
-    threshold: float = 0.5,
-) -> np.ndarray:
-    """Decide a stream batch by batch with one dual driven by the within-batch gap.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (n_samples,)
-        Probability of the positive class.
-    codes : ndarray of shape (n_samples,)
-        Integer group codes.
-    batch_size : int
-        ``b``.
-    epsilon : float
-        The gap each batch should stay within.
-    step_size : float, default=0.001
-        ``eta0``. The update scales with the batch size, so larger values overshoot:
-        on Adult and synthetic streams 0.01 already flips the groups' order and
-        widens the gaps.
-    threshold : float, default=0.5
-        The decision threshold at a zero dual.
-
-    Returns
-    -------
-    decisions : ndarray of int64, shape (n_samples,)
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> scores = np.array([0.9, 0.2, 0.8, 0.3])
-    >>> codes = np.array([0, 1, 0, 1])
-    >>> within_batch_primal_dual(scores, codes, batch_size=1, epsilon=0.0).tolist()
-    [1, 0, 1, 0]
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    codes = np.asarray(codes, dtype=np.int64)
-    n_groups = int(codes.max()) + 1 if len(codes) else 0
-    decisions = np.empty(len(scores), dtype=np.int64)
-    dual = 0.0
-    for t, start in enumerate(range(0, len(scores), batch_size), start=1):
-        p, g = scores[start : start + batch_size], codes[start : start + batch_size]
-        counts = np.bincount(g, minlength=n_groups)
-        present = counts > 0
-        # Direction of the gap's gradient: the groups the model selects more than average.
-        plain = np.bincount(g, weights=(p >= threshold), minlength=n_groups)
-        rates = np.divide(plain, counts, out=np.zeros(n_groups), where=present)
-        mean = rates[present].mean()
-        direction = np.sign(rates - mean)
-        d = (p - dual * direction[g] >= threshold).astype(np.int64)
-        decisions[start : start + batch_size] = d
-        chosen = np.bincount(g, weights=d, minlength=n_groups)
-        batch_rates = (chosen / np.maximum(counts, 1))[present]
-        gap = batch_rates.max() - batch_rates.min() if present.sum() >= 2 else 0.0
-        dual = max(0.0, dual + step_size / np.sqrt(t) * len(p) * (gap - epsilon))
-    return decisions
+__all__ = ["drifting_order", "online_gap_trajectory", "run_online_demo", "stream_summary"]
 
 
 def drifting_order(

@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.datasets import make_classification
 
-from sklearn_metaedit.editing._demo import run_editor_demo, run_minimisation_comparison
+from sklearn_metaedit.demo import run_editor_demo, run_minimisation_comparison
 
 
 def test_demo_compares_the_editor_with_magnitude_pruning_at_equal_sparsity():

@@ -1,0 +1,122 @@
+"""One metanetwork pass: networks in, edited weights out, and edited copies of the networks.
+
+A network is *prepared* once (its weights, its parameter graph and the metanetwork's
+node inputs); several prepared networks then share one batched metanetwork pass, whose
+edit of each is the same as alone. The requirement turns the pass's output into edited
+weights (:meth:`~._requirement.Requirement.apply`, then
+:meth:`~._requirement.Requirement.recalibrate`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from ._graph import Weights, extract_weights, load_weights, weights_to_graph
+from ._metanet import GraphMetanetwork, unbatch_edit
+from ._requirement import Requirement
+
+__all__ = ["N_INPUT_FLAGS", "edit_networks", "edited_copy", "prepare_network"]
+
+#: Node inputs of the metanetwork that describe the task's input features.
+N_INPUT_FLAGS = 2
+
+
+def _input_flags(requirement: Requirement, n_nodes: int) -> torch.Tensor:
+    """Per node: the mean and standard deviation of its input feature (input nodes,
+    which come first in a parameter graph), zeros for the other neurons."""
+    flags = torch.zeros(n_nodes, N_INPUT_FLAGS)
+    flags[: requirement.n_features, 0] = requirement.input_mean.float()
+    flags[: requirement.n_features, 1] = requirement.input_scale()
+    return flags
+
+
+def prepare_network(
+    module: nn.Sequential, requirement: Requirement, device: torch.device
+) -> dict[str, Any]:
+    """A network as the metanetwork reads it.
+
+    Returns
+    -------
+    item : dict
+        ``module`` (the network), ``weights`` (its (weight, bias) pairs on ``device``),
+        ``graph`` (its parameter graph) and ``flags`` (node inputs of shape
+        (n_nodes, requirement.n_node_flags + N_INPUT_FLAGS)).
+    """
+    weights = [(w.to(device), b.to(device)) for w, b in extract_weights(module)]
+    graph = weights_to_graph(weights)
+    flags = torch.cat(
+        [requirement.node_flags(graph.layer_sizes), _input_flags(requirement, graph.num_nodes)],
+        dim=1,
+    ).to(device)
+    return {"module": module, "weights": weights, "graph": graph, "flags": flags}
+
+
+def edit_networks(
+    metanet: GraphMetanetwork,
+    requirement: Requirement,
+    items: list[dict[str, Any]],
+    targets: list,
+    *,
+    hard: bool,
+    temperature: float,
+) -> list[Weights]:
+    """Edited weights of several prepared networks from one batched metanetwork pass.
+
+    ``hard=True``: the requirement's exact step (edit time, checkpoint selection);
+    ``hard=False``: its soft relaxation, differentiable in the metanetwork (training).
+    """
+    graphs = [item["graph"] for item in items]
+    batch = graphs[0] if len(graphs) == 1 else Batch.from_data_list(graphs)
+    device = items[0]["flags"].device
+    target_in = torch.tensor([requirement.metanet_target(t) for t in targets], device=device)
+    flags = torch.cat([item["flags"] for item in items])
+    edits = unbatch_edit(metanet(batch, target_in, flags), graphs)
+    return [
+        requirement.recalibrate(
+            item,
+            requirement.apply(item["weights"], edit, target, hard=hard, temperature=temperature),
+        )
+        for item, edit, target in zip(items, edits, targets, strict=True)
+    ]
+
+
+def copy_with_weights(network: Any, module: nn.Sequential, weights: Weights) -> Any:
+    """A deep copy of a fitted skorch net whose ``module_`` holds ``weights``.
+
+    ``copy.deepcopy`` of a skorch net pickles its modules and optimizers to bytes and back;
+    copying its attribute dictionary instead, with the module's parameters mapped to those
+    of an already edited module, gives the same independent copy (the optimizer's state
+    refers to the new parameters) in a fraction of the time.
+    """
+    edited_module = load_weights(module, weights)
+    memo = {id(module): edited_module}
+    for old, new in zip(module.parameters(), edited_module.parameters(), strict=True):
+        memo[id(old)] = new
+    for old, new in zip(module.buffers(), edited_module.buffers(), strict=True):
+        memo[id(old)] = new
+    edited = type(network).__new__(type(network))
+    edited.__dict__.update(copy.deepcopy(network.__dict__, memo))
+    return edited
+
+
+def edited_copy(network: Any, module: nn.Sequential, weights: Weights, classes) -> Any:
+    """The edited network as a user gets it back: a copy of a skorch net with the edited
+    weights, or a plain module wrapped in a fitted skorch ``NeuralNetClassifier`` whose
+    labels are ``classes``."""
+    if isinstance(network, nn.Module):
+        from skorch import NeuralNetClassifier
+
+        edited = NeuralNetClassifier(
+            load_weights(module, weights),
+            criterion=nn.CrossEntropyLoss,
+            device=str(next(module.parameters()).device),
+        )
+        edited.initialize()
+        edited.classes_inferred_ = classes
+        return edited
+    return copy_with_weights(network, module, weights)

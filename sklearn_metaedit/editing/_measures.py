@@ -1,0 +1,175 @@
+"""What the editor measures, as torch tensors: sparsity, features read, gaps, divergence.
+
+The gaps are those of :mod:`sklearn_metaedit.metrics` (fairlearn's quantities), computed
+on tensors of group codes so that the training losses can differentiate through them;
+their names start with ``tensor_`` so that they never shadow the metrics, and their
+arguments come in the metrics' order (true labels first).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from ._graph import Weights
+
+__all__ = [
+    "divergence",
+    "features_used",
+    "tensor_equalized_odds_gap",
+    "tensor_selection_rate_gap",
+    "tensor_true_positive_rate_gap",
+    "weight_sparsity",
+]
+
+
+def weight_sparsity(weights: Weights) -> float:
+    """Fraction of weights (not biases) that are exactly zero.
+
+    Examples
+    --------
+    >>> import torch
+    >>> weight_sparsity([(torch.tensor([[0.0, 1.0], [0.0, 0.0]]), torch.ones(2))])
+    0.75
+    """
+    n_zero = sum(int((w == 0).sum()) for w, _ in weights)
+    return n_zero / sum(w.numel() for w, _ in weights)
+
+
+def features_used(weights: Weights) -> list[int]:
+    """Indices of the input features whose first-layer column is not all zero.
+
+    Examples
+    --------
+    >>> import torch
+    >>> features_used([(torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0]]), torch.ones(2))])
+    [1, 2]
+    """
+    return torch.nonzero((weights[0][0] != 0).any(dim=0)).flatten().tolist()
+
+
+def tensor_selection_rate_gap(
+    positive: torch.Tensor, groups: torch.Tensor, n_groups: int
+) -> torch.Tensor:
+    """Largest minus smallest mean of ``positive`` over the groups present.
+
+    With 0/1 decisions this is fairlearn's ``demographic_parity_difference``
+    (:func:`sklearn_metaedit.metrics.selection_rate_gap`); with probabilities it is its
+    differentiable relaxation.
+
+    Parameters
+    ----------
+    positive : Tensor of shape (n_samples,)
+        Decisions or probabilities of the positive class.
+    groups : long Tensor of shape (n_samples,)
+        Group codes ``0 .. n_groups - 1``.
+    n_groups : int
+
+    Returns
+    -------
+    gap : scalar Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> positive = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    >>> float(tensor_selection_rate_gap(positive, torch.tensor([0, 0, 1, 1]), 2))
+    0.5
+    """
+    counts = torch.bincount(groups, minlength=n_groups).to(positive.dtype)
+    sums = torch.zeros(n_groups, dtype=positive.dtype, device=positive.device)
+    sums = sums.index_add(0, groups, positive)
+    present = counts > 0
+    if int(present.sum()) < 2:
+        return positive.sum() * 0.0
+    rates = sums[present] / counts[present]
+    return rates.max() - rates.min()
+
+
+def tensor_true_positive_rate_gap(
+    y: torch.Tensor, positive: torch.Tensor, groups: torch.Tensor, n_groups: int
+) -> torch.Tensor:
+    """Selection-rate gap among the rows of true label 1 (binary tasks).
+
+    With 0/1 decisions this is fairlearn's ``equal_opportunity_difference``
+    (:func:`sklearn_metaedit.metrics.true_positive_rate_gap`).
+
+    Parameters
+    ----------
+    y : long Tensor of shape (n_samples,)
+        True labels in {0, 1}.
+    positive : Tensor of shape (n_samples,)
+    groups : long Tensor of shape (n_samples,)
+    n_groups : int
+
+    Returns
+    -------
+    gap : scalar Tensor (0 without rows of label 1)
+    """
+    rows = y == 1
+    if not bool(rows.any()):
+        return positive.sum() * 0.0
+    return tensor_selection_rate_gap(positive[rows], groups[rows], n_groups)
+
+
+def tensor_equalized_odds_gap(
+    y: torch.Tensor, positive: torch.Tensor, groups: torch.Tensor, n_groups: int
+) -> torch.Tensor:
+    """Largest selection-rate gap among rows of either true label (binary tasks).
+
+    With 0/1 decisions this is fairlearn's ``equalized_odds_difference``
+    (:func:`sklearn_metaedit.metrics.equalized_odds_gap`): the larger of the
+    true-positive-rate gap and the false-positive-rate gap.
+
+    Parameters
+    ----------
+    y : long Tensor of shape (n_samples,)
+        True labels in {0, 1}.
+    positive : Tensor of shape (n_samples,)
+    groups : long Tensor of shape (n_samples,)
+    n_groups : int
+
+    Returns
+    -------
+    gap : scalar Tensor
+    """
+    gaps = [
+        tensor_selection_rate_gap(positive[y == label], groups[y == label], n_groups)
+        for label in (0, 1)
+        if bool((y == label).any())
+    ]
+    return torch.stack(gaps).max() if gaps else positive.sum() * 0.0
+
+
+def divergence(
+    original_logits: torch.Tensor, edited_logits: torch.Tensor, kind: str = "kl"
+) -> torch.Tensor:
+    """Mean divergence between the original and the edited predictive distributions.
+
+    Parameters
+    ----------
+    original_logits, edited_logits : Tensors of shape (n_samples, n_classes)
+    kind : {"kl", "js"}
+        ``"kl"``: KL(original || edited); ``"js"``: Jensen-Shannon divergence.
+
+    Returns
+    -------
+    divergence : scalar Tensor, in nats
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits = torch.tensor([[2.0, -1.0], [0.0, 0.5]])
+    >>> float(divergence(logits, logits))
+    0.0
+    """
+    log_p = F.log_softmax(original_logits.float(), dim=-1)
+    log_q = F.log_softmax(edited_logits.float(), dim=-1)
+    if kind == "kl":
+        return (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - math.log(2.0)
+    kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=-1)
+    kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=-1)
+    return (0.5 * (kl_pm + kl_qm)).mean()

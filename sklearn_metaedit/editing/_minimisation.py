@@ -1,0 +1,156 @@
+"""Data minimisation: the edited network reads none of some inputs, or only a budget of them.
+
+The first-layer columns of the forbidden features, and of the features outside the
+top-``k`` budget (ranked by column norm times the feature's standard deviation plus a
+learned logit), are exactly zero; what they contributed is replaced by its
+least-squares prediction from the kept features (fit-time means and covariance of the
+inputs), which is what a network retrained without them would learn to do from the same
+correlations. :class:`InputDropping` is that step, shared with the parity requirements,
+whose edited networks may be barred from the sensitive feature's own columns.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import torch
+
+from ._gates import soft_top_k, top_k_mask
+from ._magnitude import DEAD
+from ._measures import features_used
+from ._requirement import Requirement, base_edit
+
+__all__ = ["DataMinimisation", "InputDropping"]
+
+
+class InputDropping:
+    """Dropping input features from the first layer, with least-squares compensation.
+
+    A mixin of :class:`~._requirement.Requirement` subclasses: it reads their
+    ``n_features``, ``forbidden`` and input statistics.
+    """
+
+    def _minimise(self, weights, edit, target, *, hard, temperature):
+        """Edited weights that read none of ``forbidden`` and, for an integer ``target``,
+        at most ``target`` features."""
+        edited = base_edit(weights, edit)
+        first = weights[0][0]
+        allowed = torch.ones(self.n_features, dtype=torch.bool, device=first.device)
+        allowed[self.forbidden] = False
+        n_features = self.n_features
+        keep = int(allowed.sum()) if target is None else min(int(target), int(allowed.sum()))
+        norms = first.detach().float().norm(dim=0)
+        live = norms > 0
+        scale = self.input_scale(first.device)
+        if scale is not None:
+            # what a column contributes to the first layer: |w_j| times the spread of x_j
+            norms = norms * scale
+        scores = torch.where(
+            allowed & live,
+            torch.log(norms.clamp_min(1e-30)) + edit["node_gate"][:n_features],
+            torch.full_like(norms, DEAD),
+        )
+        # forbidden features always score lowest, so the top-k never picks them
+        scores = torch.where(allowed, scores, torch.full_like(norms, 2 * DEAD))
+        kept = top_k_mask(scores, keep) & allowed
+        if hard or keep >= int(allowed.sum()):
+            gates = kept.to(first.dtype)
+        else:
+            gates = soft_top_k(scores, keep, temperature) * allowed
+        w1, b1 = edited[0]
+        dropped = w1 * (1 - gates[None, :].to(w1.dtype))
+        w1 = torch.where(gates[None, :] > 0, w1, 0.0) if hard else w1 * gates[None, :].to(w1.dtype)
+        if self.input_cov is not None:
+            w1, b1 = self._compensate(w1, b1, dropped, kept & live, first != 0)
+        return [(w1, b1), *edited[1:]]
+
+    def _compensate(self, w1, b1, dropped, kept, nonzero):
+        """Replace the dropped columns' contribution ``dropped @ x`` by its least-squares
+        prediction from the kept features, ``dropped[:, D] (C^T x_K + c)``, added to the
+        kept columns (only where the network's weight is not zero, so that an edit keeps
+        zero weights at zero) and to the bias."""
+        kept_index = torch.nonzero(kept).flatten()
+        other = torch.nonzero(~kept).flatten()
+        if len(kept_index) == 0 or len(other) == 0:
+            return w1, b1
+        coef, intercept = self._regression(kept_index, other)
+        coef = coef.to(w1.device, w1.dtype)
+        intercept = intercept.to(w1.device, w1.dtype)
+        source = dropped[:, other]
+        w1 = w1.index_add(1, kept_index, (source @ coef) * nonzero[:, kept_index].to(w1.dtype))
+        return w1, b1 + source @ intercept
+
+    def _regression(self, kept: torch.Tensor, other: torch.Tensor):
+        """Coefficients ``C`` (|other|, |kept|) and intercepts ``c`` (|other|,) of the
+        least-squares prediction of ``x_other`` from ``x_kept`` (ridge-stabilised: one-hot
+        groups make the covariance singular); cached per set of kept features."""
+        key = tuple(kept.tolist())
+        cache = self.__dict__.setdefault("_regression_cache", {})
+        if key not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            kept_cpu, other_cpu = kept.cpu(), other.cpu()
+            cov = self.input_cov
+            cov_kk = cov[kept_cpu][:, kept_cpu]
+            ridge = 1e-4 * float(cov_kk.diagonal().mean()) + 1e-10
+            cov_kk = cov_kk + ridge * torch.eye(len(kept_cpu), dtype=cov.dtype)
+            coef = torch.linalg.solve(cov_kk, cov[kept_cpu][:, other_cpu]).T
+            intercept = self.input_mean[other_cpu] - coef @ self.input_mean[kept_cpu]
+            cache[key] = (coef.float(), intercept.float())
+        return cache[key]
+
+
+class DataMinimisation(InputDropping, Requirement):
+    """The networks may not use some input features, or only a budget of them.
+
+    Its target is the number of input features to keep, chosen by the editor per
+    network; None keeps every feature that is not forbidden.
+
+    Parameters
+    ----------
+    n_features : int
+    forbidden : sequence of int, default=()
+        Indices of input features that must not be used.
+    """
+
+    name = "data_minimisation"
+
+    def check_settings(self, *, target, features):
+        if features is None and target is None:
+            raise ValueError(
+                "requirement='data_minimisation' needs features= (the features the networks "
+                "may not use) or target=k (the number of features to keep), or both."
+            )
+
+    def check_target(self, target):
+        if target is None:
+            return None
+        n_allowed = self.n_features - len(self.forbidden)
+        if isinstance(target, bool) or not isinstance(target, Integral):
+            valid = False
+        else:
+            valid = 1 <= target <= n_allowed
+        if not valid:
+            raise ValueError(
+                "target for data_minimisation is the number of input features to keep, "
+                f"an integer in [1, {n_allowed}] (the features not forbidden); got "
+                f"{target!r}."
+            )
+        return int(target)
+
+    def sample_target(self, rng, low, high):
+        """A budget drawn uniformly from the integers ``low .. high``."""
+        return int(rng.randint(int(low), int(high) + 1))
+
+    def range_points(self, low, high):
+        return [int(low), round((low + high) / 2), int(high)]
+
+    def metanet_target(self, target):
+        keep = self.n_features - len(self.forbidden) if target is None else target
+        return float(keep) / self.n_features
+
+    def apply(self, weights, edit, target, *, hard, temperature):
+        return self._minimise(weights, edit, target, hard=hard, temperature=temperature)
+
+    def measure(self, edited_weights, decisions, y, groups, n_groups):
+        return float(len(features_used(edited_weights)))

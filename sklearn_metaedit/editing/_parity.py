@@ -1,0 +1,120 @@
+"""Parity requirements: the gap between groups on the task data is at most the target.
+
+There is no structural step: the gap is a training loss and is measured after the edit
+(on the task data, or on data passed to ``score``/``report``). The edited network may
+also be barred from some inputs (e.g. the sensitive feature's own columns, for a
+group-blind network), which are then dropped as data minimisation drops them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from ._measures import (
+    tensor_equalized_odds_gap,
+    tensor_selection_rate_gap,
+    tensor_true_positive_rate_gap,
+)
+from ._minimisation import InputDropping
+from ._requirement import Requirement, base_edit
+
+__all__ = ["Fairness"]
+
+#: The metanetwork reads a gap target as log(max(target, _GAP_FLOOR) / _GAP_UNIT).
+_GAP_UNIT = 0.05
+_GAP_FLOOR = 0.005
+
+#: Default largest gap.
+_DEFAULT_GAP = 0.05
+
+
+def _demographic_parity_gap(y, positive, groups, n_groups):
+    return tensor_selection_rate_gap(positive, groups, n_groups)
+
+
+#: The gap of each parity constraint, as a function of (y, positive, groups, n_groups).
+_GAPS = {
+    "demographic_parity": _demographic_parity_gap,
+    "equal_opportunity": tensor_true_positive_rate_gap,
+    "equalized_odds": tensor_equalized_odds_gap,
+}
+
+
+class Fairness(InputDropping, Requirement):
+    """The gap of a parity constraint on the task data is at most ``target``.
+
+    Parameters
+    ----------
+    n_features : int
+    forbidden : sequence of int, default=()
+        Input features the edited networks may not use either (e.g. the sensitive
+        feature's columns, for a group-blind network); dropped as by
+        :class:`~._minimisation.DataMinimisation`.
+    kind : {"demographic_parity", "equal_opportunity", "equalized_odds"}
+        The constraint; its gap is fairlearn's ``demographic_parity_difference``,
+        ``equal_opportunity_difference`` or ``equalized_odds_difference``.
+    """
+
+    needs_sensitive = True
+
+    def __init__(self, n_features, forbidden=(), *, kind="demographic_parity"):
+        super().__init__(n_features, forbidden)
+        if kind not in _GAPS:
+            raise ValueError(f"kind must be one of {sorted(_GAPS)}, got {kind!r}.")
+        self.name = kind
+
+    def check_task(self, *, n_classes, has_groups):
+        if not has_groups:
+            raise ValueError(
+                f"requirement={self.name!r} needs sensitive features: pass "
+                "data=(X, y, sensitive_features) or TaskData(X, y, sensitive_features), "
+                "or set sensitive_feature to a column of X."
+            )
+        if n_classes != 2:
+            raise ValueError(
+                f"requirement={self.name!r} needs binary classifiers (2 outputs); "
+                f"the networks have {n_classes}."
+            )
+
+    def default_target(self):
+        return _DEFAULT_GAP
+
+    def training_goal(self, target, *, margin, relative_margin):
+        """``target - min(margin, relative_margin * target)``: the gap is measured on new
+        rows and networks, where it scatters around what training reached; a margin moves
+        that scatter below the target."""
+        return target - min(margin, relative_margin * target)
+
+    def metanet_target(self, target: float) -> float:
+        """``log(target / 0.05)``, the target floored at 0.005: gaps that matter span
+        two orders of magnitude, and on a linear scale the metanetwork barely tells 0.02
+        from 0.2."""
+        return math.log(max(float(target), _GAP_FLOOR) / _GAP_UNIT)
+
+    def apply(self, weights, edit, target, *, hard, temperature):
+        if not self.forbidden:
+            return base_edit(weights, edit)
+        return self._minimise(weights, edit, None, hard=hard, temperature=temperature)
+
+    def gap(self, positive, y, groups, n_groups):
+        """Gap of ``positive`` (decisions or probabilities), shape () Tensor."""
+        return _GAPS[self.name](y, positive, groups, n_groups)
+
+    def loss(self, edited_logits, y, groups, n_groups, goal, temperature):
+        # a sharpened sigmoid of the logit margin approximates the 0/1 decisions whose
+        # gap is measured, rather than the probabilities
+        margin = (edited_logits[:, 1] - edited_logits[:, 0]).float()
+        positive = torch.sigmoid(margin / max(temperature, 1e-3))
+        return F.relu(self.gap(positive, y, groups, n_groups) - goal)
+
+    def measure(self, edited_weights, decisions, y, groups, n_groups):
+        return float(self.gap(decisions.float(), y, groups, n_groups))
+
+    def violation(self, value, target):
+        return max(0.0, value - target)
+
+    def report_columns(self, edited_weights, decisions, y, groups, n_groups):
+        return {"requirement_gap": self.measure(edited_weights, decisions, y, groups, n_groups)}

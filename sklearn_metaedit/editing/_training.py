@@ -1,0 +1,280 @@
+"""The metanetwork's training loop: the loss, the steps, checkpoint selection.
+
+Plain torch code, in the manner of skorch's ``NeuralNet``: :meth:`MetanetTrainer.fit`
+runs :meth:`~MetanetTrainer.train_step` for every step and
+:meth:`~MetanetTrainer.validation_step` every ``eval_every`` steps, and calls hooks named
+after the moment they run (:meth:`~MetanetTrainer.on_step_end`,
+:meth:`~MetanetTrainer.on_train_end`), which a subclass may override. It knows nothing
+of the estimator API: :class:`~._editor.MetanetEditor` builds it in ``fit``.
+
+Training loss per network, averaged over a batch of networks and task rows::
+
+    requirement_loss + utility_weight * (divergence(original, edited)
+                                         + task_weight * cross_entropy(edited, y))
+
+with the requirement's soft edit (:func:`~._edit.edit_networks` with ``hard=False``).
+A checkpoint's validation score is the mean, over the validation networks and the
+requirement's validation targets, of the exact edit's accuracy minus its violation of
+the target; the checkpoint of best score is kept (the validation loss breaks ties).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ._edit import edit_networks
+from ._graph import network_forward
+from ._measures import divergence
+from ._metanet import GraphMetanetwork
+from ._requirement import Requirement
+
+__all__ = ["HISTORY_COLUMNS", "MetanetTrainer", "TrainingSettings"]
+
+#: Task rows on which checkpoints are compared (at most).
+VALIDATION_ROWS = 8192
+
+HISTORY_COLUMNS = ["step", "train_loss", "validation_loss", "validation_score"]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The editor's parameters that shape training (see :class:`~._editor.MetanetEditor`)."""
+
+    utility_weight: float
+    divergence: str
+    task_weight: float
+    target_margin: float
+    relative_margin: float
+    temperature: float
+    learning_rate: float
+    max_steps: int
+    networks_per_step: int
+    rows_per_step: int
+    eval_every: int
+    verbose: int
+
+
+class MetanetTrainer:
+    """Train a metanetwork to edit a population of networks for one requirement.
+
+    Parameters
+    ----------
+    metanet : GraphMetanetwork
+        Trained in place; left at the selected checkpoint.
+    requirement : Requirement
+        With its input statistics set.
+    settings : TrainingSettings
+    target : float or int or None
+        The requirement's checked target.
+    target_range : (low, high) or None
+        The requirement's checked range of training targets.
+    n_groups : int
+        Number of sensitive groups (0 without sensitive features).
+
+    Attributes
+    ----------
+    history_ : pandas.DataFrame
+        After :meth:`fit`: ``step``, ``train_loss``, ``validation_loss``,
+        ``validation_score`` (the last two at evaluations only).
+    """
+
+    def __init__(
+        self,
+        metanet: GraphMetanetwork,
+        requirement: Requirement,
+        settings: TrainingSettings,
+        *,
+        target: Any,
+        target_range: tuple | None,
+        n_groups: int,
+    ) -> None:
+        self.metanet = metanet
+        self.requirement = requirement
+        self.settings = settings
+        self.target = target
+        self.target_range = target_range
+        self.n_groups = n_groups
+
+    def loss(
+        self,
+        items: list[dict],
+        targets: list,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        groups: torch.Tensor | None,
+        *,
+        hard: bool,
+        scores: list | None = None,
+    ) -> torch.Tensor:
+        """Mean training loss over the prepared networks ``items``; with ``scores``, also
+        append each edited network's validation score (accuracy minus violation of its
+        target)."""
+        s, requirement = self.settings, self.requirement
+        edited = edit_networks(
+            self.metanet, requirement, items, targets, hard=hard, temperature=s.temperature
+        )
+        total = 0.0
+        for item, weights, target in zip(items, edited, targets, strict=True):
+            with torch.no_grad():
+                original = network_forward(item["module"], item["weights"], X)
+            logits = network_forward(item["module"], weights, X)
+            utility = divergence(original, logits, s.divergence)
+            if s.task_weight > 0:
+                utility = utility + s.task_weight * F.cross_entropy(logits.float(), y)
+            goal = requirement.training_goal(
+                target, margin=s.target_margin, relative_margin=s.relative_margin
+            )
+            term = requirement.loss(logits, y, groups, self.n_groups, goal, s.temperature)
+            total = total + term + s.utility_weight * utility
+            if scores is not None:
+                decisions = logits.argmax(dim=1)
+                value = requirement.measure(weights, decisions == 1, y, groups, self.n_groups)
+                scores.append(
+                    float((decisions == y).float().mean()) - requirement.violation(value, target)
+                )
+        return total / len(items)
+
+    def train_step(self, items, targets, X, y, groups) -> float:
+        """One optimiser step on the soft edits of ``items``; the training loss."""
+        loss = self.loss(items, targets, X, y, groups, hard=False)
+        self.optimizer_.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.metanet.parameters(), 1.0)
+        self.optimizer_.step()
+        return loss.item()
+
+    def validation_step(self, items, X, y, groups) -> tuple[float, float]:
+        """Validation (score, loss) of exact edits of ``items``, over the requirement's
+        validation targets."""
+        self.metanet.eval()
+        losses, scores = [], []
+        with torch.no_grad():
+            for target in self.requirement.validation_targets(self.target, self.target_range):
+                loss = self.loss(
+                    items, [target] * len(items), X, y, groups, hard=True, scores=scores
+                )
+                losses.append(float(loss))
+        self.metanet.train()
+        return float(np.mean(scores)), float(np.mean(losses))
+
+    def on_step_end(self, step: int, record: dict, progress) -> None:
+        """Called after every step with its history record; prints it at ``verbose >= 2``
+        every tenth of the steps."""
+        max_steps = self.settings.max_steps
+        if self.settings.verbose >= 2 and (step % max(max_steps // 10, 1) == 0 or step == 1):
+            progress.write(
+                f"[MetanetEditor] step {step}/{max_steps} train loss "
+                f"{record['train_loss']:.4f}"
+                + (
+                    f" validation loss {record['validation_loss']:.4f}"
+                    f" score {record['validation_score']:.4f}"
+                    if np.isfinite(record["validation_loss"])
+                    else ""
+                )
+            )
+
+    def on_train_end(self, best_state: dict | None) -> None:
+        """Called after the last step: loads the selected checkpoint."""
+        if best_state is not None:
+            self.metanet.load_state_dict(best_state)
+
+    def fit(
+        self,
+        prepared: list[dict],
+        train_nets: np.ndarray,
+        val_nets: np.ndarray,
+        task: dict[str, torch.Tensor | None],
+        rng: np.random.RandomState,
+    ) -> MetanetTrainer:
+        """Run the training loop.
+
+        Parameters
+        ----------
+        prepared : list of dict
+            Every network of the population, prepared (:func:`~._edit.prepare_network`).
+        train_nets, val_nets : ndarray of int
+            Indices into ``prepared`` of the networks trained on and of those that select
+            the checkpoint (none: the last step is kept).
+        task : dict
+            ``X`` (n_rows, n_features), ``y`` (n_rows,) class codes and ``groups``
+            (n_rows,) group codes or None, as tensors on the metanetwork's device.
+        rng : RandomState
+            Draws the validation rows, and each step's networks, rows and targets.
+
+        Returns
+        -------
+        self : MetanetTrainer
+        """
+        s, metanet = self.settings, self.metanet
+        self.optimizer_ = torch.optim.AdamW(metanet.parameters(), lr=s.learning_rate)
+        X, y, groups = task["X"], task["y"], task["groups"]
+        n_rows = X.shape[0]
+        # checkpoints are compared on the accuracy of exact edits, which needs many rows
+        # to tell apart checkpoints a fraction of a point apart
+        val_rows = torch.as_tensor(
+            rng.choice(n_rows, size=min(n_rows, VALIDATION_ROWS), replace=False),
+            device=X.device,
+        )
+        val_items = [prepared[i] for i in val_nets]
+        val_task = (X[val_rows], y[val_rows], None if groups is None else groups[val_rows])
+        records = []
+        best_state, best = None, (-np.inf, -np.inf)
+        if len(val_nets):
+            score, loss = self.validation_step(val_items, *val_task)
+            best = (score, -loss)
+            best_state = copy.deepcopy(metanet.state_dict())
+            records.append(
+                {
+                    "step": 0,
+                    "train_loss": np.nan,
+                    "validation_loss": loss,
+                    "validation_score": score,
+                }
+            )
+        metanet.train()
+        progress = tqdm(
+            total=s.max_steps, desc="MetanetEditor", unit="step", disable=s.verbose < 1
+        )
+        for step in range(1, s.max_steps + 1):
+            progress.update()
+            chosen = rng.choice(
+                train_nets, size=min(s.networks_per_step, len(train_nets)), replace=False
+            )
+            rows = torch.as_tensor(
+                rng.choice(n_rows, size=min(n_rows, s.rows_per_step), replace=False),
+                device=X.device,
+            )
+            items = [prepared[i] for i in chosen]
+            targets = [
+                self.requirement.draw_target(rng, self.target, self.target_range) for _ in items
+            ]
+            train_loss = self.train_step(
+                items, targets, X[rows], y[rows], None if groups is None else groups[rows]
+            )
+            record = {
+                "step": step,
+                "train_loss": train_loss,
+                "validation_loss": np.nan,
+                "validation_score": np.nan,
+            }
+            if len(val_nets) and (step % max(s.eval_every, 1) == 0 or step == s.max_steps):
+                score, loss_value = self.validation_step(val_items, *val_task)
+                record["validation_loss"], record["validation_score"] = loss_value, score
+                # the best score wins; the loss breaks ties
+                if (score, -loss_value) > best:
+                    best = (score, -loss_value)
+                    best_state = copy.deepcopy(metanet.state_dict())
+            records.append(record)
+            self.on_step_end(step, record, progress)
+        progress.close()
+        self.on_train_end(best_state)
+        self.history_ = pd.DataFrame.from_records(records, columns=HISTORY_COLUMNS)
+        return self
