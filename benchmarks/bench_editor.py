@@ -48,10 +48,10 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
+from _results import add_out_argument, results_folder
 from fairlearn.postprocessing import ThresholdOptimizer
 from skorch import NeuralNetClassifier
 from torch import nn
@@ -63,7 +63,6 @@ from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
 
-HERE = Path(__file__).resolve().parent
 FORBIDDEN_GROUPS = ("age", "sex", "race", "marital-status", "occupation")
 
 FULL = dict(
@@ -982,8 +981,10 @@ def to_markdown(r: dict) -> str:
         ]
         for name, stats in block["accuracy"].items():
             seconds = block["seconds_per_network"].get(name)
+            # a label's own bars (|w|) are escaped, or they would split its cell
             out.append(
-                f"| {name} | {fmt(stats)} | {'' if seconds is None else f'{seconds:.4f}'} |"
+                f"| {name.replace('|', chr(92) + '|')} | {fmt(stats)} | "
+                f"{'' if seconds is None else f'{seconds:.4f}'} |"
             )
     block = r["parity"]
     out += [
@@ -1104,13 +1105,7 @@ def to_markdown(r: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder for the JSON and markdown (default: benchmarks/results/, "
-        "benchmarks/results/quick/ with --quick)",
-    )
+    add_out_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -1120,8 +1115,7 @@ def main(argv=None) -> int:
 
     result = run(args.quick, args.seed, log)
     result["total_seconds"] = time.perf_counter() - started
-    folder = args.out or HERE / "results" / ("quick" if args.quick else "")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = results_folder(args)
     (folder / "editor.json").write_text(json.dumps(result, indent=2, default=str))
     (folder / "editor.md").write_text(to_markdown(result))
     print(to_markdown(result))

@@ -1,14 +1,13 @@
-"""Benchmark: FairnessLayerClassifier against its peers on UCI Adult, and projection speed.
+"""Benchmark: FairnessLayerClassifier against its peers on UCI Adult.
 
-Part 1 (accuracy and parity): on Adult's official test split, with ``sex`` (2 groups) and
+On Adult's official test split, with ``sex`` (2 groups) and
 ``race`` (5 groups) as the sensitive feature and epsilon in {0.02, 0.05}: test accuracy and
 fairlearn's ``demographic_parity_difference`` of the 0/1 predictions for an unconstrained
 skorch MLP, ``FairnessLayerClassifier``, the plain MLP projected at test time, fairlearn's
 ``ThresholdOptimizer`` (prefit on the same MLP) and ``ExponentiatedGradient`` over a
 logistic regression. Every method in one process, on the same data and seed.
 
-Part 2 (speed): ``bench_projection_speed.main`` — the exact projection against
-cvxpylayers, forward + backward, and 10^6 rows against one ``torch.sort``.
+The projection's speed has a benchmark of its own, ``bench_projection_speed.py``.
 
 Writes ``benchmarks/results/fairness_layer.{json,md}`` (``results/quick/`` with ``--quick``).
 
@@ -23,15 +22,12 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import add_out_argument, results_folder
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from sklearn_metaedit.demo import compare_fairness_layer, load_task  # noqa: E402
+from sklearn_metaedit.demo import compare_fairness_layer, load_task
 
 
 def run(quick: bool, seeds: list[int]) -> pd.DataFrame:
@@ -93,32 +89,17 @@ def to_markdown(summary: pd.DataFrame) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (seconds)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder for the JSON and markdown (default: benchmarks/results/, "
-        "benchmarks/results/quick/ with --quick)",
-    )
+    add_out_argument(parser)
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (3; 1 quick)")
     args = parser.parse_args(argv)
     # small MLPs train faster on one intra-op thread than on several
     torch.set_num_threads(1)
     n_seeds = args.seeds or (1 if args.quick else 3)
-    out = args.out or HERE / "results" / ("quick" if args.quick else "")
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args)
     start = time.perf_counter()
     runs = run(args.quick, list(range(n_seeds)))
     summary = summarise(runs)
     markdown = to_markdown(summary)
-    speed_md = ""
-    try:
-        import bench_projection_speed
-    except ImportError:
-        bench_projection_speed = None
-    if bench_projection_speed is not None:
-        speed = bench_projection_speed.main(["--quick"] if args.quick else [])
-        speed_md = speed if isinstance(speed, str) else ""
     payload = {
         "command": "python benchmarks/bench_fairness_layer.py"
         + (" --quick" if args.quick else ""),
@@ -128,9 +109,7 @@ def main(argv=None) -> int:
         "runs": runs.to_dict(orient="records"),
     }
     (out / "fairness_layer.json").write_text(json.dumps(payload, indent=2))
-    (out / "fairness_layer.md").write_text(
-        markdown + ("\n\n" + speed_md if speed_md else "") + "\n"
-    )
+    (out / "fairness_layer.md").write_text(markdown + "\n")
     print(markdown)
     return 0
 

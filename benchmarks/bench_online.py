@@ -35,10 +35,10 @@ import platform
 import sys
 import time
 import timeit
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _results import add_out_argument, results_folder
 from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -51,7 +51,6 @@ from sklearn_metaedit.demo import (
     within_batch_primal_dual,
 )
 
-HERE = Path(__file__).resolve().parent
 #: Rows over which ThresholdOptimizer's batch-by-batch speed is timed.
 TIMED_ROWS = 1000
 
@@ -232,17 +231,10 @@ def to_markdown(table: pd.DataFrame, speed: dict, command: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (seconds)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder for the JSON and markdown (default: benchmarks/results/, "
-        "benchmarks/results/quick/ with --quick)",
-    )
+    add_out_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = args.out or HERE / "results" / ("quick" if args.quick else "")
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args)
     command = "python benchmarks/bench_online.py" + (" --quick" if args.quick else "")
     start = time.perf_counter()
     table, speed = run(args.quick, args.seed)

@@ -27,18 +27,16 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _results import add_out_argument, results_folder
 from distributed import Client, LocalCluster
 from joblib import parallel_config
 from skorch import NeuralNetClassifier
 
 from sklearn_metaedit import MLP, make_population
 from sklearn_metaedit.datasets import load_adult, make_biased_classification, make_preprocessor
-
-HERE = Path(__file__).resolve().parent
 
 
 def load(quick: bool):
@@ -195,13 +193,7 @@ def to_markdown(payload: dict, command: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run that checks it works")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder for the JSON and markdown (default: benchmarks/results/, "
-        "benchmarks/results/quick/ with --quick)",
-    )
+    add_out_argument(parser)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--scheduler", default=None, help="address of an existing cluster")
     args = parser.parse_args(argv)
@@ -213,8 +205,7 @@ def main(argv=None) -> int:
         [""] + (argv if argv is not None else sys.argv[1:])
     )
     markdown = to_markdown(payload, command.strip())
-    out = args.out or HERE / "results" / ("quick" if args.quick else "")
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args)
     (out / "population_scaling.json").write_text(json.dumps(payload, indent=2))
     (out / "population_scaling.md").write_text(markdown + "\n")
     print(markdown)

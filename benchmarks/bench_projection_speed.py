@@ -23,14 +23,13 @@ import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import cvxpy as cp
 import torch
+from _results import add_out_argument, results_folder
 
 from sklearn_metaedit.fairness import project_parity
 
-HERE = Path(__file__).resolve().parent
 EPSILON = 0.05
 
 
@@ -195,13 +194,7 @@ def main(argv=None) -> str:
     """Run the benchmark, write its JSON and markdown, and return the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (seconds)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder for the JSON and markdown (default: benchmarks/results/, "
-        "benchmarks/results/quick/ with --quick)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args(argv)
     if args.quick:
         layer_rows = compare_with_cvxpylayers([256], repeats=3, layer_repeats=2)
@@ -210,8 +203,7 @@ def main(argv=None) -> str:
         layer_rows = compare_with_cvxpylayers([256, 1024, 4096], repeats=61, layer_repeats=7)
         sort_rows = compare_with_sort(1_000_000, [2, 5], repeats=7)
     markdown = to_markdown(layer_rows, sort_rows)
-    out = args.out or HERE / "results" / ("quick" if args.quick else "")
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args)
     payload = {
         "command": "python benchmarks/bench_projection_speed.py"
         + (" --quick" if args.quick else ""),

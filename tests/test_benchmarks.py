@@ -48,3 +48,33 @@ def test_benchmark_quick_mode_writes_its_tables(script, tmp_path):
     payload = json.loads((tmp_path / f"{name}.json").read_text())
     assert "|---" in (tmp_path / f"{name}.md").read_text()
     _guarantees(name, payload)
+
+
+def test_readme_and_docs_tables_are_written_from_the_results():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "render_tables.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_rendering_keeps_every_cell_and_escapes_markup(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import render_tables
+
+    markdown = (
+        "intro\n\n### A table\n\n| method | value |\n|---|---|\n"
+        "| untrained (\\|w\\|, *x*) | 0.5 |\n| plain |  |\n\n### Another\n\n| a |\n|---|\n| 1 |\n"
+    )
+    found = render_tables.tables(markdown)
+    assert found == [
+        ("A table", [["method", "value"], ["untrained (|w|, *x*)", "0.5"], ["plain", ""]]),
+        ("Another", [["a"], ["1"]]),
+    ]
+    rows = found[0][1]
+    assert render_tables.tables(render_tables.to_markdown(rows))[0][1] == rows
+    rst = render_tables.to_rst(rows)
+    assert r"   * - untrained (\|w\|, \*x\*)" in rst
+    assert "     - 0.5" in rst and rst.count("* - ") == 3

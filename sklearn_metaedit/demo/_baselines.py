@@ -37,6 +37,25 @@ __all__ = [
 ]
 
 
+def _train(module, X, y, epochs, random_state, batch_size, lr, after_step=None) -> None:
+    """Adam on the cross-entropy, the rows in a seeded random order each epoch;
+    ``after_step()`` after every optimiser step."""
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.int64)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(random_state)
+    module.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(X_t), generator=generator)
+        for start in range(0, len(X_t), batch_size):
+            index = order[start : start + batch_size]
+            loss = nn.functional.cross_entropy(module(X_t[index]), y_t[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+
+
 def fine_tune(
     module: nn.Sequential,
     X: Any,
@@ -84,23 +103,15 @@ def fine_tune(
     >>> bool((tuned[0].weight[:, 0] == 0).all())
     True
     """
-    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.int64)
     linears = [layer for layer in module if isinstance(layer, nn.Linear)]
     masks = [(layer.weight != 0).to(layer.weight.dtype) for layer in linears]
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(random_state)
-    module.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(X_t), generator=generator)
-        for start in range(0, len(X_t), batch_size):
-            index = order[start : start + batch_size]
-            loss = nn.functional.cross_entropy(module(X_t[index]), y_t[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                for layer, mask in zip(linears, masks, strict=True):
-                    layer.weight.mul_(mask)
+
+    def keep_zeros() -> None:
+        with torch.no_grad():
+            for layer, mask in zip(linears, masks, strict=True):
+                layer.weight.mul_(mask)
+
+    _train(module, X, y, epochs, random_state, batch_size, lr, after_step=keep_zeros)
     return module.eval()
 
 
@@ -165,24 +176,13 @@ def retrain_on_columns(
     >>> net[0].weight.shape, bool((net[0].weight[:, [1, 3]] == 0).all())
     (torch.Size([8, 4]), True)
     """
-    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.int64)
+    X_t = torch.as_tensor(X)
     columns = list(columns)
     hidden_sizes = tuple(hidden_sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
         small = MLP(len(columns), hidden_sizes=hidden_sizes)
-    optimizer = torch.optim.Adam(small.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(random_state)
-    X_cols = X_t[:, columns]
-    small.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(X_t), generator=generator)
-        for start in range(0, len(X_t), batch_size):
-            index = order[start : start + batch_size]
-            loss = nn.functional.cross_entropy(small(X_cols[index]), y_t[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    _train(small, X_t[:, columns], y, epochs, random_state, batch_size, lr)
     full = MLP(X_t.shape[1], hidden_sizes=hidden_sizes)
     weights = extract_weights(small)
     first = torch.zeros(hidden_sizes[0], X_t.shape[1], dtype=weights[0][0].dtype)

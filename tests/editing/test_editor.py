@@ -397,9 +397,9 @@ def test_clear_errors(task, population):
         MetanetEditor(**{**FAST, "hidden_channels": 0}).fit(population, data=(X, y))
     with pytest.raises(ValueError, match="'learning_rate' parameter of MetanetEditor"):
         MetanetEditor(**{**FAST, "learning_rate": float("inf")}).fit(population, data=(X, y))
-    with pytest.raises(ValueError, match="target_range=.*low <= high"):
+    with pytest.raises(ValueError, match=r"target_range=.*low <= high"):
         MetanetEditor(target_range=(0.8, 0.2), **FAST).fit(population, data=(X, y))
-    with pytest.raises(ValueError, match="target_range=.*must be a number in"):
+    with pytest.raises(ValueError, match=r"target_range=.*must be a number in"):
         MetanetEditor(target_range=(0.2, 1.5), **FAST).fit(population, data=(X, y))
     with pytest.raises(ValueError, match="for requirement='sparsity' leave it None"):
         MetanetEditor(features=[0], **FAST).fit(population, data=(X, y))
