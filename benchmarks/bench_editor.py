@@ -58,7 +58,15 @@ from torch import nn
 
 from sklearn_metaedit import MLP, MetanetEditor, make_population
 from sklearn_metaedit.datasets import load_adult, make_preprocessor
-from sklearn_metaedit.demo import Float64Proba, fine_tune, retrain_on_columns, zero_columns
+from sklearn_metaedit.demo import (
+    Float64Proba,
+    fine_tune,
+    obc_prune,
+    retrain_on_columns,
+    sparsegpt_prune,
+    wanda_prune,
+    zero_columns,
+)
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
@@ -88,6 +96,7 @@ FULL = dict(
     k_range=(10, 40),
     k_targets=(10, 20, 40),
     sequential_fits=48,
+    calibration_rows=1024,
 )
 QUICK = dict(
     n_rows=3000,
@@ -112,6 +121,7 @@ QUICK = dict(
     k_range=(10, 40),
     k_targets=(10, 20),
     sequential_fits=4,
+    calibration_rows=1024,
 )
 EDITOR = dict(
     hidden_channels=16,
@@ -353,6 +363,22 @@ def compare_on_held_out(
     return table, editors
 
 
+def one_shot_pruners(calibration: torch.Tensor, target: float) -> dict[str, Callable]:
+    """Wanda, SparseGPT and exact OBC on the calibration rows, with uniform layer rates
+    and with those of global magnitude pruning, as ``method(index, net)``."""
+    out = {}
+    for name, prune in (
+        ("Wanda", wanda_prune),
+        ("SparseGPT", sparsegpt_prune),
+        ("OBC", obc_prune),
+    ):
+        for uniform, rates in ((True, "uniform"), (False, "magnitude rates")):
+            out[f"{name} ({rates})"] = lambda i, n, p=prune, u=uniform: p(
+                n.module_, calibration, target, uniform=u
+            )
+    return out
+
+
 def sparsity_experiment(
     cfg, data, train, held_out, target, steps, label, log, networks_per_step=None
 ) -> dict:
@@ -375,6 +401,7 @@ def sparsity_experiment(
             "magnitude + 3 epochs": lambda i, n: fine_tune(
                 pruned(i, n), X, y, epochs=3, random_state=i
             ),
+            **one_shot_pruners(X[: cfg["calibration_rows"]], target),
         },
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
         prior_label="editor untrained (input-scaled magnitude, threshold matched)",
@@ -865,6 +892,9 @@ def run(quick: bool, seed: int, log) -> dict:
         cfg, data, train, held_out, 0.9, cfg["steps"], "sparsity 0.9", log
     )
     result["sparsity"] = sparsity
+    result["sparsity_95"], _ = sparsity_experiment(
+        cfg, data, train, held_out, 0.95, cfg["steps"], "sparsity 0.95", log
+    )
     result["target_range"] = range_experiment(
         cfg, data, train, held_out, unseen, sparsity, cfg["steps"], log
     )
@@ -948,20 +978,25 @@ def to_markdown(r: dict) -> str:
         "in the sparsity and minimisation tables the methods run in turn, 5 rounds, each "
         "method's median round; elsewhere an edit is the median of 5 edits of the held-out "
         "networks.",
-        "",
-        "### Sparsity 90%",
-        "",
-        "| method | test accuracy | s / network |",
-        "|---|---|---|",
     ]
-    block = r["sparsity"]
-    for name, stats in block["accuracy"].items():
-        seconds = block["seconds_per_network"].get(name)
-        out.append(f"| {name} | {fmt(stats)} | {'' if seconds is None else f'{seconds:.4f}'} |")
-    out.append(
-        f"\nEditor fit: {fmt(block['editor_fit_seconds'], 0)} s; per seed "
-        f"{[round(a, 4) for a in block['editor_per_seed']]}."
-    )
+    for key in ("sparsity", "sparsity_95"):
+        block = r[key]
+        out += [
+            "",
+            f"### Sparsity {block['target']:.0%}",
+            "",
+            "| method | test accuracy | s / network |",
+            "|---|---|---|",
+        ]
+        for name, stats in block["accuracy"].items():
+            seconds = block["seconds_per_network"].get(name)
+            out.append(
+                f"| {name} | {fmt(stats)} | {'' if seconds is None else f'{seconds:.4f}'} |"
+            )
+        out.append(
+            f"\nEditor fit: {fmt(block['editor_fit_seconds'], 0)} s; per seed "
+            f"{[round(a, 4) for a in block['editor_per_seed']]}."
+        )
     for key, title in (
         ("forbidden_groups", "Data minimisation: forbidden groups"),
         ("budget", "Data minimisation: a budget of k features"),

@@ -229,7 +229,7 @@ def test_loaded_editor_keeps_every_fitted_attribute(saved):
             for a, b in zip(value, restored, strict=True):
                 np.testing.assert_array_equal(a, b)
         else:
-            np.testing.assert_array_equal(np.asarray(value, dtype=object), restored)
+            np.testing.assert_equal(value, restored)
     public = {k: v for k, v in vars(editor.requirement_).items() if not k.startswith("_")}
     restored = {k: v for k, v in vars(loaded.requirement_).items() if not k.startswith("_")}
     assert public.keys() == restored.keys()

@@ -22,6 +22,7 @@ from ._baselines import (
 from ._editing import run_editor_demo, run_editor_sweep, run_minimisation_comparison
 from ._fairness import compare_fairness_layer
 from ._online import drifting_order, online_gap_trajectory, run_online_demo, stream_summary
+from ._pruning import layer_rates, obc_prune, sparsegpt_prune, wanda_prune
 from ._report import editor_summary, minimisation_summary, write_report
 from ._tasks import TabularTask, load_task, mlp_classifier, training_schedule
 
@@ -32,17 +33,21 @@ __all__ = [
     "drifting_order",
     "editor_summary",
     "fine_tune",
+    "layer_rates",
     "load_task",
     "minimisation_summary",
     "mlp_classifier",
+    "obc_prune",
     "online_gap_trajectory",
     "retrain_on_columns",
     "run_editor_demo",
     "run_editor_sweep",
     "run_minimisation_comparison",
     "run_online_demo",
+    "sparsegpt_prune",
     "stream_summary",
     "training_schedule",
+    "wanda_prune",
     "within_batch_primal_dual",
     "write_report",
     "zero_columns",

@@ -9,6 +9,7 @@ requirements and their targets (:mod:`._requirements`), one editing pass
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Hashable
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -17,20 +18,27 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._device import check_device
-from .._groups import check_sensitive_features, encode_groups, fit_groups
+from .._groups import encode_groups, fit_groups
 from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
-from ._graph import as_sequential, network_forward
+from ._graph import network_forward
 from ._measures import features_used, tensor_selection_rate_gap, weight_sparsity
 from ._metanet import GraphMetanetwork
 from ._requirement import input_statistics
 from ._requirements import REQUIREMENTS, make_requirement
-from ._task_data import unpack_task_data
+from ._task_data import (
+    check_networks,
+    encode_labels,
+    resolve_features,
+    task_arrays,
+    unpack_task_data,
+)
 from ._training import HISTORY_COLUMNS, MetanetTrainer, TrainingSettings
 
 __all__ = ["MetanetEditor"]
@@ -171,6 +179,13 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         (mean over the validation networks of the exact edit's accuracy minus its
         violation of the target, on up to 8,192 task rows). The checkpoint of best
         validation score is kept.
+    selected_step_ : int or None
+        Step of the checkpoint kept: 0 is the untrained metanetwork (``fit`` then warns
+        with a ``ConvergenceWarning``); None without validation networks, when the last
+        step is kept.
+    training_gain_ : float
+        What training added: the kept checkpoint's validation score minus the untrained
+        one's (0 with ``max_steps=0``, NaN without validation networks).
     fit_seconds_ : float
         Wall-clock time of fit.
 
@@ -283,99 +298,6 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
 
-    def _resolve_features(self, names: list[str], has_names: bool) -> list[int]:
-        if self.features is None:
-            return []
-        items = [self.features] if isinstance(self.features, str | Integral) else self.features
-        out = []
-        for item in items:
-            if isinstance(item, Integral) and not isinstance(item, bool):
-                if not 0 <= item < len(names):
-                    raise ValueError(
-                        f"features holds index {item}, but the task data has {len(names)} "
-                        "input features."
-                    )
-                out.append(int(item))
-            elif isinstance(item, str):
-                if item not in names:
-                    hint = "" if has_names else " (X has no column names; use integer indices)"
-                    raise ValueError(
-                        f"features names {item!r}, which is not a column of the task data's "
-                        f"X{hint}; columns are {names[:20]}."
-                    )
-                out.append(names.index(item))
-            else:
-                raise ValueError(f"features must hold column names or indices, got {item!r}.")
-        return sorted(set(out))
-
-    def _check_networks(self, networks: Any, n_features: int) -> list[nn.Sequential]:
-        if isinstance(networks, nn.Module) or hasattr(networks, "module"):
-            raise ValueError(
-                "networks must be a list of networks (the samples); wrap a single network "
-                "in a list."
-            )
-        networks = list(networks)
-        if len(networks) == 0:
-            raise ValueError(
-                "networks is empty: pass a list of at least one fitted network "
-                "(skorch NeuralNetClassifier or nn.Sequential), e.g. from make_population."
-            )
-        modules = []
-        for i, network in enumerate(networks):
-            module = as_sequential(network, name=f"network {i}")
-            width = next(m for m in module if isinstance(m, nn.Linear)).in_features
-            if width != n_features:
-                raise ValueError(
-                    f"network {i} takes {width} input features but the task data has "
-                    f"{n_features} columns; edit networks trained on this task's inputs."
-                )
-            modules.append(module)
-        return modules
-
-    def _task_arrays(self, X: Any, y: Any, sensitive: Any, *, fitting: bool):
-        if isinstance(X, pd.DataFrame):
-            names = [str(c) for c in X.columns]
-            has_names = True
-        else:
-            has_names = False
-            names = None
-        try:
-            X_np = np.asarray(X, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                "the task data's X must be numeric (the networks' inputs); preprocess it, "
-                f"e.g. with a ColumnTransformer, first ({exc})."
-            ) from exc
-        if X_np.ndim != 2:
-            raise ValueError(f"the task data's X must be 2-D, got shape {X_np.shape}.")
-        if not np.isfinite(X_np).all():
-            raise ValueError("the task data's X holds NaN or infinite values.")
-        y_np = np.asarray(y)
-        if y_np.ndim != 1 or len(y_np) != len(X_np):
-            raise ValueError(
-                f"the task data's y must be 1-D with one label per row of X ({len(X_np)}), "
-                f"got shape {y_np.shape}."
-            )
-        if names is None:
-            names = [f"x{j}" for j in range(X_np.shape[1])]
-        if sensitive is None and self.sensitive_feature is not None:
-            from .._groups import resolve_sensitive_features
-
-            sensitive = resolve_sensitive_features(X, None, self.sensitive_feature)
-        labels = None if sensitive is None else check_sensitive_features(sensitive, len(X_np))
-        if fitting:
-            classes = np.unique(y_np)
-            return X_np, y_np, labels, names, has_names, classes
-        return X_np, y_np, labels
-
-    def _encode_y(self, y: np.ndarray) -> np.ndarray:
-        codes = np.searchsorted(self.classes_, y)
-        codes = np.clip(codes, 0, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[codes], y):
-            unseen = sorted(set(np.asarray(y).tolist()) - set(self.classes_.tolist()))[:5]
-            raise ValueError(f"y holds labels {unseen} that were not seen in fit.")
-        return codes
-
     # ------------------------------------------------------------------ fit
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -400,10 +322,11 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         started = time.perf_counter()
         device = check_device(self.device)
         X, y_task, sensitive = unpack_task_data(data)
-        X_np, y_np, labels, names, has_names, classes = self._task_arrays(
-            X, y_task, sensitive, fitting=True
+        X_np, y_np, labels, names, has_names = task_arrays(
+            X, y_task, sensitive, self.sensitive_feature
         )
-        modules = self._check_networks(networks, X_np.shape[1])
+        classes = np.unique(y_np)
+        modules = check_networks(networks, X_np.shape[1])
         n_classes = {
             next(m for m in reversed(mod) if isinstance(m, nn.Linear)).out_features
             for mod in modules
@@ -421,7 +344,7 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         self.classes_ = classes
         self.n_features_in_task_ = X_np.shape[1]
         self.task_feature_names_ = names
-        self.forbidden_features_ = self._resolve_features(names, has_names)
+        self.forbidden_features_ = resolve_features(self.features, names, has_names)
         requirement = make_requirement(
             self.requirement, self.n_features_in_task_, self.forbidden_features_
         )
@@ -490,10 +413,32 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
                 target_range=target_range,
                 n_groups=0 if self.groups_ is None else len(self.groups_),
             )
-            self.history_ = trainer.fit(prepared, train_nets, val_nets, task, rng).history_
+            trainer.fit(prepared, train_nets, val_nets, task, rng)
+            self.history_ = trainer.history_
+            self.selected_step_ = trainer.selected_step_
+            self.training_gain_ = trainer.training_gain_
+            if self.selected_step_ == 0:
+                self._warn_untrained()
+        else:
+            self.selected_step_, self.training_gain_ = 0, 0.0
         self.metanet_.eval()
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def _warn_untrained(self) -> None:
+        """Say that training added nothing: its checkpoints never beat the untrained one."""
+        scores = self.history_["validation_score"]
+        later = self.history_.loc[(self.history_["step"] > 0) & scores.notna()]
+        best = later.loc[later["validation_score"].idxmax()]
+        warnings.warn(
+            f"training added nothing on the validation networks: the untrained editor "
+            f"(step 0) scored {scores.iloc[0]:.4f}, the best checkpoint after it "
+            f"{best['validation_score']:.4f} (step {int(best['step'])}), so the untrained "
+            "editor is kept and edits as with max_steps=0. More steps, another "
+            "learning_rate or more networks may help.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
     def _training_settings(self) -> TrainingSettings:
         return TrainingSettings(
@@ -517,7 +462,7 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         """Edited networks, their prepared originals and edited weights, and edit times."""
         check_is_fitted(self, "metanet_")
         target = self.target_ if target is None else self.requirement_.check_target(target)
-        modules = self._check_networks(networks, self.n_features_in_task_)
+        modules = check_networks(networks, self.n_features_in_task_)
         device = next(self.metanet_.parameters()).device
         self.metanet_.eval()
         networks = list(networks)
@@ -576,7 +521,7 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
                 raise ValueError("no held-out task rows (holdout_fraction=0); pass data=.")
         else:
             X, y, sensitive = unpack_task_data(data)
-            X_np, y_np, labels = self._task_arrays(X, y, sensitive, fitting=False)
+            X_np, y_np, labels, _, _ = task_arrays(X, y, sensitive, self.sensitive_feature)
             if X_np.shape[1] != self.n_features_in_task_:
                 raise ValueError(
                     f"data's X has {X_np.shape[1]} columns; the editor was fitted on "
@@ -595,7 +540,7 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
             n_groups = len(groups)
         else:
             n_groups = 0
-        return X_np, self._encode_y(y_np), codes, n_groups
+        return X_np, encode_labels(self.classes_, y_np), codes, n_groups
 
     def _measure(self, networks, data, target):
         X_np, y_codes, codes, n_groups = self._evaluation_data(data)

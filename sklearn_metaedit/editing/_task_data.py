@@ -1,11 +1,27 @@
 """The task data an editor computes its losses on, packed so that cross-validation
-over networks passes it through whole."""
+over networks passes it through whole, and the checks of what an editor is given: the
+task data, the features it names, the networks."""
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
-__all__ = ["TaskData", "unpack_task_data"]
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from .._groups import check_sensitive_features
+from ._graph import as_sequential
+
+__all__ = [
+    "TaskData",
+    "check_networks",
+    "encode_labels",
+    "resolve_features",
+    "task_arrays",
+    "unpack_task_data",
+]
 
 
 class TaskData:
@@ -74,3 +90,101 @@ def unpack_task_data(data: Any) -> tuple[Any, Any, Any]:
         f"data must be (X, y), (X, y, sensitive_features) or a TaskData, got "
         f"{type(data).__name__}" + (f" of length {len(data)}." if isinstance(data, tuple) else ".")
     )
+
+
+def resolve_features(features: Any, names: list[str], has_names: bool) -> list[int]:
+    """Indices of ``features`` (column names of the task data's X, or indices)."""
+    if features is None:
+        return []
+    items = [features] if isinstance(features, str | Integral) else features
+    out = []
+    for item in items:
+        if isinstance(item, Integral) and not isinstance(item, bool):
+            if not 0 <= item < len(names):
+                raise ValueError(
+                    f"features holds index {item}, but the task data has {len(names)} "
+                    "input features."
+                )
+            out.append(int(item))
+        elif isinstance(item, str):
+            if item not in names:
+                hint = "" if has_names else " (X has no column names; use integer indices)"
+                raise ValueError(
+                    f"features names {item!r}, which is not a column of the task data's "
+                    f"X{hint}; columns are {names[:20]}."
+                )
+            out.append(names.index(item))
+        else:
+            raise ValueError(f"features must hold column names or indices, got {item!r}.")
+    return sorted(set(out))
+
+
+def check_networks(networks: Any, n_features: int) -> list[nn.Sequential]:
+    """The networks as ``nn.Sequential`` modules, all reading ``n_features`` inputs."""
+    if isinstance(networks, nn.Module) or hasattr(networks, "module"):
+        raise ValueError(
+            "networks must be a list of networks (the samples); wrap a single network in a list."
+        )
+    networks = list(networks)
+    if len(networks) == 0:
+        raise ValueError(
+            "networks is empty: pass a list of at least one fitted network "
+            "(skorch NeuralNetClassifier or nn.Sequential), e.g. from make_population."
+        )
+    modules = []
+    for i, network in enumerate(networks):
+        module = as_sequential(network, name=f"network {i}")
+        width = next(m for m in module if isinstance(m, nn.Linear)).in_features
+        if width != n_features:
+            raise ValueError(
+                f"network {i} takes {width} input features but the task data has "
+                f"{n_features} columns; edit networks trained on this task's inputs."
+            )
+        modules.append(module)
+    return modules
+
+
+def task_arrays(X: Any, y: Any, sensitive: Any, sensitive_feature: Any):
+    """The task data checked: ``X`` as float32, ``y``, the group labels (or None), the
+    names of X's columns and whether X had names of its own."""
+    if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+        has_names = True
+    else:
+        has_names = False
+        names = None
+    try:
+        X_np = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "the task data's X must be numeric (the networks' inputs); preprocess it, "
+            f"e.g. with a ColumnTransformer, first ({exc})."
+        ) from exc
+    if X_np.ndim != 2:
+        raise ValueError(f"the task data's X must be 2-D, got shape {X_np.shape}.")
+    if not np.isfinite(X_np).all():
+        raise ValueError("the task data's X holds NaN or infinite values.")
+    y_np = np.asarray(y)
+    if y_np.ndim != 1 or len(y_np) != len(X_np):
+        raise ValueError(
+            f"the task data's y must be 1-D with one label per row of X ({len(X_np)}), "
+            f"got shape {y_np.shape}."
+        )
+    if names is None:
+        names = [f"x{j}" for j in range(X_np.shape[1])]
+    if sensitive is None and sensitive_feature is not None:
+        from .._groups import resolve_sensitive_features
+
+        sensitive = resolve_sensitive_features(X, None, sensitive_feature)
+    labels = None if sensitive is None else check_sensitive_features(sensitive, len(X_np))
+    return X_np, y_np, labels, names, has_names
+
+
+def encode_labels(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Class codes of ``y`` (``classes[code] == label``); unseen labels are an error."""
+    codes = np.searchsorted(classes, y)
+    codes = np.clip(codes, 0, len(classes) - 1)
+    if not np.array_equal(classes[codes], y):
+        unseen = sorted(set(np.asarray(y).tolist()) - set(classes.tolist()))[:5]
+        raise ValueError(f"y holds labels {unseen} that were not seen in fit.")
+    return codes

@@ -84,6 +84,12 @@ class MetanetTrainer:
     history_ : pandas.DataFrame
         After :meth:`fit`: ``step``, ``train_loss``, ``validation_loss``,
         ``validation_score`` (the last two at evaluations only).
+    selected_step_ : int or None
+        The step of the checkpoint kept (0: the untrained metanetwork); None without
+        validation networks (the last step is kept).
+    training_gain_ : float
+        Validation score of the kept checkpoint minus that of the untrained metanetwork
+        (NaN without validation networks).
     """
 
     def __init__(
@@ -227,10 +233,12 @@ class MetanetTrainer:
         val_task = (X[val_rows], y[val_rows], None if groups is None else groups[val_rows])
         records = []
         best_state, best = None, (-np.inf, -np.inf)
+        self.selected_step_, self.training_gain_, initial = None, np.nan, np.nan
         if len(val_nets):
             score, loss = self.validation_step(val_items, *val_task)
-            best = (score, -loss)
+            best, initial = (score, -loss), score
             best_state = copy.deepcopy(metanet.state_dict())
+            self.selected_step_ = 0
             records.append(
                 {
                     "step": 0,
@@ -272,9 +280,12 @@ class MetanetTrainer:
                 if (score, -loss_value) > best:
                     best = (score, -loss_value)
                     best_state = copy.deepcopy(metanet.state_dict())
+                    self.selected_step_ = step
             records.append(record)
             self.on_step_end(step, record, progress)
         progress.close()
+        if len(val_nets):
+            self.training_gain_ = best[0] - initial
         self.on_train_end(best_state)
         self.history_ = pd.DataFrame.from_records(records, columns=HISTORY_COLUMNS)
         return self

@@ -1,5 +1,6 @@
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from fairlearn.metrics import (
 )
 from scipy.stats import chisquare, kstest
 from sklearn.datasets import make_classification
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import Pipeline
 from torch import nn
@@ -617,3 +618,36 @@ def test_structural_editors_train_for_the_target_itself(task, population):
     # a margin is for measured gaps: the structural requirements meet their target exactly
     goal = sparse.requirement_.training_goal(0.6, margin=0.02, relative_margin=1.0)
     assert goal == 0.6
+
+
+def test_fit_says_so_when_training_keeps_the_untrained_editor(task, population):
+    X, y = task
+    # a zero learning rate: every checkpoint is the untrained metanetwork
+    still = MetanetEditor(
+        "sparsity", target=0.7, **{**FAST, "learning_rate": 0.0, "eval_every": 2}
+    )
+    with pytest.warns(ConvergenceWarning, match=r"training added nothing.*step 0"):
+        still.fit(population, data=(X, y))
+    assert still.selected_step_ == 0 and still.training_gain_ == 0.0
+    untrained = MetanetEditor("sparsity", target=0.7, **{**FAST, "max_steps": 0})
+    untrained.fit(population, data=(X, y))
+    assert untrained.selected_step_ == 0 and untrained.training_gain_ == 0.0
+    for a, b in zip(still.transform(population), untrained.transform(population), strict=True):
+        assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_training_gain_is_the_kept_checkpoints_validation_score_over_the_untrained():
+    X, y, groups = make_biased_classification(1500, 6, bias=1.5, random_state=0)
+    population = make_population(make_net(6, max_epochs=10), X, y, n_networks=10, random_state=0)
+    editor = MetanetEditor(
+        "demographic_parity", target=0.02, max_steps=60, learning_rate=3e-3, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        editor.fit(population[:7], data=(X, y, groups))
+    history = editor.history_.set_index("step")["validation_score"]
+    assert editor.selected_step_ > 0
+    assert editor.training_gain_ == pytest.approx(
+        history[editor.selected_step_] - history[0], abs=1e-12
+    )
+    assert editor.training_gain_ > 0
