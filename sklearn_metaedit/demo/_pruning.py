@@ -42,7 +42,7 @@ __all__ = ["layer_rates", "obc_prune", "sparsegpt_prune", "wanda_prune"]
 #: Damping of ``H = A^T A``: this fraction of its mean diagonal is added to the diagonal.
 _DAMP = 0.01
 #: Ridge of the least-squares start, relative to the mean diagonal of ``A^T A``.
-_RIDGE = 1e-8
+_RIDGE = 1e-3
 #: SparseGPT's block of columns (mask selection and lazy updates).
 _BLOCK = 128
 
@@ -113,8 +113,11 @@ def _least_squares(a_pruned, a_original, layer):
     eye = torch.eye(len(gram), dtype=gram.dtype)
     W = torch.cat([layer.weight, layer.bias[:, None]], dim=1)
     if not torch.equal(a_pruned, a_original):
-        # a least-squares fit; the tiny ridge only settles the directions no row spans
-        # (units the pruning left dead)
+        # a ridge-stabilised least-squares fit: without it, directions the rows hardly
+        # span (dead or nearly collinear units) take large cancelling weights that
+        # pruning then breaks (6 held-out Adult MLPs at 95%, SparseGPT with magnitude
+        # rates: 0.811 with a ridge of 1e-3 relative to the mean diagonal, 0.812 with
+        # 1e-2, 0.794 with 1e-4, 0.686 with 1e-8)
         target = a_original @ layer.weight.T + layer.bias
         ridge = _RIDGE * gram.diagonal().mean() * eye
         W = torch.linalg.solve(gram + ridge, A.T @ target).T
