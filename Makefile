@@ -41,6 +41,7 @@ format: $(VENV)/.installed
 # every benchmark script in turn (each writes its JSON and markdown to benchmarks/results/)
 bench: $(VENV)/.installed
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+	$(PY) benchmarks/render_tables.py
 
 bench-quick: $(VENV)/.installed
 	for script in benchmarks/bench_*.py; do $(PY) $$script --quick || exit 1; done

@@ -37,7 +37,7 @@ torch thread; where a table compares times (sparsity, minimisation) the methods 
 in turn, five rounds, each method's median round. Writes
 ``benchmarks/results/editor.{json,md}`` (``results/quick/`` with ``--quick``).
 
-    python benchmarks/bench_editor.py [--quick]
+    python benchmarks/bench_editor.py [--quick] [--out FOLDER]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ from sklearn_metaedit.demo import (
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
+from sklearn_metaedit.metrics import selection_rate_gap
 
 FORBIDDEN_GROUPS = ("age", "sex", "race", "marital-status", "occupation")
 
@@ -396,10 +397,10 @@ def sparsity_experiment(
         baselines={
             "magnitude": pruned,
             "magnitude + 1 epoch": lambda i, n: fine_tune(
-                pruned(i, n), X, y, epochs=1, random_state=i
+                pruned(i, n), X, y, epochs=1, random_state=i, batch_size=BATCH_SIZE
             ),
             "magnitude + 3 epochs": lambda i, n: fine_tune(
-                pruned(i, n), X, y, epochs=3, random_state=i
+                pruned(i, n), X, y, epochs=3, random_state=i, batch_size=BATCH_SIZE
             ),
             **one_shot_pruners(X[: cfg["calibration_rows"]], target),
         },
@@ -540,10 +541,21 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         baselines={
             "zero the columns": lambda i, n: zero_columns(n.module_, forbidden),
             "zero + 1 epoch": lambda i, n: fine_tune(
-                zero_columns(n.module_, forbidden), X, y, epochs=1, random_state=i
+                zero_columns(n.module_, forbidden),
+                X,
+                y,
+                epochs=1,
+                random_state=i,
+                batch_size=BATCH_SIZE,
             ),
             "retrain without": lambda i, n: retrain_on_columns(
-                n.module__hidden_sizes, allowed, X, y, epochs=epochs, random_state=i
+                n.module__hidden_sizes,
+                allowed,
+                X,
+                y,
+                epochs=epochs,
+                random_state=i,
+                batch_size=BATCH_SIZE,
             ),
         },
         complies=lambda m: not set(features_used(extract_weights(m))) & set(forbidden),
@@ -572,7 +584,13 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
     def retrain_on(columns: list[list[int]]) -> Callable:
         """Retraining each network on its own columns, as ``method(index, net)``."""
         return lambda i, n: retrain_on_columns(
-            n.module__hidden_sizes, columns[i], X, y, epochs=epochs, random_state=i
+            n.module__hidden_sizes,
+            columns[i],
+            X,
+            y,
+            epochs=epochs,
+            random_state=i,
+            batch_size=BATCH_SIZE,
         )
 
     def retrain_on_the_editors_k(edits: list[list]) -> dict:
@@ -593,9 +611,17 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         held_out,
         baselines={
             "top-k column norm": lambda i, n: top_k(n)[0],
-            "top-k + 1 epoch": lambda i, n: fine_tune(top_k(n)[0], X, y, epochs=1, random_state=i),
+            "top-k + 1 epoch": lambda i, n: fine_tune(
+                top_k(n)[0], X, y, epochs=1, random_state=i, batch_size=BATCH_SIZE
+            ),
             "retrain on top-k": lambda i, n: retrain_on_columns(
-                n.module__hidden_sizes, sorted(top_k(n)[1]), X, y, epochs=epochs, random_state=i
+                n.module__hidden_sizes,
+                sorted(top_k(n)[1]),
+                X,
+                y,
+                epochs=epochs,
+                random_state=i,
+                batch_size=BATCH_SIZE,
             ),
         },
         complies=lambda m: len(features_used(extract_weights(m))) <= k,
@@ -612,11 +638,6 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
     return results
 
 
-def _gap(decisions: np.ndarray, groups: np.ndarray) -> float:
-    rates = [decisions[groups == g].mean() for g in np.unique(groups)]
-    return float(max(rates) - min(rates))
-
-
 def parity_of_edits(editor, held_out, data, **kwargs) -> tuple[float, float, float, float]:
     """Mean test accuracy and gap of the edited held-out networks, the share of them
     within the target, and seconds per edit; checks that no edited network reads sex."""
@@ -625,7 +646,9 @@ def parity_of_edits(editor, held_out, data, **kwargs) -> tuple[float, float, flo
     sex_columns = set(sex_columns_of(data))
     assert all(not set(features_used(extract_weights(e.module_))) & sex_columns for e in edited)
     decisions = [predictions_of(e.module_, torch.as_tensor(data["X_test"])) for e in edited]
-    gaps = np.asarray([_gap(d, data["sex_test"]) for d in decisions])
+    gaps = np.asarray(
+        [selection_rate_gap(d, sensitive_features=data["sex_test"]) for d in decisions]
+    )
     accuracy = float(np.mean([(d == data["y_test"]).mean() for d in decisions]))
     return accuracy, float(gaps.mean()), float(np.mean(gaps <= target)), per_net
 
@@ -657,7 +680,7 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
     for index, net in enumerate(held_out):
         decisions = predictions_of(net.module_, X_test)
         original_acc.append(float((decisions == y_test).mean()))
-        original_gap.append(_gap(decisions, sex_test))
+        original_gap.append(selection_rate_gap(decisions, sensitive_features=sex_test))
         started = time.perf_counter()
         mitigator = ThresholdOptimizer(
             estimator=Float64Proba(net),
@@ -670,7 +693,7 @@ def parity_experiment(cfg, data, train, held_out, log) -> dict:
             mitigator.predict(data["X_test"], sensitive_features=sex_test, random_state=index)
         )
         to_acc.append(float((decisions == y_test).mean()))
-        to_gap.append(_gap(decisions, sex_test))
+        to_gap.append(selection_rate_gap(decisions, sensitive_features=sex_test))
 
     def editor_row(method: str, **params) -> tuple[dict, list]:
         accs, gaps, within, fit_s, edit_s = [], [], [], [], []

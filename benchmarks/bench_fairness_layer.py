@@ -11,7 +11,7 @@ The projection's speed has a benchmark of its own, ``bench_projection_speed.py``
 
 Writes ``benchmarks/results/fairness_layer.{json,md}`` (``results/quick/`` with ``--quick``).
 
-    python benchmarks/bench_fairness_layer.py [--quick]
+    python benchmarks/bench_fairness_layer.py [--quick] [--out FOLDER]
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ pass, timed with it), and the package's own overhead per one-row ``partial_predi
 
 Writes ``benchmarks/results/online.{json,md}`` (``results/quick/`` with ``--quick``).
 
-    python benchmarks/bench_online.py [--quick]
+    python benchmarks/bench_online.py [--quick] [--out FOLDER]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ side by side), with the parallel efficiency (speed-up / 2).
 Writes ``benchmarks/results/population_scaling.{json,md}`` (``results/quick/`` with
 ``--quick``).
 
-    python benchmarks/bench_population_scaling.py [--quick] [--scheduler ADDRESS]
+    python benchmarks/bench_population_scaling.py [--quick] [--out FOLDER] [--scheduler ADDRESS]
 
 With ``--scheduler tcp://host:8786`` it runs on an existing cluster instead: one of its
 workers against all of them, for a measurement on real hardware.

@@ -13,7 +13,7 @@ ratios are taken between timings measured in the same run. Writes
 ``benchmarks/results/projection_speed.{json,md}`` (``results/quick/`` with ``--quick``,
 a seconds-long run with fewer repeats and smaller sizes).
 
-    python benchmarks/bench_projection_speed.py [--quick]
+    python benchmarks/bench_projection_speed.py [--quick] [--out FOLDER]
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ file's third table; ``summary`` is the README's summary of every benchmark, buil
 the JSON files.
 
     python benchmarks/render_tables.py          # rewrite the marked tables
-    python benchmarks/render_tables.py --check  # exit 1 and name each stale table
+    python benchmarks/render_tables.py --check  # exit 1 and name the stale documents
 """
 
 from __future__ import annotations
@@ -198,7 +198,9 @@ def summary_rows() -> list[list[str]]:
     def timed(block: dict, method: str) -> str:
         seconds = block["seconds_per_network"].get(method)
         text = acc(block["accuracy"][method])
-        return text if seconds is None else f"{text}, {1000 * seconds:.1f} ms"
+        if seconds is None:
+            return text
+        return f"{text}, {seconds:.1f} s" if seconds >= 10 else f"{text}, {1000 * seconds:.1f} ms"
 
     def pruning_peers(block: dict) -> str:
         """Fine-tuning, and the most accurate one-shot pruner from calibration rows."""

@@ -202,15 +202,22 @@ def parity_gap(
     >>> parity_gap(None, [1, 0, 1, 1], sensitive_features=["a", "a", "b", "b"])
     0.5
     """
+    if constraint not in _GAPS:
+        raise ValueError(f"constraint must be one of {list(CONSTRAINTS)}, got {constraint!r}.")
     if constraint == "demographic_parity":
         return selection_rate_gap(y_pred, sensitive_features=sensitive_features)
     if y_true is None:
         raise ValueError(f"constraint={constraint!r} needs y_true (the labels); got None.")
-    if constraint == "equal_opportunity":
-        return true_positive_rate_gap(y_true, y_pred, sensitive_features=sensitive_features)
-    if constraint == "equalized_odds":
-        return equalized_odds_gap(y_true, y_pred, sensitive_features=sensitive_features)
-    raise ValueError(f"constraint must be one of {list(CONSTRAINTS)}, got {constraint!r}.")
+    return _GAPS[constraint](y_true, y_pred, sensitive_features=sensitive_features)
+
+
+#: The gap each constraint bounds, as ``gap(y_true, y_pred, *, sensitive_features)``.
+_GAPS = {
+    "demographic_parity": lambda y_true, y_pred, **kw: selection_rate_gap(y_pred, **kw),
+    "equal_opportunity": true_positive_rate_gap,
+    "equalized_odds": equalized_odds_gap,
+}
+assert set(_GAPS) == set(CONSTRAINTS), "every constraint needs its gap"
 
 
 # --------------------------------------------------------------------------- scorers

@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sklearn_metaedit"
-CORE = ["fairness", "editing", "datasets", "metrics.py"]
+CORE = [
+    "fairness",
+    "editing",
+    "datasets",
+    "metrics.py",
+    "__init__.py",
+    "_constraint_names.py",
+    "_device.py",
+    "_groups.py",
+    "_mlp.py",
+]
 
 
 def _modules(*parts):
@@ -136,3 +146,25 @@ def test_the_report_says_how_to_install_matplotlib_when_it_is_missing():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert "pip install matplotlib" in result.stdout
+
+
+def test_the_demo_says_matplotlib_is_missing_before_any_work():
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["matplotlib"] = None
+        from sklearn_metaedit.demo import _cli
+        try:
+            _cli.main(["demo", "--quick"])
+        except ImportError as exc:
+            print(exc)
+        loaded = [m for m in ("torch_geometric", "fairlearn", "skorch") if m in sys.modules]
+        print("loaded:", loaded)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert "pip install matplotlib" in result.stdout
+    # nothing was loaded, let alone trained
+    assert "loaded: []" in result.stdout

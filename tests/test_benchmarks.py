@@ -27,6 +27,17 @@ def _guarantees(name, payload):
         rows = [r for r in payload["rows"] if r["method"] == "OnlineFairPredictor"]
         assert rows and all(r["pooled_gap"] <= r["epsilon"] for r in rows)
         assert all(r["pooled_gap"] <= r["guaranteed_gap"] + 1e-12 for r in rows)
+    if name == "editor":
+        # even a 30-step editor beats the edits that ignore what it learns from
+        accuracy = payload["sparsity"]["accuracy"]
+        assert accuracy["MetanetEditor"]["mean"] > accuracy["magnitude"]["mean"]
+        groups = payload["minimisation"]["forbidden_groups"]["accuracy"]
+        assert groups["MetanetEditor"]["mean"] > groups["zero the columns"]["mean"]
+    if name == "projection_speed":
+        rows = payload["cvxpylayers_vs_project_parity"]
+        assert rows and all(r["max_abs_diff_z"] < 1e-4 for r in rows)
+    if name == "population_scaling":
+        assert payload["identical_networks_everywhere"]
 
 
 def test_there_are_benchmarks():

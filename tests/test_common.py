@@ -38,7 +38,9 @@ def _online_predictor():
 
 _NETWORKS_AS_SAMPLES = (
     "fit's samples are trained networks and it needs the task data (data=); the check "
-    "fits it on a numeric X alone, which is a clear ValueError by design"
+    "fits it on a numeric X alone, which is a clear ValueError by design; what these checks "
+    "ask of fit is checked on a population in tests/editing/test_editor.py "
+    "(test_fit_keeps_the_estimator_contract_on_a_population)"
 )
 _EDITOR_FITS = [
     "check_fit_score_takes_y",

@@ -23,8 +23,7 @@ from sklearn_metaedit.editing._graph import (
     network_forward,
     weights_to_graph,
 )
-from sklearn_metaedit.fairness import project_parity
-from sklearn_metaedit.fairness._reference import project_parity_cvxpy
+from sklearn_metaedit.fairness import project_parity, project_parity_cvxpy
 
 scores_in_box = st.floats(0.0, 1.0, allow_nan=False, allow_subnormal=False)
 

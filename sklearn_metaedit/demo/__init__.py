@@ -12,43 +12,44 @@ subpackage. The report's figures need matplotlib (``pip install
 sklearn_metaedit[demo]``), imported only when a figure is drawn.
 """
 
-from ._baselines import (
-    Float64Proba,
-    fine_tune,
-    retrain_on_columns,
-    within_batch_primal_dual,
-    zero_columns,
-)
-from ._editing import run_editor_demo, run_editor_sweep, run_minimisation_comparison
-from ._fairness import compare_fairness_layer
-from ._online import drifting_order, online_gap_trajectory, run_online_demo, stream_summary
-from ._pruning import layer_rates, obc_prune, sparsegpt_prune, wanda_prune
-from ._report import editor_summary, minimisation_summary, write_report
-from ._tasks import TabularTask, load_task, mlp_classifier, training_schedule
+from importlib import import_module
 
-__all__ = [
-    "Float64Proba",
-    "TabularTask",
-    "compare_fairness_layer",
-    "drifting_order",
-    "editor_summary",
-    "fine_tune",
-    "layer_rates",
-    "load_task",
-    "minimisation_summary",
-    "mlp_classifier",
-    "obc_prune",
-    "online_gap_trajectory",
-    "retrain_on_columns",
-    "run_editor_demo",
-    "run_editor_sweep",
-    "run_minimisation_comparison",
-    "run_online_demo",
-    "sparsegpt_prune",
-    "stream_summary",
-    "training_schedule",
-    "wanda_prune",
-    "within_batch_primal_dual",
-    "write_report",
-    "zero_columns",
-]
+# imported lazily, so that the command line starts (and answers --help) at once
+_PUBLIC = {
+    "Float64Proba": "_baselines",
+    "fine_tune": "_baselines",
+    "retrain_on_columns": "_baselines",
+    "within_batch_primal_dual": "_baselines",
+    "zero_columns": "_baselines",
+    "run_editor_demo": "_editing",
+    "run_editor_sweep": "_editing",
+    "run_minimisation_comparison": "_editing",
+    "compare_fairness_layer": "_fairness",
+    "layer_rates": "_pruning",
+    "obc_prune": "_pruning",
+    "sparsegpt_prune": "_pruning",
+    "wanda_prune": "_pruning",
+    "drifting_order": "_online",
+    "online_gap_trajectory": "_online",
+    "run_online_demo": "_online",
+    "stream_summary": "_online",
+    "editor_summary": "_report",
+    "minimisation_summary": "_report",
+    "write_report": "_report",
+    "TabularTask": "_tasks",
+    "load_task": "_tasks",
+    "mlp_classifier": "_tasks",
+    "training_schedule": "_tasks",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        return getattr(import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -118,6 +118,17 @@ def fine_tune(
 def zero_columns(module: nn.Sequential, columns: Sequence[int]) -> nn.Sequential:
     """A copy of ``module`` whose first layer ignores the input ``columns``.
 
+    Parameters
+    ----------
+    module : nn.Sequential
+    columns : sequence of int
+        Input columns whose first-layer weights are set to zero.
+
+    Returns
+    -------
+    zeroed : nn.Sequential
+        A copy; ``module`` is unchanged.
+
     Examples
     --------
     >>> from torch import nn
@@ -141,6 +152,7 @@ def retrain_on_columns(
     random_state: int,
     batch_size: int = 256,
     lr: float = 3e-3,
+    **mlp_params: Any,
 ) -> nn.Sequential:
     """A fresh :class:`~sklearn_metaedit.MLP` trained on the input ``columns`` only.
 
@@ -162,6 +174,9 @@ def retrain_on_columns(
         Seeds the initialisation and the order of the rows.
     batch_size : int, default=256
     lr : float, default=3e-3
+    **mlp_params
+        Further parameters of :class:`~sklearn_metaedit.MLP` (``activation``,
+        ``dropout``, ``n_classes``), those of the network replaced.
 
     Returns
     -------
@@ -181,11 +196,12 @@ def retrain_on_columns(
     hidden_sizes = tuple(hidden_sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
-        small = MLP(len(columns), hidden_sizes=hidden_sizes)
+        small = MLP(len(columns), hidden_sizes=hidden_sizes, **mlp_params)
     _train(small, X_t[:, columns], y, epochs, random_state, batch_size, lr)
-    full = MLP(X_t.shape[1], hidden_sizes=hidden_sizes)
+    with torch.random.fork_rng(devices=[]):
+        full = MLP(X_t.shape[1], hidden_sizes=hidden_sizes, **mlp_params)
     weights = extract_weights(small)
-    first = torch.zeros(hidden_sizes[0], X_t.shape[1], dtype=weights[0][0].dtype)
+    first = torch.zeros(weights[0][0].shape[0], X_t.shape[1], dtype=weights[0][0].dtype)
     first[:, columns] = weights[0][0]
     return load_weights(full, [(first, weights[0][1]), *weights[1:]]).eval()
 
@@ -267,6 +283,20 @@ class Float64Proba(ClassifierMixin, BaseEstimator):
     fairlearn's ThresholdOptimizer writes float64 values into a Series built from the
     estimator's probabilities, which pandas >= 3 refuses for a float32 Series (what skorch
     returns).
+
+    Parameters
+    ----------
+    estimator : fitted classifier with ``predict_proba``
+        Returned as it is by ``predict``; ``fit`` does nothing (use it with
+        ``prefit=True``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1])
+    >>> Float64Proba(LogisticRegression().fit(X, y)).predict_proba(X).dtype
+    dtype('float64')
     """
 
     def __init__(self, estimator=None):

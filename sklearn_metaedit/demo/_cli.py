@@ -50,6 +50,11 @@ def _protected_columns(
 
 def demo(args: argparse.Namespace) -> int:
     """Run the package's estimators beside their peers on a bundled data set; write a report."""
+    from ._report import _pyplot
+
+    # the report's figures need matplotlib: say so before minutes of work, not after
+    _pyplot()
+
     import pandas as pd
     import torch
 

@@ -55,8 +55,28 @@ def compare_fairness_layer(
     """Test accuracy and selection-rate gap of the fairness layer and its peers.
 
     Every method is fitted on ``task``'s training split and scored on its test split
-    (the whole test split is one prediction batch). ``progress``, if given, is called
-    with the name of each method before it starts.
+    (the whole test split is one prediction batch).
+
+    Parameters
+    ----------
+    task : TabularTask
+    epsilon : float, default=0.05
+        The parity gap allowed.
+    steps : int, default=1200
+        About this many optimiser steps for every network (see
+        :func:`training_schedule`).
+    random_state : int, default=0
+    methods : tuple of str
+        Which methods to run, among the defaults.
+    progress : callable, default=None
+        Called with the name of each method before it starts.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per method: ``method``, ``task``, ``epsilon``, ``accuracy`` (test
+        split), ``dp_gap`` (fairlearn's ``demographic_parity_difference`` of the 0/1
+        test predictions), ``fit_seconds`` and ``gap_within_epsilon``.
     """
     from fairlearn.postprocessing import ThresholdOptimizer
     from fairlearn.reductions import DemographicParity, ExponentiatedGradient

@@ -60,16 +60,33 @@ def _proportional(n_zero: int, sizes: list[int]) -> list[int]:
 def layer_rates(module: nn.Sequential, target: float, *, uniform: bool) -> list[int]:
     """Number of weights to zero in each linear layer, ``ceil(target * n_weights)`` in all.
 
-    ``uniform``: each layer at ``target`` (rounded by largest remainders);
-    otherwise the counts global magnitude pruning at ``target`` gives.
+    Parameters
+    ----------
+    module : nn.Sequential
+    target : float
+        Fraction of the weights to zero.
+    uniform : bool
+        True: each layer at ``target`` (rounded by largest remainders); False: the
+        counts global magnitude pruning at ``target`` gives.
+
+    Returns
+    -------
+    counts : list of int
+        One per linear layer, in order.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 2))
+    >>> layer_rates(net, 0.5, uniform=True)
+    [50, 10]
     """
     weights = extract_weights(module)
-    sizes = [w.numel() for w, _ in weights]
-    total = n_to_zero(sum(sizes), target)
     if not uniform:
         pruned = magnitude_prune_weights(weights, target)
         return [int((w == 0).sum()) for w, _ in pruned]
-    return _proportional(total, sizes)
+    sizes = [w.numel() for w, _ in weights]
+    return _proportional(n_to_zero(sum(sizes), target), sizes)
 
 
 def _input_of(module: nn.Sequential, index: int, X: torch.Tensor) -> torch.Tensor:
@@ -169,7 +186,20 @@ def sparsegpt_prune(
 ) -> nn.Sequential:
     """SparseGPT: the blocked optimal-brain-surgeon update, mask chosen by block.
 
-    Parameters and returns as :func:`wanda_prune`.
+    Parameters
+    ----------
+    module : nn.Sequential
+    X : array-like of shape (n_rows, n_features)
+        Calibration rows.
+    target : float
+        Fraction of weights to zero.
+    uniform : bool, default=True
+        Layer rates (see :func:`layer_rates`).
+
+    Returns
+    -------
+    pruned : nn.Sequential
+        A copy; ``module`` is unchanged.
     """
 
     def solve(a_pruned, a_original, layer, n_zero):
@@ -207,7 +237,31 @@ def obc_prune(
 ) -> nn.Sequential:
     """Exact OBC: greedy optimal-brain-surgeon removal per row, counts chosen per layer.
 
-    Parameters and returns as :func:`wanda_prune`.
+    Parameters
+    ----------
+    module : nn.Sequential
+    X : array-like of shape (n_rows, n_features)
+        Calibration rows.
+    target : float
+        Fraction of weights to zero.
+    uniform : bool, default=True
+        Layer rates (see :func:`layer_rates`).
+
+    Returns
+    -------
+    pruned : nn.Sequential
+        A copy; ``module`` is unchanged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_metaedit import MLP
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = MLP(6, hidden_sizes=(8,))
+    >>> pruned = obc_prune(net, torch.randn(256, 6), 0.75)
+    >>> sum(int((p == 0).sum()) for p in (pruned[0].weight, pruned[2].weight))
+    48
     """
 
     def solve(a_pruned, a_original, layer, n_zero):

@@ -18,6 +18,19 @@ class TabularTask:
 
     ``X_*`` exclude the sensitive columns (the networks are group-blind); the groups
     are passed as ``sensitive_features`` where a method needs them.
+
+    Attributes
+    ----------
+    name : str
+        ``"<dataset>/<sensitive attribute>"``.
+    X_train, X_test : ndarray of float32, shape (n_rows, n_features)
+        One-hot encoded, scaled inputs.
+    y_train, y_test : ndarray of int64, shape (n_rows,)
+    s_train, s_test : ndarray of str, shape (n_rows,)
+        The group of every row.
+    feature_names : list of str
+        The names of the input columns.
+    n_features : int
     """
 
     name: str
@@ -40,7 +53,27 @@ def load_task(
     """Load a bundled data set as a :class:`TabularTask`.
 
     Adult uses its official train/test split; German credit (1,000 rows) a stratified
-    70/30 split drawn with ``random_state``.
+    70/30 split drawn with ``random_state``. The sensitive attributes' own columns are
+    left out of the inputs (the networks are group-blind).
+
+    Parameters
+    ----------
+    dataset : {"adult", "german"}, default="adult"
+    sensitive : str, default="sex"
+        The group attribute: ``sex`` or ``race`` (Adult), ``sex`` or ``age_group``
+        (German credit).
+    random_state : int, default=0
+        Seeds German credit's split.
+
+    Returns
+    -------
+    task : TabularTask
+
+    Examples
+    --------
+    >>> task = load_task("german", "sex")
+    >>> task.X_train.shape[0], task.X_test.shape[0], task.X_train.dtype
+    (700, 300, dtype('float32'))
     """
     if dataset == "adult":
         train, test = load_adult(split="train"), load_adult(split="test")
@@ -83,6 +116,21 @@ def training_schedule(n_rows: int, *, steps: int = 1200) -> dict:
 
     Large tables (Adult) get batches of 256 and ~10 epochs; small ones (German credit)
     smaller batches and more epochs, so that the network trains as much either way.
+
+    Parameters
+    ----------
+    n_rows : int
+    steps : int, default=1200
+
+    Returns
+    -------
+    schedule : dict
+        ``batch_size`` and ``max_epochs``, as skorch takes them.
+
+    Examples
+    --------
+    >>> training_schedule(30_000)
+    {'batch_size': 256, 'max_epochs': 11}
     """
     batch_size = int(min(256, max(32, n_rows // 20)))
     batches_per_epoch = max(1, int(np.ceil(n_rows / batch_size)))
@@ -91,7 +139,21 @@ def training_schedule(n_rows: int, *, steps: int = 1200) -> dict:
 
 
 def mlp_classifier(n_features: int, *, max_epochs: int = 10, batch_size: int = 256, **kwargs):
-    """The skorch MLP every comparison starts from (two hidden layers of 64)."""
+    """The skorch MLP every comparison starts from (two hidden layers of 64).
+
+    Parameters
+    ----------
+    n_features : int
+    max_epochs : int, default=10
+    batch_size : int, default=256
+    **kwargs
+        Further parameters of ``NeuralNetClassifier`` (they override the defaults).
+
+    Returns
+    -------
+    net : skorch.NeuralNetClassifier
+        Unfitted; Adam at learning rate 1e-3, no internal validation split.
+    """
     from skorch import NeuralNetClassifier
 
     from .._mlp import MLP

@@ -174,6 +174,9 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         Indices of the features the edited networks may not use.
     groups_ : ndarray or None
         Sensitive groups seen in fit.
+    holdout_ : tuple
+        The task rows held out of training (X, y and group labels or None), on which
+        :meth:`score` and :meth:`report` measure when no ``data`` is passed.
     history_ : pandas.DataFrame
         Per step: training loss; per evaluation: validation loss and validation score
         (mean over the validation networks of the exact edit's accuracy minus its
@@ -232,9 +235,9 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         "mlp_hidden": [Interval(Integral, 1, None, closed="left")],
         "max_steps": [Interval(Integral, 0, None, closed="left")],
         "networks_per_step": [Interval(Integral, 1, None, closed="left")],
-        "rows_per_step": [Interval(Integral, 0, None, closed="left")],
+        "rows_per_step": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, np.inf, closed="left")],
-        "temperature": [Interval(Real, 0, np.inf, closed="left")],
+        "temperature": [Interval(Real, 0, np.inf, closed="neither")],
         "holdout_fraction": [Interval(Real, 0, 1, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "eval_every": [Interval(Integral, 0, None, closed="left")],
@@ -295,8 +298,6 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    # ------------------------------------------------------------------ validation
 
     # ------------------------------------------------------------------ fit
 
@@ -437,7 +438,8 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
             "editor is kept and edits as with max_steps=0. More steps, another "
             "learning_rate or more networks may help.",
             ConvergenceWarning,
-            stacklevel=3,
+            # the caller of fit, above scikit-learn's _fit_context wrapper
+            stacklevel=4,
         )
 
     def _training_settings(self) -> TrainingSettings:
@@ -527,12 +529,8 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
                     f"data's X has {X_np.shape[1]} columns; the editor was fitted on "
                     f"{self.n_features_in_task_}."
                 )
-        if labels is None and self.requirement_.needs_sensitive:
-            raise ValueError(
-                f"requirement={self.requirement_.name!r} is measured on sensitive features: "
-                "pass data=(X, y, sensitive_features) or TaskData(X, y, sensitive_features), "
-                "or set sensitive_feature to a column of X."
-            )
+        # what the requirement needs to be measured: its groups, where it has them
+        self.requirement_.check_task(n_classes=self.n_classes_, has_groups=labels is not None)
         codes = None
         if labels is not None:
             groups = self.groups_ if self.groups_ is not None else fit_groups(labels)
@@ -555,10 +553,11 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         for index, detail in enumerate(details):
             item = detail["item"]
             row = {"network": index}
+            positive = {}
             for when, weights in (("before", item["weights"]), ("after", detail["weights"])):
                 with torch.no_grad():
                     decisions = network_forward(item["module"], weights, X).argmax(dim=1)
-                positive = decisions == 1
+                positive[when] = decisions == 1
                 row[f"accuracy_{when}"] = float((decisions == y).float().mean())
                 row[f"sparsity_{when}"] = weight_sparsity(weights)
                 used = features_used(weights)
@@ -572,11 +571,11 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
                     ]
                 if groups is not None:
                     row[f"parity_gap_{when}"] = float(
-                        tensor_selection_rate_gap(positive.float(), groups, n_groups)
+                        tensor_selection_rate_gap(positive[when].float(), groups, n_groups)
                     )
-                    extra = requirement.report_columns(weights, positive, y, groups, n_groups)
-                    row.update({f"{name}_{when}": value for name, value in extra.items()})
-            value = requirement.measure(detail["weights"], positive, y, groups, n_groups)
+                extra = requirement.report_columns(weights, positive[when], y, groups, n_groups)
+                row.update({f"{name}_{when}": value for name, value in extra.items()})
+            value = requirement.measure(detail["weights"], positive["after"], y, groups, n_groups)
             row["violation"] = requirement.violation(value, target)
             row["edit_seconds"] = seconds[index]
             rows.append(row)

@@ -1,4 +1,4 @@
-"""Magnitude pruning: the scores every sparsity edit starts from, and the one-shot baseline.
+"""Magnitude pruning: the scores every sparsity edit starts from, and what they give alone.
 
 A weight's score is its log-magnitude; a first-layer weight's magnitude is scaled by the
 standard deviation of its input feature, as in the pruning metric of Sun et al., "A

@@ -152,5 +152,5 @@ class DataMinimisation(InputDropping, Requirement):
     def apply(self, weights, edit, target, *, hard, temperature):
         return self._minimise(weights, edit, target, hard=hard, temperature=temperature)
 
-    def measure(self, edited_weights, decisions, y, groups, n_groups):
+    def measure(self, edited_weights, positive, y, groups, n_groups):
         return float(len(features_used(edited_weights)))

@@ -13,6 +13,7 @@ import math
 import torch
 from torch.nn import functional as F
 
+from .._constraint_names import CONSTRAINTS
 from ._measures import (
     tensor_equalized_odds_gap,
     tensor_selection_rate_gap,
@@ -41,6 +42,7 @@ _GAPS = {
     "equal_opportunity": tensor_true_positive_rate_gap,
     "equalized_odds": tensor_equalized_odds_gap,
 }
+assert set(_GAPS) == set(CONSTRAINTS), "every constraint needs its gap"
 
 
 class Fairness(InputDropping, Requirement):
@@ -58,6 +60,7 @@ class Fairness(InputDropping, Requirement):
         ``equal_opportunity_difference`` or ``equalized_odds_difference``.
     """
 
+    name = "demographic_parity"
     needs_sensitive = True
 
     def __init__(self, n_features, forbidden=(), *, kind="demographic_parity"):
@@ -110,11 +113,11 @@ class Fairness(InputDropping, Requirement):
         positive = torch.sigmoid(margin / max(temperature, 1e-3))
         return F.relu(self.gap(positive, y, groups, n_groups) - goal)
 
-    def measure(self, edited_weights, decisions, y, groups, n_groups):
-        return float(self.gap(decisions.float(), y, groups, n_groups))
+    def measure(self, edited_weights, positive, y, groups, n_groups):
+        return float(self.gap(positive.float(), y, groups, n_groups))
 
     def violation(self, value, target):
         return max(0.0, value - target)
 
-    def report_columns(self, edited_weights, decisions, y, groups, n_groups):
-        return {"requirement_gap": self.measure(edited_weights, decisions, y, groups, n_groups)}
+    def report_columns(self, edited_weights, positive, y, groups, n_groups):
+        return {"requirement_gap": self.measure(edited_weights, positive, y, groups, n_groups)}

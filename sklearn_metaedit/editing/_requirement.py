@@ -282,12 +282,16 @@ class Requirement(ABC):
     def measure(
         self,
         edited_weights: Weights,
-        decisions: torch.Tensor,
+        positive: torch.Tensor,
         y: torch.Tensor,
         groups: torch.Tensor | None,
         n_groups: int,
     ) -> float:
-        """The requirement's quantity on an edited network (sparsity, #features, gap)."""
+        """The requirement's quantity on an edited network (sparsity, #features, gap).
+
+        ``positive`` (bool, (n_samples,)) marks the rows the edited network assigns to
+        class 1, ``y`` holds the true class codes and ``groups`` the group codes (or
+        None) of the same rows."""
 
     def violation(self, value: float, target: Any) -> float:
         """How far a measured value is from meeting ``target`` (0 when it meets it)."""
@@ -296,11 +300,11 @@ class Requirement(ABC):
     def report_columns(
         self,
         edited_weights: Weights,
-        decisions: torch.Tensor,
+        positive: torch.Tensor,
         y: torch.Tensor,
         groups: torch.Tensor | None,
         n_groups: int,
     ) -> dict[str, float]:
         """Columns of the editor's report beyond the ones every requirement has (each
-        reported before and after the edit); none here."""
+        reported before and after the edit; arguments as :meth:`measure`); none here."""
         return {}

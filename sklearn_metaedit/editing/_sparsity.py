@@ -62,6 +62,14 @@ class Sparsity(Requirement):
     reads_features = False
     n_target_anchors = 4
 
+    def __init__(self, n_features, forbidden=()):
+        if len(forbidden):
+            raise ValueError(
+                "features is used by the requirements that drop input features; for "
+                f"requirement={self.name!r} leave it None."
+            )
+        super().__init__(n_features)
+
     def default_target(self):
         return 0.5
 
@@ -133,7 +141,7 @@ class Sparsity(Requirement):
         half = (0.5 * shift).to(b_last.dtype)
         return [*edited[:-1], (w_last, b_last + torch.stack([-half, half]))]
 
-    def measure(self, edited_weights, decisions, y, groups, n_groups):
+    def measure(self, edited_weights, positive, y, groups, n_groups):
         return weight_sparsity(edited_weights)
 
     def violation(self, value, target):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from .._groups import check_sensitive_features
+from .._groups import check_sensitive_features, resolve_sensitive_features
 from ._graph import as_sequential
 
 __all__ = [
@@ -173,8 +173,6 @@ def task_arrays(X: Any, y: Any, sensitive: Any, sensitive_feature: Any):
     if names is None:
         names = [f"x{j}" for j in range(X_np.shape[1])]
     if sensitive is None and sensitive_feature is not None:
-        from .._groups import resolve_sensitive_features
-
         sensitive = resolve_sensitive_features(X, None, sensitive_feature)
     labels = None if sensitive is None else check_sensitive_features(sensitive, len(X_np))
     return X_np, y_np, labels, names, has_names

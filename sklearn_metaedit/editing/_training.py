@@ -4,8 +4,8 @@ Plain torch code, in the manner of skorch's ``NeuralNet``: :meth:`MetanetTrainer
 runs :meth:`~MetanetTrainer.train_step` for every step and
 :meth:`~MetanetTrainer.validation_step` every ``eval_every`` steps, and calls hooks named
 after the moment they run (:meth:`~MetanetTrainer.on_step_end`,
-:meth:`~MetanetTrainer.on_train_end`), which a subclass may override. It knows nothing
-of the estimator API: :class:`~._editor.MetanetEditor` builds it in ``fit``.
+:meth:`~MetanetTrainer.on_train_end`). It knows nothing of the estimator API:
+:class:`~._editor.MetanetEditor` builds it in ``fit``.
 
 Training loss per network, averaged over a batch of networks and task rows::
 

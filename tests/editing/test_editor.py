@@ -280,7 +280,7 @@ def test_label_conditional_gaps_in_the_report_equal_fairlearn(
         assert row.requirement_gap_after == pytest.approx(after, abs=1e-6)
         assert row.violation == pytest.approx(max(0.0, after - 0.1), abs=1e-6)
     # a parity requirement is measured on groups: data without them is a clear error
-    with pytest.raises(ValueError, match="is measured on sensitive features"):
+    with pytest.raises(ValueError, match="needs sensitive features"):
         editor.report(population, data=(Xh, yh))
 
 
@@ -610,14 +610,13 @@ def test_training_goal_is_the_target_less_the_capped_margin(
     assert seen and seen == pytest.approx([goal] * len(seen))
 
 
-def test_structural_editors_train_for_the_target_itself(task, population):
-    X, y = task
-    sparse = MetanetEditor("sparsity", target=0.6, **{**FAST, "max_steps": 0}).fit(
-        population, data=(X, y)
-    )
+def test_structural_editors_train_for_the_target_itself():
+    from sklearn_metaedit.editing._requirements import make_requirement
+
     # a margin is for measured gaps: the structural requirements meet their target exactly
-    goal = sparse.requirement_.training_goal(0.6, margin=0.02, relative_margin=1.0)
-    assert goal == 0.6
+    for name, target in (("sparsity", 0.6), ("data_minimisation", 3)):
+        goal = make_requirement(name, 8).training_goal(target, margin=0.02, relative_margin=1.0)
+        assert goal == target
 
 
 def test_fit_says_so_when_training_keeps_the_untrained_editor(task, population):
@@ -651,3 +650,26 @@ def test_training_gain_is_the_kept_checkpoints_validation_score_over_the_untrain
         history[editor.selected_step_] - history[0], abs=1e-12
     )
     assert editor.training_gain_ > 0
+
+
+def test_fit_keeps_the_estimator_contract_on_a_population(task, population):
+    """What scikit-learn's common checks ask of fit, on networks as samples (those checks
+    fit on a numeric X alone, which the editor refuses)."""
+    from sklearn.base import clone
+    from sklearn.utils.validation import check_is_fitted
+
+    X, y = task
+    editor = MetanetEditor("data_minimisation", target=4, features=[0], **FAST)
+    params = clone(editor).get_params()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(editor)
+    assert editor.fit(population, data=(X, y)) is editor
+    check_is_fitted(editor)
+    # fit sets fitted attributes only, never a parameter
+    assert editor.get_params() == params
+    assert not [k for k in vars(editor) if k not in params and not k.endswith("_")]
+    first = [e.predict_proba(X) for e in editor.transform(population)]
+    # a second fit on the same data starts afresh: the same fitted editor
+    editor.fit(population, data=(X, y))
+    for a, b in zip(first, editor.transform(population), strict=True):
+        assert np.array_equal(a, b.predict_proba(X))

@@ -3,13 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_metaedit import MLP
-from sklearn_metaedit.editing._population import (
-    _batch_order,
-    _build_module,
-    make_population,
-    train_group,
-)
+from sklearn_metaedit import MLP, make_population
+from sklearn_metaedit.editing._population import _batch_order, _build_module, train_group
 
 from .conftest import make_net
 
