@@ -390,7 +390,12 @@ def project_parity(
     form on that active set, so that autograd returns the exact Jacobian wherever the
     active set is locally constant (almost everywhere). Computations run in float64 on
     the device of ``scores`` (with numpy for CPU tensors); the result has the dtype and
-    device of ``scores``.
+    device of ``scores``. A float32 result meets ``epsilon`` to float32 rounding. A
+    float16 or bfloat16 result meets it exactly in its own dtype (its group means,
+    computed exactly, differ by at most ``epsilon``): when rounding the float64
+    solution would widen a gap past ``epsilon``, the solution for a band narrower by
+    the most rounding can add (``finfo(dtype).eps / 2``: about 4.9e-4 for float16,
+    3.9e-3 for bfloat16) is returned instead, so ``epsilon`` below that is refused.
 
     Parameters
     ----------
@@ -402,7 +407,8 @@ def project_parity(
         constraint involves (it is only clipped to ``[0, 1]``). A shape ``(n,)`` tensor is
         shared by all batch rows. Groups with no row are ignored.
     epsilon : float
-        The largest allowed difference between two group means, ``>= 0``.
+        The largest allowed difference between two group means, ``>= 0`` (for float16
+        and bfloat16 scores, at least the rounding bound above).
     n_groups : int, optional
         Number of group codes; inferred from ``groups`` when omitted.
     blocks : Tensor of shape (n,) or (batch, n), optional
@@ -424,18 +430,57 @@ def project_parity(
     tensor([0.6000, 0.5000, 0.5000, 0.4000], dtype=torch.float64)
     """
     epsilon = _check_epsilon(epsilon)
+    rounding = _ROUNDING.get(scores.dtype)
+    if rounding is not None and epsilon < rounding:
+        raise ValueError(
+            f"epsilon={epsilon!r} is below what {scores.dtype} can hold: rounding the "
+            f"projected scores to {scores.dtype} can widen the gap by up to {rounding:.2g}. "
+            f"Pass the scores as float32 or float64, or epsilon >= {rounding:.2g}."
+        )
     s2, codes, n_total, n_groups, squeeze = _prepare(scores, groups, blocks, n_groups)
     x = s2.to(torch.float64)
+    z = _solve(x, codes, n_total, n_groups, epsilon, scores.dtype).to(scores.dtype)
+    if rounding is not None and _largest_gap(z, codes, n_total, n_groups) > epsilon:
+        # the rounding moved a group mean past the band: solve for a band narrower by
+        # the most rounding can add back
+        z = _solve(x, codes, n_total, n_groups, epsilon - rounding, scores.dtype)
+        z = z.to(scores.dtype)
+    return z.squeeze(0) if squeeze else z
+
+
+# Narrow dtypes whose rounding of scores in [0, 1] can move a gap measurably: the most
+# it can widen one (each group mean moves by at most half a unit in the last place of
+# values in [0.5, 1], eps / 4), with room for float64 rounding of the solve.
+_ROUNDING = {
+    dtype: torch.finfo(dtype).eps / 2 * (1 + 1e-6) for dtype in (torch.float16, torch.bfloat16)
+}
+
+
+def _solve(x: Tensor, codes: Tensor, n_total: int, n_groups: int, epsilon: float, dtype):
+    """The projection of float64 ``x`` of shape ``(batch, n)``, in float64."""
     if _numpy_path(x):
         if torch.is_grad_enabled() and x.requires_grad:
-            z = _ParityProjectionNumpy.apply(x, codes, n_total, n_groups, epsilon)
-        else:
-            z = torch.from_numpy(_project_numpy(x, codes, n_total, n_groups, epsilon)[0])
-    else:
-        x = x.clamp(0.0, 1.0)
-        z = _ParityProjection.apply(x, codes, n_total, n_groups, epsilon, scores.dtype)
-    z = z.to(scores.dtype)
-    return z.squeeze(0) if squeeze else z
+            return _ParityProjectionNumpy.apply(x, codes, n_total, n_groups, epsilon)
+        return torch.from_numpy(_project_numpy(x, codes, n_total, n_groups, epsilon)[0])
+    x = x.clamp(0.0, 1.0)
+    return _ParityProjection.apply(x, codes, n_total, n_groups, epsilon, dtype)
+
+
+def _largest_gap(z: Tensor, codes: Tensor, n_total: int, n_groups: int) -> float:
+    """The largest gap between two group means of ``z`` ``(batch, n)``, exact in float64."""
+    batch = z.shape[0]
+    index = codes.clamp(min=0)
+    member = (codes >= 0).to(torch.float64)
+    sums = torch.zeros(batch, n_total, dtype=torch.float64, device=z.device)
+    sums.scatter_add_(1, index, z.detach().to(torch.float64) * member)
+    counts = torch.zeros(batch, n_total, dtype=torch.float64, device=z.device)
+    counts.scatter_add_(1, index, member)
+    means = (sums / counts.clamp(min=1)).view(batch, -1, n_groups)
+    present = counts.view(batch, -1, n_groups) > 0
+    highest = torch.where(present, means, -torch.inf).amax(dim=-1)
+    lowest = torch.where(present, means, torch.inf).amin(dim=-1)
+    gaps = torch.where(present.any(dim=-1), highest - lowest, 0.0)
+    return float(gaps.max()) if gaps.numel() else 0.0
 
 
 class _ParityProjection(torch.autograd.Function):
