@@ -42,7 +42,7 @@ FRESH_PROCESS = textwrap.dedent(
     from sklearn_metaedit import load_editor
 
     here = Path(sys.argv[1])
-    X, groups, stream_X, stream_groups = joblib.load(here / "inputs.joblib")
+    X, y, groups, stream_X, stream_groups = joblib.load(here / "inputs.joblib")
     out = {}
 
     population = joblib.load(here / "population.joblib")
@@ -58,7 +58,7 @@ FRESH_PROCESS = textwrap.dedent(
     torch.load(here / "editor.pt", weights_only=True)
     weights_only = load_editor(here / "editor.pt")
     out["editor_weights_only_edits"] = edited_weights(weights_only)
-    out["editor_weights_only_report"] = weights_only.report(population)[
+    out["editor_weights_only_report"] = weights_only.report(population, data=(X, y, groups))[
         ["accuracy_after", "sparsity_after", "parity_gap_after"]
     ].to_numpy()
     out["editor_pickle_edits"] = edited_weights(joblib.load(here / "editor.joblib"))
@@ -139,7 +139,7 @@ def saved(tmp_path_factory):
         ("editor", editor),
         ("layer", layer),
         ("online", online),
-        ("inputs", (X, groups, stream_X, stream_groups)),
+        ("inputs", (X, y, groups, stream_X, stream_groups)),
     ]:
         joblib.dump(obj, here / f"{name}.joblib")
     result = subprocess.run(
@@ -153,6 +153,7 @@ def saved(tmp_path_factory):
     fresh = dict(np.load(here / "fresh.npz"))
     objects = {
         "X": X,
+        "y": y,
         "groups": groups,
         "population": population,
         "editor": editor,
@@ -181,7 +182,10 @@ def test_weights_only_editor_file_edits_identically_in_a_fresh_process(saved):
     )
     assert not np.array_equal(expected, original)
     np.testing.assert_array_equal(fresh["editor_weights_only_edits"], expected)
-    report = editor.report(population)[["accuracy_after", "sparsity_after", "parity_gap_after"]]
+    data = (objects["X"], objects["y"], objects["groups"])
+    report = editor.report(population, data=data)[
+        ["accuracy_after", "sparsity_after", "parity_gap_after"]
+    ]
     np.testing.assert_array_equal(fresh["editor_weights_only_report"], report.to_numpy())
 
 

@@ -28,13 +28,15 @@ from .._device import check_device
 from .._groups import encode_groups, fit_groups
 from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
 from ._graph import network_forward
+from ._initialisation import seeded_metanet
 from ._measures import features_used, tensor_selection_rate_gap, weight_sparsity
-from ._metanet import GraphMetanetwork
 from ._requirement import input_statistics
 from ._requirements import REQUIREMENTS, make_requirement
 from ._task_data import (
     check_networks,
+    check_outputs,
     encode_labels,
+    network_classes,
     resolve_features,
     task_arrays,
     unpack_task_data,
@@ -131,8 +133,10 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
     temperature : float, default=0.3
         Temperature of the soft gates (and of the soft decisions of the fairness loss).
     holdout_fraction : float, default=0.2
-        Fraction of the task rows kept out of training; :meth:`score` and
-        :meth:`report` use them when no ``data`` is passed.
+        Fraction of the task rows kept out of training. The fitted editor keeps their
+        positions (``holdout_indices_``), never the rows: pass ``X[holdout_indices_]``
+        (and the matching ``y``) to :meth:`score` or :meth:`report` to measure on rows the
+        metanetwork never saw.
     validation_fraction : float, default=0.2
         Fraction of the networks (with at least 5 networks) kept out of training to pick
         the best checkpoint, evaluated every ``eval_every`` steps with exact edits.
@@ -167,16 +171,20 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
     n_classes_ : int
         Output width of the networks.
     classes_ : ndarray
-        The task's labels; class ``i`` is output ``i`` of the networks.
+        The networks' classes: a skorch net's ``classes_``, or ``0 .. n_classes_ - 1``
+        for plain modules; output ``i`` of the networks predicts ``classes_[i]``. The task
+        data's labels must be among them (a ``ValueError`` names any that are not).
     task_feature_names_ : list of str
         Names of the input features (the task data's columns, or "x0", "x1", ...).
     forbidden_features_ : list of int
         Indices of the features the edited networks may not use.
     groups_ : ndarray or None
         Sensitive groups seen in fit.
-    holdout_ : tuple
-        The task rows held out of training (X, y and group labels or None), on which
-        :meth:`score` and :meth:`report` measure when no ``data`` is passed.
+    holdout_indices_ : ndarray of int
+        Positions, in the task data's rows, of the rows held out of training
+        (``holdout_fraction``). A fitted editor keeps no task rows, labels or sensitive
+        features: a pickle or a :func:`save_editor` file holds weights and statistics
+        (the inputs' mean and covariance) only.
     history_ : pandas.DataFrame
         Per step: training loss; per evaluation: validation loss and validation score
         (mean over the validation networks of the exact edit's accuracy minus its
@@ -214,7 +222,7 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
     >>> weights = [p for name, p in edited[0].module_.named_parameters() if "weight" in name]
     >>> sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights) >= 0.7
     True
-    >>> report = editor.report(population)
+    >>> report = editor.report(population, data=(X, y))
     >>> bool((report["sparsity_after"] >= 0.7).all())
     True
     """
@@ -326,7 +334,6 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         X_np, y_np, labels, names, has_names = task_arrays(
             X, y_task, sensitive, self.sensitive_feature
         )
-        classes = np.unique(y_np)
         modules = check_networks(networks, X_np.shape[1])
         n_classes = {
             next(m for m in reversed(mod) if isinstance(m, nn.Linear)).out_features
@@ -336,12 +343,11 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"the networks have different numbers of outputs: {sorted(n_classes)}."
             )
-        self.n_classes_ = n_classes.pop()
-        if len(classes) > self.n_classes_:
-            raise ValueError(
-                f"the task data has {len(classes)} classes but the networks output "
-                f"{self.n_classes_} logits."
-            )
+        classes = network_classes(networks, modules)
+        # the labels are mapped to the networks' outputs, never re-derived from y: task
+        # data without some class must not shift the others onto the wrong output
+        y_codes = encode_labels(classes, y_np)
+        self.n_classes_ = len(classes)
         self.classes_ = classes
         self.n_features_in_task_ = X_np.shape[1]
         self.task_feature_names_ = names
@@ -360,7 +366,6 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         group_codes = None if labels is None else encode_groups(labels, self.groups_)
         if labels is not None and len(self.groups_) < 2:
             raise ValueError("sensitive_features holds a single group; parity needs at least 2.")
-        y_codes = np.searchsorted(classes, y_np)
 
         rng = check_random_state(self.random_state)
         order = rng.permutation(len(X_np))
@@ -368,11 +373,8 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         if len(X_np) - n_holdout < 1:
             raise ValueError("the task data has too few rows to hold some out.")
         holdout, train_rows = order[:n_holdout], order[n_holdout:]
-        self.holdout_ = (
-            X_np[holdout],
-            y_np[holdout],
-            None if group_codes is None else labels[holdout],
-        )
+        # positions only: a fitted editor keeps no task rows (privacy; see score)
+        self.holdout_indices_ = np.sort(holdout)
 
         requirement.set_input_statistics(*input_statistics(X_np[train_rows]))
         n_networks = len(modules)
@@ -392,9 +394,7 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
             if target_range is None
             else requirement.target_anchors(*map(float, target_range)),
         }
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            self.metanet_ = GraphMetanetwork(**self.metanet_params_).to(device)
+        self.metanet_ = seeded_metanet(self.metanet_params_, init_seed).to(device)
 
         self.history_ = pd.DataFrame(columns=HISTORY_COLUMNS)
         if self.max_steps > 0:
@@ -464,10 +464,13 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         """Edited networks, their prepared originals and edited weights, and edit times."""
         check_is_fitted(self, "metanet_")
         target = self.target_ if target is None else self.requirement_.check_target(target)
+        if not (isinstance(networks, nn.Module) or hasattr(networks, "module")):
+            networks = list(networks)
         modules = check_networks(networks, self.n_features_in_task_)
+        check_outputs(networks, modules, self.classes_)
+        # the metanetwork is left in eval mode by fit and load_editor and is only read
+        # here (no mode switch), so that threads may share one fitted editor
         device = next(self.metanet_.parameters()).device
-        self.metanet_.eval()
-        networks = list(networks)
         out, details, seconds = [], [], []
         # several networks share one metanetwork pass (a batch of disjoint graphs), which
         # amortises the per-pass overhead; the edit of each is the same as alone
@@ -516,19 +519,23 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ evaluate
 
-    def _evaluation_data(self, data: Any):
+    def _evaluation_data(self, data: Any, method: str):
         if data is None:
-            X_np, y_np, labels = self.holdout_
-            if len(X_np) == 0:
-                raise ValueError("no held-out task rows (holdout_fraction=0); pass data=.")
-        else:
-            X, y, sensitive = unpack_task_data(data)
-            X_np, y_np, labels, _, _ = task_arrays(X, y, sensitive, self.sensitive_feature)
-            if X_np.shape[1] != self.n_features_in_task_:
-                raise ValueError(
-                    f"data's X has {X_np.shape[1]} columns; the editor was fitted on "
-                    f"{self.n_features_in_task_}."
-                )
+            raise ValueError(
+                f"{method} needs data=: a fitted MetanetEditor keeps no task rows (it holds "
+                "weights and statistics only), so pass the rows to measure on, e.g. "
+                f"{method}(networks, data=TaskData(X_test, y_test)); the rows fit held out "
+                "are X[editor.holdout_indices_]. In GridSearchCV or cross_validate, route "
+                "it to score as well: sklearn.set_config(enable_metadata_routing=True) and "
+                "editor.set_fit_request(data=True).set_score_request(data=True)."
+            )
+        X, y, sensitive = unpack_task_data(data)
+        X_np, y_np, labels, _, _ = task_arrays(X, y, sensitive, self.sensitive_feature)
+        if X_np.shape[1] != self.n_features_in_task_:
+            raise ValueError(
+                f"data's X has {X_np.shape[1]} columns; the editor was fitted on "
+                f"{self.n_features_in_task_}."
+            )
         # what the requirement needs to be measured: its groups, where it has them
         self.requirement_.check_task(n_classes=self.n_classes_, has_groups=labels is not None)
         codes = None
@@ -540,8 +547,8 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
             n_groups = 0
         return X_np, encode_labels(self.classes_, y_np), codes, n_groups
 
-    def _measure(self, networks, data, target):
-        X_np, y_codes, codes, n_groups = self._evaluation_data(data)
+    def _measure(self, networks, data, target, method):
+        X_np, y_codes, codes, n_groups = self._evaluation_data(data, method)
         target = self.target_ if target is None else self.requirement_.check_target(target)
         edited, details, seconds = self._edit(networks, target)
         device = next(self.metanet_.parameters()).device
@@ -582,27 +589,43 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         return edited, pd.DataFrame.from_records(rows)
 
     def score(self, networks: list, y: None = None, *, data: Any = None) -> float:
-        """Rate the edits of ``networks`` on held-out task data (higher is better).
+        """Rate the edits of ``networks`` on task data (higher is better).
 
         ``score = mean over networks of (accuracy_after - violation)``, where
-        ``accuracy_after`` is the edited network's accuracy on the task rows held out in
-        fit (or on ``data``) and ``violation`` is how far the edited network misses the
-        target: ``max(0, gap - target)`` for the fairness requirements, and 0 for
-        ``sparsity`` and ``data_minimisation``, which every edit meets exactly.
+        ``accuracy_after`` is the edited network's accuracy on ``data`` and ``violation``
+        is how far the edited network misses the target: ``max(0, gap - target)`` for the
+        fairness requirements, and 0 for ``sparsity`` and ``data_minimisation``, which
+        every edit meets exactly.
+
+        A fitted editor keeps no task rows, so ``data`` is required. In ``GridSearchCV``
+        or ``cross_validate``, which call ``score(networks)`` on the held-out networks,
+        route it with scikit-learn's metadata routing::
+
+            sklearn.set_config(enable_metadata_routing=True)
+            editor = MetanetEditor(...).set_fit_request(data=True).set_score_request(data=True)
+            GridSearchCV(editor, grid, cv=KFold(3)).fit(population, data=TaskData(X, y))
 
         Parameters
         ----------
         networks : list of fitted networks
         y : None
             Ignored.
-        data : TaskData or tuple, default=None
-            Task data to score on instead of the rows held out in fit.
+        data : TaskData or tuple
+            The task rows to score on, e.g. ``TaskData(X_test, y_test)``; the rows that
+            fit held out of training are ``X[holdout_indices_]``. Labels must be among
+            ``classes_``.
 
         Returns
         -------
         score : float
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is missing (the message says how to pass it), has no rows, or
+            holds labels the networks do not predict.
         """
-        _, table = self._measure(networks, data, None)
+        _, table = self._measure(networks, data, None, "score")
         return float((table["accuracy_after"] - table["violation"]).mean())
 
     def report(
@@ -613,8 +636,10 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         networks : list of fitted networks
-        data : TaskData or tuple, default=None
-            Task data to measure on instead of the rows held out in fit.
+        data : TaskData or tuple
+            The task rows to measure on (required: a fitted editor keeps none), e.g.
+            ``TaskData(X_test, y_test, groups_test)``; at least one row, labels among
+            ``classes_``.
         target : float or int, default=None
             Edit for this target instead of the fitted one.
 
@@ -628,4 +653,4 @@ class MetanetEditor(TransformerMixin, BaseEstimator):
             (fairness requirements), ``violation`` and ``edit_seconds`` (the network's share
             of its batched edit).
         """
-        return self._measure(networks, data, target)[1]
+        return self._measure(networks, data, target, "report")[1]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from torch import nn
 
 from .._groups import check_sensitive_features, resolve_sensitive_features
@@ -17,7 +18,9 @@ from ._graph import as_sequential
 __all__ = [
     "TaskData",
     "check_networks",
+    "check_outputs",
     "encode_labels",
+    "network_classes",
     "resolve_features",
     "task_arrays",
     "unpack_task_data",
@@ -147,6 +150,11 @@ def check_networks(networks: Any, n_features: int) -> list[nn.Sequential]:
 def task_arrays(X: Any, y: Any, sensitive: Any, sensitive_feature: Any):
     """The task data checked: ``X`` as float32, ``y``, the group labels (or None), the
     names of X's columns and whether X had names of its own."""
+    if sp.issparse(X):
+        raise ValueError(
+            f"the task data's X is a sparse {type(X).__name__}; the networks read dense "
+            "inputs, so pass a dense array (X.toarray()) or a DataFrame."
+        )
     if isinstance(X, pd.DataFrame):
         names = [str(c) for c in X.columns]
         has_names = True
@@ -162,13 +170,28 @@ def task_arrays(X: Any, y: Any, sensitive: Any, sensitive_feature: Any):
         ) from exc
     if X_np.ndim != 2:
         raise ValueError(f"the task data's X must be 2-D, got shape {X_np.shape}.")
+    # a DataFrame's values may come back read-only, which torch does not wrap
+    X_np = np.require(X_np, requirements="W")
+    if len(X_np) == 0:
+        raise ValueError(
+            "the task data has no rows (X has shape "
+            f"{X_np.shape}); accuracies and gaps need at least one."
+        )
     if not np.isfinite(X_np).all():
         raise ValueError("the task data's X holds NaN or infinite values.")
+    if sp.issparse(y):
+        raise ValueError("the task data's y is a sparse matrix; pass a 1-D array of labels.")
     y_np = np.asarray(y)
     if y_np.ndim != 1 or len(y_np) != len(X_np):
         raise ValueError(
             f"the task data's y must be 1-D with one label per row of X ({len(X_np)}), "
             f"got shape {y_np.shape}."
+        )
+    missing = pd.isna(y_np)
+    if missing.any():
+        raise ValueError(
+            f"the task data's y holds {int(missing.sum())} missing labels (NaN or None), "
+            f"the first at row {int(np.flatnonzero(missing)[0])}; every row needs its label."
         )
     if names is None:
         names = [f"x{j}" for j in range(X_np.shape[1])]
@@ -178,11 +201,70 @@ def task_arrays(X: Any, y: Any, sensitive: Any, sensitive_feature: Any):
     return X_np, y_np, labels, names, has_names
 
 
-def encode_labels(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Class codes of ``y`` (``classes[code] == label``); unseen labels are an error."""
-    codes = np.searchsorted(classes, y)
-    codes = np.clip(codes, 0, len(classes) - 1)
-    if not np.array_equal(classes[codes], y):
-        unseen = sorted(set(np.asarray(y).tolist()) - set(classes.tolist()))[:5]
-        raise ValueError(f"y holds labels {unseen} that were not seen in fit.")
+def network_classes(networks: list, modules: list[nn.Sequential]) -> np.ndarray:
+    """The labels of the networks' outputs, which all networks must share: a skorch net's
+    ``classes_`` (output ``i`` predicts ``classes_[i]``), or ``0 .. n_outputs - 1`` for a
+    plain module or a net that has none."""
+    found = None
+    for i, (network, module) in enumerate(zip(networks, modules, strict=True)):
+        n_outputs = next(m for m in reversed(module) if isinstance(m, nn.Linear)).out_features
+        classes = None
+        if not isinstance(network, nn.Module):
+            try:
+                classes = np.asarray(network.classes_)
+            except AttributeError:
+                classes = None
+        if classes is None:
+            classes = np.arange(n_outputs)
+        if classes.ndim != 1 or len(classes) != n_outputs or len(pd.unique(classes)) != n_outputs:
+            raise ValueError(
+                f"network {i} has {n_outputs} outputs but classes_ {classes.tolist()!r}; "
+                "a classifier needs one distinct class per output."
+            )
+        if found is None:
+            found = (i, classes)
+        elif len(classes) != len(found[1]) or list(classes.tolist()) != list(found[1].tolist()):
+            raise ValueError(
+                f"network {i} predicts the classes {classes.tolist()!r} but network "
+                f"{found[0]} predicts {found[1].tolist()!r}; an editor serves networks of "
+                "one task, whose outputs stand for the same classes in the same order."
+            )
+    return found[1]
+
+
+def check_outputs(networks: list, modules: list[nn.Sequential], classes: np.ndarray) -> None:
+    """Raise a ValueError unless every network has the outputs, and the classes, of the
+    population an editor was fitted on (``classes``)."""
+    for i, module in enumerate(modules):
+        width = next(m for m in reversed(module) if isinstance(m, nn.Linear)).out_features
+        if width != len(classes):
+            raise ValueError(
+                f"network {i} has {width} outputs, but the editor was fitted on networks "
+                f"with {len(classes)} (its metanetwork knows each output neuron by its "
+                "class); edit networks of the task it was fitted on, or fit an editor on "
+                f"a population of {width}-output networks."
+            )
+    found = network_classes(networks, modules)
+    if found.tolist() != np.asarray(classes).tolist():
+        raise ValueError(
+            f"the networks predict the classes {found.tolist()!r}, but the editor was "
+            f"fitted on networks of the classes {np.asarray(classes).tolist()!r}."
+        )
+
+
+def encode_labels(
+    classes: np.ndarray, y: np.ndarray, *, what: str = "the task data's y"
+) -> np.ndarray:
+    """Output indices of the labels ``y`` (``classes[code] == label``), or a ValueError
+    that names the labels the networks do not predict."""
+    codes = pd.Index(classes).get_indexer(y)
+    if (codes < 0).any():
+        unknown = pd.unique(np.asarray(y)[codes < 0])
+        shown = sorted(unknown.tolist(), key=repr)[:5]
+        raise ValueError(
+            f"{what} holds labels {shown}{' ...' if len(unknown) > 5 else ''} that are not "
+            f"among the networks' classes_ {np.asarray(classes).tolist()!r}: output i of "
+            "a network predicts classes_[i], so the task labels must be those classes "
+            "(same values and type; recode y, or the networks' classes)."
+        )
     return codes

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 import torch
 from fairlearn.metrics import (
     demographic_parity_difference,
@@ -12,6 +13,7 @@ from fairlearn.metrics import (
     equalized_odds_difference,
 )
 from scipy.stats import chisquare, kstest
+from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
@@ -47,6 +49,12 @@ def validation_targets(editor):
 def draw_target(editor, rng):
     """A training target of a fitted editor, as its training loop draws them."""
     return editor.requirement_.draw_target(rng, editor.target_, editor.target_range)
+
+
+def held_out(editor, X, y, groups=None):
+    """The task rows a fitted editor kept out of its training, as data= for its report."""
+    rows = editor.holdout_indices_
+    return (X[rows], y[rows]) if groups is None else (X[rows], y[rows], groups[rows])
 
 
 def randomise_heads(editor):
@@ -100,7 +108,7 @@ def test_every_edited_network_meets_the_sparsity_target_exactly(task, population
     editor = randomise_heads(
         MetanetEditor("sparsity", target=target, **FAST).fit(population, data=(X, y))
     )
-    report = editor.report(population)
+    report = editor.report(population, data=(X, y))
     for original, new in zip(population, editor.transform(population), strict=True):
         zeros = sum(int((w == 0).sum()) for w, _ in weights_of(new))
         assert zeros == math.ceil(target * n_weights(original) - 1e-9)
@@ -182,7 +190,7 @@ def test_data_minimisation_zeroes_the_named_features_and_reports_them(task, popu
         first = new.module_[0].weight.detach()
         assert torch.count_nonzero(first[:, [1, 6]]) == 0
         assert torch.count_nonzero(first[:, [0, 2, 3, 4, 5, 7]], dim=0).min() > 0
-    report = editor.report(population)
+    report = editor.report(population, data=(frame, y))
     assert all(dropped == ["f1", "f6"] for dropped in report["features_dropped"])
     assert (report["n_features_used_after"] == 6).all()
 
@@ -194,7 +202,7 @@ def test_data_minimisation_budget_keeps_at_most_k_features_chosen_per_network(ta
             population, data=(X, y)
         )
     )
-    report = editor.report(population)
+    report = editor.report(population, data=(X, y))
     assert (report["n_features_used_after"] == 3).all()
     assert all("x0" in dropped for dropped in report["features_dropped"])
     for new in editor.transform(population):
@@ -231,7 +239,7 @@ def test_group_blind_parity_editor_reads_none_of_the_forbidden_features(task, po
             population, data=(X, y, groups)
         )
     )
-    report = editor.report(population)
+    report = editor.report(population, data=(X, y, groups))
     assert all(dropped == ["x2"] for dropped in report["features_dropped"])
     for new in editor.transform(population):
         assert torch.count_nonzero(new.module_[0].weight.detach()[:, 2]) == 0
@@ -290,7 +298,7 @@ def test_demographic_parity_editor_shrinks_the_gap_on_held_out_networks():
     editor = MetanetEditor(
         "demographic_parity", target=0.02, max_steps=60, learning_rate=3e-3, random_state=0
     ).fit(population[:7], data=(X, y, groups))
-    report = editor.report(population[7:])
+    report = editor.report(population[7:], data=held_out(editor, X, y, groups))
     assert (report["parity_gap_after"] < report["parity_gap_before"] - 0.05).all()
 
 
@@ -302,11 +310,16 @@ def test_score_is_mean_accuracy_of_the_edits_minus_violation(task, population):
     Xh, yh = X[:200], y[:200]
     accuracies = [(net.predict(Xh) == yh).mean() for net in editor.transform(population)]
     assert editor.score(population, data=(Xh, yh)) == pytest.approx(np.mean(accuracies))
-    # without data, the score uses the task rows held out in fit
-    Xo, yo, _ = editor.holdout_
-    held = [(net.predict(Xo) == yo).mean() for net in editor.transform(population)]
-    assert len(Xo) == round(0.2 * len(X))
-    assert editor.score(population) == pytest.approx(np.mean(held))
+    # a fitted editor keeps no task rows: without data, score says how to pass them
+    with pytest.raises(ValueError, match=r"score needs data=.*set_score_request"):
+        editor.score(population)
+    with pytest.raises(ValueError, match=r"report needs data="):
+        editor.report(population)
+    # the rows fit held out are named by position, and score on them as on any data
+    rows = editor.holdout_indices_
+    assert len(rows) == round(0.2 * len(X)) and len(np.unique(rows)) == len(rows)
+    held = [(net.predict(X[rows]) == y[rows]).mean() for net in editor.transform(population)]
+    assert editor.score(population, data=(X[rows], y[rows])) == pytest.approx(np.mean(held))
 
 
 @pytest.mark.parametrize("n_networks", [2, 3])
@@ -314,17 +327,20 @@ def test_task_data_reaches_fit_whole_under_cross_validation(task, population, n_
     X, y = task
     groups = (X[:, 0] > 0).astype(int)
     pop = population[:n_networks]
-    result = cross_validate(
-        MetanetEditor("sparsity", target=0.5, **FAST),
-        pop,
-        params={"data": TaskData(X, y, groups)},
-        cv=KFold(n_networks),
-        return_estimator=True,
-        error_score="raise",
-    )
+    with sklearn.config_context(enable_metadata_routing=True):
+        editor = MetanetEditor("sparsity", target=0.5, **FAST)
+        result = cross_validate(
+            editor.set_fit_request(data=True).set_score_request(data=True),
+            pop,
+            params={"data": TaskData(X, y, groups)},
+            cv=KFold(n_networks),
+            return_estimator=True,
+            error_score="raise",
+        )
     for editor in result["estimator"]:
         # fit saw every task row: its held-out share is 20% of all of them
-        assert len(editor.holdout_[0]) == round(0.2 * len(X))
+        assert len(editor.holdout_indices_) == round(0.2 * len(X))
+        assert editor.holdout_indices_.max() >= len(X) - 20
     # a plain tuple of as many entries as networks is split by scikit-learn; that is an
     # error that names the fix, never a silently wrong fit
     with pytest.raises(ValueError, match="TaskData"):
@@ -339,12 +355,22 @@ def test_task_data_reaches_fit_whole_under_cross_validation(task, population, n_
 
 def test_grid_search_splits_the_population_and_tunes_the_editor(task, population):
     X, y = task
-    search = GridSearchCV(
-        MetanetEditor("sparsity", target=0.8, **FAST),
-        {"utility_weight": [0.5, 1.0], "target": [0.5, 0.8]},
-        cv=KFold(3),
-    ).fit(population, data=(X, y))
+    # the editor keeps no task rows, so the search routes the task data to score too
+    with sklearn.config_context(enable_metadata_routing=True):
+        editor = MetanetEditor("sparsity", target=0.8, **FAST)
+        search = GridSearchCV(
+            editor.set_fit_request(data=True).set_score_request(data=True),
+            {"utility_weight": [0.5, 1.0], "target": [0.5, 0.8]},
+            cv=KFold(3),
+            error_score="raise",
+        ).fit(population, data=TaskData(X, y))
     assert search.cv_results_["mean_test_score"].shape == (4,)
+    # each split's score is the fitted editor's score of its held-out networks on the data
+    split = search.cv_results_["split0_test_score"][search.best_index_]
+    test_networks = [population[i] for i in next(KFold(3).split(population))[1]]
+    refit = clone(editor).set_params(**search.best_params_)
+    refit.fit([population[i] for i in next(KFold(3).split(population))[0]], data=(X, y))
+    assert refit.score(test_networks, data=(X, y)) == pytest.approx(split)
     # the lower sparsity keeps more of the networks: it scores higher at equal weight
     scores = pd.DataFrame(search.cv_results_)
     low = scores[scores.param_target == 0.5].mean_test_score.mean()
@@ -429,7 +455,7 @@ def test_one_editor_serves_a_range_of_sparsity_targets(task, population):
     editor = MetanetEditor("sparsity", target=0.5, target_range=(0.3, 0.9), **FAST)
     editor.fit(population, data=(X, y))
     for target in (0.35, 0.85):
-        report = editor.report(population, target=target)
+        report = editor.report(population, data=(X, y), target=target)
         assert (report["sparsity_after"] >= target).all()
         assert (report["sparsity_after"] < target + 0.05).all()
 
@@ -565,7 +591,7 @@ def test_fairness_margin_trains_for_a_smaller_gap_than_the_target():
             learning_rate=3e-3,
             random_state=0,
         ).fit(population[:7], data=(X, y, groups))
-        report = editor.report(population[7:])
+        report = editor.report(population[7:], data=held_out(editor, X, y, groups))
         gaps[margin] = report["parity_gap_after"].to_numpy()
         # the margin tightens training only: compliance is still judged against target
         assert report["violation"].to_numpy() == pytest.approx(
