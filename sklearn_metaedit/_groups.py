@@ -4,11 +4,13 @@ Every estimator of the package takes ``sensitive_features`` (fairlearn's spellin
 constructor parameter ``sensitive_feature`` that names columns of ``X``. This module
 turns either into one group label per row and then into integer codes, and raises a
 ``ValueError`` that names the problem for everything that would otherwise give a
-silently wrong answer: a missing group, NaN, a length mismatch, a group unseen in fit.
+silently wrong answer: a missing group, NaN, an infinite label, a length mismatch, a group
+unseen in fit.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -30,6 +32,13 @@ def _is_missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+def _is_infinite(value: Any) -> bool:
+    # inf passes pd.isna; as a group label it is almost surely a broken encoding
+    if isinstance(value, bool) or not isinstance(value, float | np.floating):
+        return False
+    return not math.isfinite(value)
 
 
 def check_sensitive_features(
@@ -55,8 +64,8 @@ def check_sensitive_features(
     Raises
     ------
     ValueError
-        If ``sensitive_features`` is None, has the wrong length, holds NaN / None, or
-        holds unhashable values.
+        If ``sensitive_features`` is None, has the wrong length, holds NaN / None or
+        infinite values, or holds unhashable values.
     """
     if sensitive_features is None:
         raise ValueError(
@@ -98,6 +107,14 @@ def check_sensitive_features(
             raise ValueError(
                 f"{name}{col} holds {int(missing.sum())} missing value(s) (NaN/None), e.g. at "
                 f"rows {where}; every row needs a group label."
+            )
+        infinite = np.fromiter((_is_infinite(v) for v in column), dtype=bool, count=length)
+        if infinite.any():
+            where = np.flatnonzero(infinite)[:5].tolist()
+            col = f" (column {j})" if len(columns) > 1 else ""
+            raise ValueError(
+                f"{name}{col} holds {int(infinite.sum())} infinite value(s) (inf/-inf), e.g. "
+                f"at rows {where}; group labels must be finite."
             )
     if len(columns) == 1:
         labels = np.empty(length, dtype=object)
@@ -210,10 +227,7 @@ def resolve_sensitive_features(
     if isinstance(X, pd.DataFrame):
         missing = [c for c in names if c not in X.columns]
         if missing:
-            raise ValueError(
-                f"sensitive_feature names column(s) {missing} that X does not have; X's "
-                f"columns are {list(X.columns)[:20]}."
-            )
+            raise ValueError(_not_a_column(missing, X.columns))
         frame = X[names]
     else:
         array = np.asarray(X, dtype=object)
@@ -221,18 +235,40 @@ def resolve_sensitive_features(
             raise ValueError(
                 f"X must be 2-D to take sensitive_feature from it, got {array.ndim}-D."
             )
-        bad = [
-            c
-            for c in names
-            if not isinstance(c, int | np.integer) or not -array.shape[1] <= c < array.shape[1]
-        ]
+        named = [c for c in names if not isinstance(c, int | np.integer)]
+        if named:
+            raise ValueError(
+                f"sensitive_feature {named[0]!r} is not a column of X: X is an array with no "
+                f"column names ({array.shape[1]} columns), and {named[0]!r} is not an integer "
+                "column index. A step before this estimator (a "
+                "ColumnTransformer, a scaler) may have turned the DataFrame into an array: "
+                "call set_output(transform='pandas') on it, give an integer column index, or "
+                "pass the groups as sensitive_features."
+            )
+        bad = [c for c in names if not -array.shape[1] <= c < array.shape[1]]
         if bad:
             raise ValueError(
-                f"sensitive_feature {bad} is not an integer column index of X (X has "
-                f"{array.shape[1]} columns and no column names); pass a DataFrame to use names."
+                f"sensitive_feature {bad} is not a column of X: not an integer column index "
+                f"of its {array.shape[1]} columns."
             )
         frame = array[:, names]
     return check_sensitive_features(frame, n_samples, name="sensitive_feature")
+
+
+def _not_a_column(missing: list, columns: pd.Index) -> str:
+    """The message for sensitive_feature names that X's columns lack, with likely renames."""
+    renamed = [
+        str(c) for c in columns for m in missing if str(c).endswith(f"__{m}") or str(c) == str(m)
+    ]
+    hint = f" {renamed} may be it, renamed." if renamed else ""
+    return (
+        f"sensitive_feature {missing[0]!r} is not a column of X (X does not have it; its "
+        f"columns are {list(columns)[:20]}). A ColumnTransformer before this estimator "
+        "renames the columns it keeps ('remainder__sex') and drops those no transformer "
+        f"lists.{hint} Keep the "
+        "column under its name with remainder='passthrough' and "
+        "verbose_feature_names_out=False, or pass the groups as sensitive_features."
+    )
 
 
 def _num_rows(X: Any) -> int:

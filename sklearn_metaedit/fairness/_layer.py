@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Hashable
-from numbers import Real
+from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
@@ -24,6 +25,13 @@ from .._groups import encode_groups, fit_groups, resolve_sensitive_features
 from ._constraints import CONSTRAINTS, constraint_codes
 from ._decisions import parity_decisions
 from ._projection import project_parity
+from ._random import (
+    draws_from_global_rng,
+    loader_generators,
+    own_dropout,
+    restore_dropout,
+    seeded_global_rng,
+)
 
 __all__ = ["FairnessLayerClassifier"]
 
@@ -88,18 +96,119 @@ class ProjectedNLLLoss(nn.Module):
     plain ``-log z`` then has a gradient of ``1 / z``, large enough to throw training off
     (seen on Adult with five groups). Below the floor the row adds a constant loss.
 
+    The other parameters are those of ``torch.nn.CrossEntropyLoss``, with its meaning
+    (on probabilities above the floor the loss equals ``cross_entropy(log(proba), ...)``),
+    so that the wrapped network's class weights and label smoothing carry over.
+
     Parameters
     ----------
     min_proba : float, default=1e-3
+    weight : Tensor of shape (n_classes,), optional
+        Class weights.
+    ignore_index : int, default=-100
+        Rows with this label add nothing.
+    reduction : {"mean", "sum"}, default="mean"
+        "mean" divides by the summed weights of the rows' labels, as torch does.
+    label_smoothing : float in [0, 1], default=0.0
     """
 
-    def __init__(self, min_proba: float = 1e-3):
+    def __init__(
+        self,
+        min_proba: float = 1e-3,
+        weight: torch.Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ):
         super().__init__()
         self.min_proba = min_proba
+        self.register_buffer(
+            "weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+        )
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
 
     def forward(self, proba: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean loss of ``(n_samples, 2)`` probabilities against ``(n_samples,)`` labels."""
-        return nn.functional.nll_loss(torch.log(proba.clamp_min(self.min_proba)), target)
+        """Loss of ``(n_samples, n_classes)`` probabilities against ``(n_samples,)`` labels."""
+        log_proba = torch.log(proba.clamp_min(self.min_proba))
+        weight = None if self.weight is None else self.weight.to(log_proba.dtype)
+        nll = nn.functional.nll_loss(
+            log_proba,
+            target,
+            weight=weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+        if self.label_smoothing == 0:
+            return nll
+        # the smoothing term of torch's cross_entropy: -sum_c w_c log p_c per kept row
+        kept = target != self.ignore_index
+        per_class = log_proba[kept] if weight is None else log_proba[kept] * weight
+        smooth = -per_class.sum()
+        if self.reduction == "mean":
+            smooth = smooth / (kept.sum() if weight is None else weight[target[kept]].sum())
+        n_classes = log_proba.shape[1]
+        return (1.0 - self.label_smoothing) * nll + self.label_smoothing / n_classes * smooth
+
+
+#: The criterion parameters the projected loss honours; any other is refused.
+_CRITERION_OPTIONS = ("weight", "ignore_index", "reduction", "label_smoothing")
+
+
+def _criterion_options(criterion, params) -> dict:
+    """The wrapped net's criterion settings, checked, as ProjectedNLLLoss arguments."""
+    if isinstance(criterion, type):
+        options = {}
+    else:
+        # an instance carries its settings as attributes
+        options = {
+            name: getattr(criterion, name)
+            for name in _CRITERION_OPTIONS
+            if hasattr(criterion, name)
+        }
+    options.update(
+        {k[len("criterion__") :]: v for k, v in params.items() if k.startswith("criterion__")}
+    )
+    criterion_type = criterion if isinstance(criterion, type) else type(criterion)
+    # NLLLoss has no label smoothing
+    allowed = _CRITERION_OPTIONS[: 4 if issubclass(criterion_type, nn.CrossEntropyLoss) else 3]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"estimator's criterion__{unknown[0]} is not supported: the loss on projected "
+            f"probabilities honours the criterion parameters {list(allowed)} of "
+            f"{criterion_type.__name__}; remove criterion__{unknown[0]}."
+        )
+    weight = options.get("weight")
+    if weight is not None:
+        weight = torch.as_tensor(weight, dtype=torch.float64).detach().cpu()
+        if weight.shape != (2,) or not bool(torch.isfinite(weight).all()) or (weight < 0).any():
+            raise ValueError(
+                "estimator's criterion__weight must hold one finite, non-negative weight per "
+                f"class (2 of them), got {weight.tolist()}."
+            )
+        if not (weight > 0).any():
+            raise ValueError("estimator's criterion__weight is all zeros: nothing would train.")
+        options["weight"] = weight.to(torch.float32)
+    reduction = options.get("reduction", "mean")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(
+            f"estimator's criterion__reduction={reduction!r} is not supported: training needs "
+            "one loss per batch, so use 'mean' or 'sum'."
+        )
+    smoothing = options.get("label_smoothing", 0.0)
+    if isinstance(smoothing, bool) or not isinstance(smoothing, Real) or not 0 <= smoothing <= 1:
+        raise ValueError(
+            "estimator's criterion__label_smoothing must be a number in [0, 1], got "
+            f"{smoothing!r}."
+        )
+    ignore_index = options.get("ignore_index", -100)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, Integral):
+        raise ValueError(
+            f"estimator's criterion__ignore_index must be an integer, got {ignore_index!r}."
+        )
+    return options
 
 
 def _writable(X):
@@ -133,7 +242,8 @@ class StratifiedBatchSampler:
     strata : ndarray of int, shape (n_samples,)
     batch_size : int
     shuffle : bool
-    seed : int or None
+    seed : int, numpy.random.Generator or None
+        With a Generator, the sampler draws from it (and advances it).
     """
 
     def __init__(self, strata, batch_size, shuffle=True, seed=None):
@@ -162,12 +272,19 @@ class StratifiedBatchSampler:
 class StratifiedGroupLoader(DataLoader):
     """A DataLoader whose every batch holds every group (skorch's ``iterator_train``).
 
-    The dataset's X must be a dict with a ``"strata"`` entry (integer codes).
+    The dataset's X must be a dict with a ``"strata"`` entry (integer codes). Batches
+    are drawn from ``seed``, never from torch's global generator; skorch makes a loader
+    per epoch, so pass a ``numpy.random.Generator`` for batches that change from epoch
+    to epoch.
     """
 
     def __init__(self, dataset, batch_size=128, shuffle=True, seed=None, **kwargs):
         strata = _dataset_column(dataset, "strata")
         sampler = StratifiedBatchSampler(strata, batch_size, shuffle=shuffle, seed=seed)
+        if kwargs.get("generator") is None:
+            # a DataLoader draws the base seed of its workers from this generator, or
+            # else from the global one
+            kwargs["generator"] = torch.Generator()
         super().__init__(dataset, batch_sampler=sampler, **kwargs)
 
 
@@ -195,7 +312,11 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         Unfitted; its module must output two columns (logits with
         ``criterion=torch.nn.CrossEntropyLoss``, or probabilities with the default
         ``NLLLoss``). When the module takes ``n_features`` and the net does not set
-        ``module__n_features``, it is set to the width of ``X``.
+        ``module__n_features``, it is set to the width of ``X``. The loss is taken on the
+        projected probabilities with the criterion's settings: class weights
+        (``criterion__weight``, one per class), ``ignore_index``, ``reduction`` ("mean" or
+        "sum") and, for ``CrossEntropyLoss``, ``label_smoothing``, each with torch's
+        meaning; any other criterion parameter, and ``reduction="none"``, is an error.
     constraint : {"demographic_parity", "equal_opportunity", "equalized_odds"}, \
             default="demographic_parity"
     epsilon : float, default=0.05
@@ -206,7 +327,8 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         make intersectional groups. The column stays an input of the network.
     random_state : int or None, default=None
         Seeds the network's initialisation, dropout and batch order; the global torch
-        random state is left as it was.
+        random state is left as it was. Fits in parallel threads equal a serial fit
+        (see Notes).
 
     Attributes
     ----------
@@ -229,6 +351,20 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     A prediction batch that lacks some of the groups seen in fit is fine: the
     constraint binds among the groups it holds. A group of the batch that was not
     seen in fit is an error.
+
+    Threads: fits with the same ``random_state`` give the same network whether they run
+    one after another or at once in several threads (``GridSearchCV`` on the threading
+    backend, a Dask worker with several threads). Dropout masks and batch order come
+    from generators each fit owns (every ``torch.nn.Dropout`` is replaced by one that
+    draws from such a generator while training, and put back after); the module is
+    built from torch's global generator, seeded and held for the moment it takes. A
+    module whose own forward pass draws from the global generator (functional dropout,
+    ``nn.Dropout2d``, ``nn.RReLU``...) trains holding it: reproducible, but such fits run
+    one at a time, and any other code drawing from that generator meanwhile (in a thread
+    of yours) changes them. A fitted classifier's :meth:`predict`,
+    :meth:`predict_proba` and :meth:`score` read the network and never change it (not
+    even its train/eval mode), so they may be called from many threads at once. Never
+    fit one instance in two threads at once; fit clones.
 
     Examples
     --------
@@ -316,7 +452,8 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
 
     # ------------------------------------------------------------------ fit
 
-    def _make_net(self, n_features):
+    def _make_net(self, n_features, loader_seed):
+        """The net to train, its module built from torch's global generator (seed it first)."""
         base_net = clone(self.estimator)
         params = base_net.get_params(deep=False)
         module = params["module"]
@@ -342,6 +479,7 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
                 "torch.nn.CrossEntropyLoss (module outputs logits) or torch.nn.NLLLoss "
                 "(module outputs probabilities)."
             )
+        criterion_options = _criterion_options(criterion, params)
         layer = ParityProjectionModule(
             base_module, to_proba, self.constraint, float(self.epsilon), len(self.groups_)
         )
@@ -351,8 +489,13 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
             criterion=ProjectedNLLLoss,
             predict_nonlinearity=None,
             iterator_train=StratifiedGroupLoader,
-            iterator_train__seed=int(torch.randint(2**31, ()).item()),
+            # one generator for all epochs, so that each epoch deals new batches
+            iterator_train__seed=np.random.default_rng(loader_seed),
+            **{f"criterion__{k}": v for k, v in criterion_options.items()},
         )
+        # the training iterator is ours; a plain validation DataLoader gets a generator
+        valid = {k: v for k, v in params.items() if k.startswith("iterator_valid")}
+        kept.update(loader_generators(valid, loader_seed))
         batch_size = params.get("iterator_train__batch_size", params["batch_size"])
         return type(base_net)(**kept), batch_size
 
@@ -376,6 +519,9 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         """
         self._check_estimator()
         X_original = X
+        if sensitive_features is None and self.sensitive_feature is not None:
+            # before X turns numeric, so that a missing column is named as such
+            resolve_sensitive_features(X, None, self.sensitive_feature)
         X, y = validate_data(self, self._network_input(X), y, dtype=np.float32, reset=True)
         target_type = type_of_target(y, input_name="y", raise_unknown=True)
         self.classes_ = np.unique(y)
@@ -404,15 +550,35 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         inputs = {"X": X, "groups": group_codes, "strata": strata}
         if self.constraint != "demographic_parity":
             inputs["labels"] = y_codes
-        with torch.random.fork_rng(devices=[]):
-            if self.random_state is not None:
-                torch.manual_seed(int(check_random_state(self.random_state).randint(2**31)))
-            net, batch_size = self._make_net(X.shape[1])
-            self._check_strata(strata, group_codes, y_codes, len(X), batch_size)
-            net.fit(inputs, y_codes)
+        init_seed, dropout_seed, loader_seed = (
+            int(seed) for seed in check_random_state(self.random_state).randint(2**31, size=3)
+        )
+        with seeded_global_rng(init_seed):
+            net, batch_size = self._make_net(X.shape[1], loader_seed)
+        self._check_strata(strata, group_codes, y_codes, len(X), batch_size)
+        self._train(net, inputs, y_codes, X, dropout_seed)
         self.estimator_ = net
         self.thresholds_ = self._fit_thresholds(X, y_codes, group_codes)
         return self
+
+    @staticmethod
+    def _train(net, inputs, y_codes, X, seed):
+        """Fit ``net`` drawing from generators of its own, so that other threads' fits cannot
+        change its dropout masks; it ends in eval mode, which inference never changes."""
+        layer = net.module
+        swapped = own_dropout(layer.base, seed)
+        try:
+            if draws_from_global_rng(layer.base, torch.as_tensor(X[:2])):
+                # the module's own forward draws from torch's global generator: seed that
+                # and hold it for the whole training, which then runs alone
+                with seeded_global_rng(seed, device=net.device):
+                    net.fit(inputs, y_codes)
+            else:
+                net.fit(inputs, y_codes)
+        finally:
+            # the user's dropout layers come back, so the network out is plain torch
+            restore_dropout(swapped)
+        net.module_.eval()
 
     def _check_strata(self, strata, group_codes, y_codes, n_samples, batch_size):
         batch_size = n_samples if batch_size == -1 else int(batch_size)
@@ -462,18 +628,19 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     # ------------------------------------------------------------------ predict
 
     def _base_scores(self, X):
+        # Inference never switches the shared module's mode, so that threads predicting
+        # at once cannot run each other's forward pass in training mode. fit leaves it in
+        # eval mode; one put back in training mode (further training through estimator_)
+        # is evaluated on a copy.
         module = self.estimator_.module_
+        if any(m.training for m in module.modules()):
+            module = copy.deepcopy(module).eval()
         device = self.estimator_.device
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                chunks = [
-                    module.base_proba(torch.as_tensor(X[i : i + 65536], device=device))
-                    for i in range(0, len(X), 65536)
-                ]
-        finally:
-            module.train(was_training)
+        with torch.no_grad():
+            chunks = [
+                module.base_proba(torch.as_tensor(X[i : i + 65536], device=device))
+                for i in range(0, len(X), 65536)
+            ]
         return torch.cat(chunks) if chunks else torch.empty(0, device=device)
 
     def _scores(self, X, sensitive_features):
@@ -481,6 +648,8 @@ class FairnessLayerClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         # estimator_ is set once training succeeded: a fit that failed earlier leaves it unset
         check_is_fitted(self, "estimator_")
         X_original = X
+        if sensitive_features is None and self.sensitive_feature is not None:
+            resolve_sensitive_features(X, None, self.sensitive_feature)
         X = _writable(validate_data(self, self._network_input(X), dtype=np.float32, reset=False))
         labels = self._groups_of(X_original, sensitive_features, len(X))
         codes = torch.as_tensor(encode_groups(labels, self.groups_), device=self.estimator_.device)

@@ -18,6 +18,7 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -36,6 +37,7 @@ from ._primal_dual import (
     pooled_gap_bound,
     score_stream,
 )
+from ._random import loader_generators, seeded_global_rng
 
 __all__ = ["OnlineFairPredictor", "OnlineReport"]
 
@@ -95,7 +97,10 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     Each group ``g`` has a threshold ``theta_g``, warm-started in ``fit`` as the
     accuracy-optimal deterministic group thresholds whose training selection rates fit
-    in a band ``[lo, hi]`` of width ``(1 - margin) * epsilon``, and two duals computed
+    in a band ``[lo, hi]`` of width ``(1 - margin) * epsilon`` (the training rates may
+    spread over one row of the smallest training group, ``1 / min_g n_g``, when the band
+    is narrower: otherwise only the thresholds that select every row or none would fit,
+    and the predictor would be constant), and two duals computed
     from its pooled counts (``N_g`` decisions, ``S_g`` of them positive):
     ``dual_upper_g = step_size * max(0, S_g - N_g hi)`` and
     ``dual_lower_g = step_size * max(0, N_g lo - S_g)``. A row of group ``g`` with
@@ -117,8 +122,13 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         take ``sensitive_features``, they receive the groups.
     constraint : {"demographic_parity"}, default="demographic_parity"
         The parity to hold: equal selection rates across groups.
-    epsilon : float, default=0.02
+    epsilon : float in [0, 1), default=0.02
         The largest allowed gap between two groups' pooled selection rates.
+        ``epsilon=0`` asks for exact parity: the band is a single rate, and the pooled
+        gap is at most ``report().bound``, which falls as ``O(1 / N)`` with the decisions
+        per group. It reaches zero only in the limit: deterministic decisions over a
+        finite stream can meet exact parity only where the counts allow it (randomised
+        decisions could, but this predictor's decisions are deterministic by design).
     step_size : float, default=0.5
         ``eta``: how far one decision outside the band moves its group's threshold.
         Larger shrinks the finite-sample term of the guarantee; smaller perturbs the
@@ -135,7 +145,11 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         intersectional groups.
     random_state : int, RandomState instance or None, default=None
         Set as the ``random_state`` of the fitted clone of ``estimator`` when it has
-        that parameter. The decisions themselves involve no randomness.
+        that parameter. Otherwise (a skorch net, whose initialisation, dropout and
+        shuffling draw from torch's global generator) it seeds that generator for the
+        fit and holds it, so that the fit equals a serial fit also when other threads
+        fit at the same time; such fits run one at a time. The decisions themselves
+        involve no randomness.
 
     Attributes
     ----------
@@ -159,6 +173,17 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     See Also
     --------
     fairlearn.postprocessing.ThresholdOptimizer : offline group thresholds, randomised.
+
+    Notes
+    -----
+    Threads: :meth:`predict`, :meth:`predict_proba` and :meth:`score` replay ``X`` from
+    the fitted state and change nothing, so one fitted predictor serves them to many
+    threads at once, provided the base model's ``predict_proba`` is safe to share
+    (``FairnessLayerClassifier``'s and scikit-learn's are; a skorch net's sets its module
+    to eval mode on every call, harmless between predictions but not next to training
+    that net). :meth:`partial_predict` and :meth:`reset` advance or restart the one
+    stream the predictor holds: give each thread its own stream (``copy.deepcopy`` of the
+    fitted predictor), or serialise the calls with a lock.
 
     Examples
     --------
@@ -257,6 +282,12 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 f"Only binary classification is supported: {name} needs binary targets, "
                 f"got {type_of_target(y)!r} (classes {np.unique(y).tolist()})."
             )
+        if len(np.unique(y)) < 2:
+            raise ValueError(
+                f"y holds a single class {np.unique(y).tolist()}; {name}.fit needs both classes "
+                "to warm-start the group thresholds (on one class the most accurate threshold "
+                "selects every row or none)."
+            )
         groups = fit_groups(labels)
         if len(groups) < 2:
             raise ValueError(
@@ -270,12 +301,29 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             estimator = self.estimator
         else:
             estimator = clone(self.estimator)
-            if self.random_state is not None and "random_state" in estimator.get_params():
+            fit_kwargs = (
+                {"sensitive_features": labels}
+                if _accepts(estimator.fit, "sensitive_features")
+                else {}
+            )
+            if self.random_state is None:
+                estimator.fit(X, y, **fit_kwargs)
+            elif "random_state" in estimator.get_params():
                 estimator.set_params(random_state=self.random_state)
-            if _accepts(estimator.fit, "sensitive_features"):
-                estimator.fit(X, y, sensitive_features=labels)
+                estimator.fit(X, y, **fit_kwargs)
             else:
-                estimator.fit(X, y)
+                # A model without random_state (a skorch net) draws from torch's global
+                # generator: seed it, and hold it for the fit so that fits in other
+                # threads cannot draw in between. A skorch net's data loaders get
+                # generators of their own, so that its predictions never draw from it.
+                seed = int(check_random_state(self.random_state).randint(2**31))
+                if hasattr(estimator, "get_params"):
+                    estimator.set_params(
+                        **loader_generators(estimator.get_params(deep=False), seed)
+                    )
+                device = estimator.get_params().get("device")
+                with seeded_global_rng(seed, device=device if isinstance(device, str) else None):
+                    estimator.fit(X, y, **fit_kwargs)
         self.estimator_ = estimator
         self.classes_ = np.unique(y)
         model_classes = list(getattr(estimator, "classes_", self.classes_))
@@ -292,12 +340,21 @@ class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         scores = np.asarray(self._positive_proba(X, labels), dtype=np.float64)
         width = (1.0 - self.margin) * self.epsilon
+        # A band narrower than one row of the smallest group leaves the warm start only
+        # the thresholds that select every row or none (exactly equal rates); those get
+        # one row of slack, and the duals hold the stream to the band.
+        one_row = 1.0 / np.bincount(codes).min()
         warm = fit_band_thresholds(
-            scores, (y == self.classes_[1]).astype(np.int64), codes, len(groups), width
+            scores,
+            (y == self.classes_[1]).astype(np.int64),
+            codes,
+            len(groups),
+            max(width, one_row),
         )
         self.thresholds_ = warm.thresholds
         self.train_rates_ = warm.rates
-        # The band is centred on the training rates, which span at most its width.
+        # The band is centred on the training rates (which span at most its width, or one
+        # row of the smallest group).
         centre = (warm.rates.min() + warm.rates.max()) / 2.0
         lo = min(max(centre - width / 2.0, 0.0), 1.0 - width)
         self.band_ = (float(lo), float(lo + width))

@@ -291,3 +291,146 @@ def test_training_loss_is_the_nll_of_projected_probabilities_with_a_floor():
     # no gradient through the floored row, so a probability near 0 cannot blow up training
     assert proba.grad[1].abs().max() == 0
     assert proba.grad.abs().max() <= 1 / (3 * 1e-3)
+
+
+def test_projected_loss_equals_torchs_cross_entropy_with_its_settings():
+    # above the floor, the loss on probabilities is torch's cross-entropy on their logs,
+    # whatever the class weights, label smoothing, ignored label and reduction
+    rng = np.random.default_rng(0)
+    p = torch.tensor(rng.uniform(0.05, 0.95, 40), dtype=torch.float64)
+    proba = torch.stack([1 - p, p], dim=1)
+    target = torch.tensor(rng.integers(0, 2, 40))
+    target[:3] = 1 - target[:3]
+    settings = [
+        {"weight": torch.tensor([1.0, 7.0])},
+        {"weight": torch.tensor([0.5, 2.0]), "label_smoothing": 0.2},
+        {"label_smoothing": 0.1, "reduction": "sum"},
+        {"weight": torch.tensor([3.0, 1.0]), "ignore_index": 0, "reduction": "sum"},
+        {"weight": torch.tensor([3.0, 1.0]), "ignore_index": 1, "label_smoothing": 0.3},
+    ]
+    for options in settings:
+        ours = ProjectedNLLLoss(**options)(proba, target)
+        weight = options.get("weight")
+        theirs = torch.nn.functional.cross_entropy(
+            torch.log(proba),
+            target,
+            **{**options, "weight": None if weight is None else weight.double()},
+        )
+        assert ours.item() == pytest.approx(theirs.item(), rel=1e-6), options
+
+
+def test_class_weights_of_the_wrapped_criterion_reach_the_projected_loss(biased):
+    X, y, groups = biased
+    plain = FairnessLayerClassifier(_net(), random_state=0).fit(X, y, sensitive_features=groups)
+    weights = torch.tensor([1.0, 8.0])
+    weighted = FairnessLayerClassifier(_net(criterion__weight=weights), random_state=0).fit(
+        X, y, sensitive_features=groups
+    )
+    assert torch.equal(weighted.estimator_.criterion_.weight, weights)
+    # weighting the positive class up selects more rows, within the same parity bound
+    more = weighted.predict(X, sensitive_features=groups).mean()
+    assert more > plain.predict(X, sensitive_features=groups).mean() + 0.05
+    proba = weighted.predict_proba(X, sensitive_features=groups)[:, 1]
+    assert np.ptp(_group_means(proba, groups)) <= 0.05 + 1e-12
+    # the same weights given on a criterion instance count the same
+    instance = FairnessLayerClassifier(
+        _net(criterion=torch.nn.CrossEntropyLoss(weight=weights)), random_state=0
+    ).fit(X, y, sensitive_features=groups)
+    np.testing.assert_array_equal(
+        instance.predict_proba(X, sensitive_features=groups),
+        weighted.predict_proba(X, sensitive_features=groups),
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"criterion__reduction": "none"}, r"criterion__reduction='none' is not supported"),
+        ({"criterion__size_average": False}, "criterion__size_average is not supported"),
+        ({"criterion__weight": torch.tensor([1.0, 2.0, 3.0])}, "one finite, non-negative"),
+        ({"criterion__weight": torch.tensor([1.0, -2.0])}, "one finite, non-negative"),
+        ({"criterion__weight": torch.tensor([0.0, 0.0])}, "all zeros"),
+        ({"criterion__label_smoothing": 1.5}, r"label_smoothing must be a number in \[0, 1\]"),
+        (
+            {"criterion": torch.nn.NLLLoss, "criterion__label_smoothing": 0.1},
+            r"criterion__label_smoothing is not supported.*NLLLoss",
+        ),
+    ],
+)
+def test_criterion_settings_the_projected_loss_cannot_honour_are_refused(biased, params, match):
+    X, y, groups = biased
+    net = _net(**params)
+    with pytest.raises(ValueError, match=match):
+        FairnessLayerClassifier(net).fit(X, y, sensitive_features=groups)
+
+
+def test_the_fitted_network_keeps_plain_dropout_layers_in_eval_mode(biased):
+    X, y, groups = biased
+    clf = FairnessLayerClassifier(_net(module__dropout=0.3, max_epochs=1), random_state=0)
+    clf.fit(X, y, sensitive_features=groups)
+    base = clf.estimator_.module_.base
+    dropouts = [m for m in base.modules() if "Dropout" in type(m).__name__]
+    assert dropouts and all(type(m) is torch.nn.Dropout for m in dropouts)
+    assert not any(m.training for m in clf.estimator_.module_.modules())
+
+
+def test_inference_never_switches_the_shared_modules_mode(biased, monkeypatch):
+    X, y, groups = biased
+    clf = FairnessLayerClassifier(_net(module__dropout=0.3, max_epochs=1), random_state=0)
+    clf.fit(X, y, sensitive_features=groups)
+    expected = clf.predict_proba(X, sensitive_features=groups)
+    shared = {id(m) for m in clf.estimator_.module_.modules()}
+    switched = []
+    original_train = torch.nn.Module.train
+
+    def recording_train(self, mode=True):
+        if id(self) in shared:
+            switched.append((type(self).__name__, mode))
+        return original_train(self, mode)
+
+    monkeypatch.setattr(torch.nn.Module, "train", recording_train)
+    for module_mode in (False, True):
+        # True: as after further training through estimator_; a copy is evaluated
+        clf.estimator_.module_.train(module_mode)
+        switched.clear()
+        np.testing.assert_array_equal(clf.predict_proba(X, sensitive_features=groups), expected)
+        clf.predict(X, sensitive_features=groups)
+        assert clf.estimator_.module_.training is module_mode
+        assert switched == []
+
+
+def _frame_with_text_groups(biased):
+    X, y, groups = biased
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    frame["sex"] = np.where(groups == 0, "F", "M")
+    return frame, y
+
+
+@pytest.mark.parametrize(
+    ("remainder", "output", "match"),
+    [
+        ("passthrough", "pandas", r"'sex' is not a column of X.*\['remainder__sex'\] may be it"),
+        ("drop", "pandas", r"'sex' is not a column of X \(X does not have it"),
+        ("passthrough", "default", "'sex' is not a column of X: X is an array with no column"),
+    ],
+)
+def test_a_sensitive_column_a_column_transformer_renamed_or_dropped_is_named(
+    biased, remainder, output, match
+):
+    from sklearn.compose import ColumnTransformer
+
+    frame, y = _frame_with_text_groups(biased)
+    numeric = [c for c in frame.columns if c != "sex"]
+    transformer = ColumnTransformer(
+        [("num", StandardScaler(), numeric)], remainder=remainder
+    ).set_output(transform=output)
+    pipe = make_pipeline(
+        transformer, FairnessLayerClassifier(_net(max_epochs=1), sensitive_feature="sex")
+    )
+    with pytest.raises(ValueError, match=match):
+        pipe.fit(frame, y)
+    # kept under its own name, the same pipeline fits
+    transformer.set_params(verbose_feature_names_out=False, remainder="passthrough")
+    transformer.set_output(transform="pandas")
+    pipe.fit(frame, y)
+    assert set(pipe.predict(frame)) <= {0, 1}

@@ -403,3 +403,61 @@ def test_a_fairness_layer_as_base_model_receives_the_groups(synthetic):
         selection_rate_gap(decisions, sensitive_features=g_test)
     )
     assert report.pooled_gap <= report.bound
+
+
+def test_epsilon_zero_holds_the_pooled_gap_to_the_vanishing_bound_and_stays_accurate(synthetic):
+    *_, X_test, y_test, g_test = synthetic
+    exact = _fitted(synthetic, epsilon=0.0)
+    assert exact.band_[0] == exact.band_[1]
+    loose = _fitted(synthetic, epsilon=0.05)
+    checkpoints = []
+    for start in range(0, len(X_test), 250):
+        rows = slice(start, start + 250)
+        exact.partial_predict(X_test[rows], sensitive_features=g_test[rows])
+        report = exact.report()
+        assert report.pooled_gap <= report.bound
+        n = report.by_group["n_decisions"].to_numpy()
+        # with a band of width zero, the bound is the finite-sample term alone
+        pairs = (1 / n[:, None] + 1 / n[None, :])[~np.eye(len(n), dtype=bool)].max()
+        assert report.bound <= (1 / exact.step_size + 1) * pairs + 1e-12
+        checkpoints.append(report.bound)
+    assert checkpoints[-1] < checkpoints[0] / 4
+    # not a constant classifier (which the warm start used to give): well above the
+    # majority class, at a price in accuracy for exact parity
+    accuracy = exact.score(X_test, y_test, sensitive_features=g_test)
+    assert accuracy >= max(y_test.mean(), 1 - y_test.mean()) + 0.15
+    assert accuracy <= loose.score(X_test, y_test, sensitive_features=g_test)
+
+
+def test_a_narrow_band_still_warm_starts_thresholds_that_split_each_group(synthetic):
+    # training rates in a band narrower than one row of the smallest group would leave
+    # only thresholds selecting everyone or no one
+    online = _fitted(synthetic, epsilon=1e-5)
+    assert np.all((online.train_rates_ > 0.05) & (online.train_rates_ < 0.95))
+
+
+@pytest.mark.parametrize("prefit", [True, False])
+def test_a_single_class_y_is_a_clear_error(synthetic, prefit):
+    X, y, g, *_ = synthetic
+    model = LogisticRegression().fit(X, y) if prefit else LogisticRegression()
+    online = OnlineFairPredictor(model, prefit=prefit)
+    with pytest.raises(ValueError, match=r"y holds a single class \[1\]; .* needs both classes"):
+        online.fit(X, np.ones_like(y), sensitive_features=g)
+    assert not hasattr(online, "estimator_")
+
+
+def test_a_sensitive_column_a_column_transformer_renamed_is_named(synthetic):
+    from sklearn.compose import ColumnTransformer
+
+    X, y, g, *_ = synthetic
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    frame["group"] = np.array(["a", "b", "c"])[g]
+    numeric = [c for c in frame.columns if c != "group"]
+    transformer = ColumnTransformer(
+        [("num", StandardScaler(), numeric)], remainder="passthrough"
+    ).set_output(transform="pandas")
+    pipe = make_pipeline(
+        transformer, OnlineFairPredictor(LogisticRegression(), sensitive_feature="group")
+    )
+    with pytest.raises(ValueError, match=r"'group' is not a column of X.*remainder__group"):
+        pipe.fit(frame, y)
