@@ -307,3 +307,203 @@ def test_save_editor_needs_a_fitted_editor(tmp_path):
 
     with pytest.raises(NotFittedError):
         save_editor(MetanetEditor(), tmp_path / "editor.pt")
+
+
+# ---------------------------------------------------------------- damaged or forged files
+
+
+def _payload(saved):
+    objects, _ = saved
+    return torch.load(objects["path"] / "editor.pt", weights_only=True)
+
+
+def _load_refused(tmp_path, payload, match):
+    path = tmp_path / "forged.pt"
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=match) as info:
+        load_editor(path)
+    assert "weights_only=False" not in str(info.value)
+    return info
+
+
+def test_load_editor_says_what_is_wrong_with_an_empty_or_truncated_file(saved, tmp_path):
+    objects, _ = saved
+    contents = (objects["path"] / "editor.pt").read_bytes()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="is empty"):
+        load_editor(tmp_path / "empty.pt")
+    for size in (10, len(contents) // 2, len(contents) - 1):
+        (tmp_path / "cut.pt").write_bytes(contents[:size])
+        with pytest.raises(ValueError, match="truncated or damaged") as info:
+            load_editor(tmp_path / "cut.pt")
+        assert "weights_only" not in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        load_editor(tmp_path / "missing.pt")
+
+
+class _NotAllowed:
+    """An object a weights-only load refuses to unpickle."""
+
+
+def test_load_editor_never_suggests_unsafe_loading(tmp_path):
+    path = tmp_path / "object.pt"
+    torch.save({"format": "sklearn_metaedit.MetanetEditor", "x": _NotAllowed()}, path)
+    with pytest.raises(ValueError, match="objects other than tensors") as info:
+        load_editor(path)
+    assert "weights_only" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [("4", "version '4'.*integer"), (None, "version None"), (True, "version True"), (4.0, "4.0")],
+)
+def test_load_editor_refuses_a_version_that_is_not_an_integer(saved, tmp_path, version, match):
+    payload = _payload(saved)
+    payload["version"] = version
+    _load_refused(tmp_path, payload, match)
+    del payload["version"]
+    _load_refused(tmp_path, payload, "version None")
+
+
+def test_load_editor_refuses_unknown_or_missing_entries(saved, tmp_path):
+    payload = _payload(saved)
+    _load_refused(tmp_path, {**payload, "extra": 1}, r"unknown entries \['extra'\]")
+    del payload["metanet_state"]
+    _load_refused(tmp_path, payload, r"missing entries \['metanet_state'\]")
+
+
+@pytest.mark.parametrize("name", ["transform", "metanet_", "requirement_", "__class__", "other_"])
+def test_load_editor_sets_no_attribute_the_format_does_not_know(saved, tmp_path, name):
+    payload = _payload(saved)
+    payload["attributes"][name] = 5
+    _load_refused(tmp_path, payload, rf"attributes a fitted editor does not have: \['{name}'\]")
+
+
+def test_load_editor_checks_the_types_and_agreement_of_fitted_attributes(saved, tmp_path):
+    payload = _payload(saved)
+    for key, value, match in [
+        ("classes_", "ab", "classes_ must be ndarray"),
+        ("n_features_in_task_", 6, "disagree with the metanetwork's 5 inputs"),
+        ("n_classes_", 10**9, r"n_classes_ must be an integer in \[1, 1048576\]"),
+        ("task_feature_names_", ["a"], "task_feature_names_ must be 5 strings"),
+        ("forbidden_features_", [7], r"forbidden_features_ must be indices in \[0, 5\)"),
+        ("target_", 1.5, r"invalid target_.*\[0, 1\]"),
+    ]:
+        forged = {**payload, "attributes": {**payload["attributes"], key: value}}
+        _load_refused(tmp_path, forged, match)
+    missing = {**payload, "attributes": dict(payload["attributes"])}
+    del missing["attributes"]["classes_"]
+    _load_refused(tmp_path, missing, r"lacks the fitted attributes \['classes_'\]")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("hidden_channels", 10**7, r"must be an integer in \[1, 1048576\], got 10000000"),
+        ("hidden_channels", 64, "does not match the weights"),
+        ("num_layers", 10**9, r"num_layers'\] must be an integer in \[1, 1024\]"),
+        ("n_features", -1, "must be an integer"),
+        ("mlp_hidden", "16", "must be an integer"),
+        ("target_anchors", [0.1], "2 to 64 numbers"),
+        ("extra", 1, r"unknown \['extra'\]"),
+    ],
+)
+def test_load_editor_bounds_sizes_by_the_weights_in_the_file(saved, tmp_path, key, value, match):
+    payload = _payload(saved)
+    payload["metanet_params"] = {**payload["metanet_params"], key: value}
+    _load_refused(tmp_path, payload, match)
+
+
+def test_load_editor_validates_parameters_and_requirement_statistics(saved, tmp_path):
+    payload = _payload(saved)
+    params = payload["params"]
+    forged = {**params, "items": [*params["items"], ("no_such_parameter", 1)]}
+    _load_refused(tmp_path, {**payload, "params": forged}, r"parameters.*\['no_such_parameter'\]")
+    forged = {
+        **params,
+        "items": [(k, -3 if k == "max_steps" else v) for k, v in params["items"]],
+    }
+    _load_refused(tmp_path, {**payload, "params": forged}, "invalid parameter.*max_steps")
+    stats = payload["requirement_attributes"]
+    forged = {**stats, "items": [*stats["items"], ("run", 1)]}
+    _load_refused(
+        tmp_path, {**payload, "requirement_attributes": forged}, r"requirement attributes.*run"
+    )
+    forged = {
+        **stats,
+        "items": [(k, torch.zeros(2) if k == "input_mean" else v) for k, v in stats["items"]],
+    }
+    _load_refused(
+        tmp_path, {**payload, "requirement_attributes": forged}, r"input_mean.*shape \(5,\)"
+    )
+
+
+def test_load_editor_drops_the_task_rows_older_files_held(saved, tmp_path):
+    objects, _ = saved
+    payload = _payload(saved)
+    rows = torch.as_tensor(objects["X"][:80])
+    payload["attributes"]["holdout_"] = (
+        {"__kind__": "ndarray", "tensor": rows},
+        {"__kind__": "ndarray", "tensor": torch.zeros(80)},
+        None,
+    )
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="holds holdout_.*not loaded"):
+        editor = load_editor(tmp_path / "old.pt")
+    assert not hasattr(editor, "holdout_")
+    save_editor(editor, tmp_path / "resaved.pt")
+    assert "holdout_" not in torch.load(tmp_path / "resaved.pt", weights_only=True)["attributes"]
+
+
+# ---------------------------------------------------------------- pickles carry the version
+
+
+@pytest.mark.parametrize("name", ["editor", "layer", "online"])
+def test_pickles_carry_the_package_version_and_load_quietly_in_it(saved, name):
+    import pickle
+    import warnings
+
+    import sklearn_metaedit
+    from sklearn_metaedit._pickle_version import VERSION_KEY
+
+    objects, _ = saved
+    obj = objects[name]
+    assert obj.__getstate__()[VERSION_KEY] == sklearn_metaedit.__version__
+    assert VERSION_KEY not in vars(obj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = pickle.loads(pickle.dumps(obj))
+    assert VERSION_KEY not in vars(loaded)
+    assert type(loaded) is type(obj)
+
+
+@pytest.mark.parametrize("name", ["editor", "layer", "online"])
+def test_a_pickle_of_another_version_warns_when_loaded(saved, monkeypatch, name):
+    import pickle
+
+    from sklearn.exceptions import InconsistentVersionWarning as SklearnWarning
+
+    import sklearn_metaedit
+    from sklearn_metaedit import _pickle_version
+    from sklearn_metaedit._pickle_version import VERSION_KEY, InconsistentVersionWarning
+
+    objects, _ = saved
+    obj = objects[name]
+    with monkeypatch.context() as patch:
+        patch.setattr(_pickle_version, "__version__", "0.0.1")
+        blob = pickle.dumps(obj)
+    with pytest.warns(InconsistentVersionWarning, match="from sklearn_metaedit 0.0.1") as record:
+        pickle.loads(blob)
+    warning = record[0].message
+    assert isinstance(warning, SklearnWarning)
+    assert (warning.original_version, warning.current_version) == (
+        "0.0.1",
+        sklearn_metaedit.__version__,
+    )
+    assert type(obj).__name__ in str(warning)
+    # a pickle from before versions were stamped warns too
+    state = obj.__getstate__()
+    del state[VERSION_KEY]
+    with pytest.warns(InconsistentVersionWarning, match="did not record"):
+        type(obj).__new__(type(obj)).__setstate__(state)

@@ -26,6 +26,7 @@ from torch import nn
 
 from .._device import check_device
 from .._groups import encode_groups, fit_groups
+from .._pickle_version import PickleVersionMixin
 from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
 from ._graph import network_forward
 from ._initialisation import seeded_metanet
@@ -49,7 +50,7 @@ __all__ = ["MetanetEditor"]
 _EDIT_CHUNK = 16
 
 
-class MetanetEditor(TransformerMixin, BaseEstimator):
+class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     """Edit trained networks to meet a requirement, one metanetwork forward pass each.
 
     A graph metanetwork is trained on a population of networks (the samples of ``fit``)

@@ -5,13 +5,16 @@ unpickling executes whatever the file says. :func:`save_editor` writes a file th
 ``torch.load(path, weights_only=True)`` reads: the metanetwork's ``state_dict``, the
 editor's parameters and its other fitted attributes, all as tensors and plain Python
 values (numpy arrays become tensors or lists, DataFrames dicts of columns).
-:func:`load_editor` rebuilds the editor from it, and the rebuilt editor edits exactly as
-the saved one did.
+:func:`load_editor` checks the file against the format (its entries, the fitted
+attributes it may set and their types, sizes bounded by the weights it carries) and
+rebuilds the editor from it; the rebuilt editor edits exactly as the saved one did.
+A fitted editor keeps no task rows, so neither file nor pickle holds any.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -176,6 +179,12 @@ def save_editor(editor: MetanetEditor, path: str | os.PathLike) -> None:
     True
     """
     check_is_fitted(editor, "metanet_")
+    unknown = sorted(set(_fitted_attributes(editor)) - set(_FITTED))
+    if unknown:
+        raise TypeError(
+            f"the editor holds fitted attributes that the file format does not know: "
+            f"{unknown}; save it with joblib.dump instead."
+        )
     params = editor.get_params(deep=False)
     if isinstance(params.get("random_state"), np.random.RandomState):
         params["random_state"] = None
@@ -203,7 +212,10 @@ def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") 
     """Rebuild a fitted editor from a file written by :func:`save_editor`.
 
     The file is read with ``torch.load(weights_only=True)``: loading it executes no code
-    from the file.
+    from the file. Its contents are then checked against the format before anything is
+    built from them: the entries and fitted attributes it may hold and their types, the
+    parameters' constraints, and the metanetwork's sizes (compared with the weights the
+    file holds, so that a file cannot make the loader allocate more than it carries).
 
     Parameters
     ----------
@@ -218,39 +230,318 @@ def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") 
 
     Raises
     ------
+    FileNotFoundError
+        If there is no file at ``path``.
     ValueError
-        If the file is not an editor file, or was written by another format version.
+        If the file is empty, truncated or not an editor file, was written by another
+        format version, or holds an entry or attribute the format does not know, a value
+        of the wrong type, or sizes that disagree with its weights (the message says
+        which).
+
+    Warns
+    -----
+    UserWarning
+        If the file holds ``holdout_``, task rows that editors saved by earlier versions
+        kept; they are not loaded.
     """
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(
-            f"{os.fspath(path)!r} is not a MetanetEditor file written by save_editor."
-        )
-    if payload["version"] < VERSION:
-        raise ValueError(
-            f"{os.fspath(path)!r} has format version {payload['version']}, whose "
-            f"metanetwork this version of sklearn_metaedit no longer builds (it reads "
-            f"version {VERSION}); fit the editor again and save it."
-        )
-    if payload["version"] > VERSION:
-        raise ValueError(
-            f"{os.fspath(path)!r} has format version {payload['version']}; this version of "
-            f"sklearn_metaedit reads versions up to {VERSION}."
-        )
-    params = _decode(payload["params"])
+    name = repr(os.fspath(path))
+    payload = _read(path, name)
+    _check_header(payload, name)
+    try:
+        params = _decode(payload["params"])
+        stored_requirement = _decode(payload["requirement_attributes"])
+        attributes = {key: _decode(value) for key, value in _checked_attributes(payload, name)}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ValueError(f"{name} is a damaged editor file: {_reason(exc)}") from None
+    params = _checked_params(params, name)
+    metanet_params = _checked_metanet(payload["metanet_params"], payload["metanet_state"], name)
     params["device"] = str(torch.device(device))
     editor = MetanetEditor(**params)
-    for name, value in payload["attributes"].items():
-        setattr(editor, name, _decode(value))
+    _check_fitted(attributes, metanet_params, name)
+    for key, value in attributes.items():
+        setattr(editor, key, value)
     requirement = make_requirement(
         editor.requirement, editor.n_features_in_task_, editor.forbidden_features_
     )
-    # the requirement's own attributes (statistics recorded in fit); a file may name
-    # attributes older versions had (a requirement's target), which it no longer holds
-    stored = _decode(payload["requirement_attributes"])
-    vars(requirement).update({k: v for k, v in stored.items() if k in vars(requirement)})
+    vars(requirement).update(_checked_requirement(stored_requirement, requirement, name))
+    if editor.target_ is not None:
+        try:
+            requirement.check_target(editor.target_)
+        except ValueError as exc:
+            raise ValueError(f"{name} holds an invalid target_: {exc}") from None
     editor.requirement_ = requirement
-    metanet = GraphMetanetwork(**payload["metanet_params"])
+    metanet = GraphMetanetwork(**metanet_params)
     metanet.load_state_dict(payload["metanet_state"])
     editor.metanet_ = metanet.to(torch.device(device)).eval()
     return editor
+
+
+# ---------------------------------------------------------------------- checks on load
+
+#: Entries of an editor file.
+_ENTRIES = {
+    "format",
+    "version",
+    "params",
+    "metanet_params",
+    "metanet_state",
+    "requirement_attributes",
+    "attributes",
+}
+
+#: Largest size (features, classes, widths, node inputs) a file may give the metanetwork,
+#: and most rounds of message passing; the weights in the file must match them too.
+_MAX_SIZE = 2**20
+_MAX_LAYERS = 1024
+
+#: The fitted attributes a file may hold: whether it must, and what each may be.
+_ARRAY = np.ndarray
+_FITTED: dict[str, tuple[bool, tuple[type, ...]]] = {
+    "metanet_params_": (True, (dict,)),
+    "target_": (True, (type(None), int, float, np.integer, np.floating)),
+    "n_features_in_task_": (True, (int, np.integer)),
+    "n_classes_": (True, (int, np.integer)),
+    "classes_": (True, (_ARRAY,)),
+    "task_feature_names_": (True, (list,)),
+    "forbidden_features_": (True, (list,)),
+    "groups_": (True, (type(None), _ARRAY)),
+    "holdout_indices_": (False, (_ARRAY,)),
+    "history_": (False, (pd.DataFrame,)),
+    "selected_step_": (False, (type(None), int, np.integer)),
+    "training_gain_": (False, (float, int, np.floating)),
+    "fit_seconds_": (False, (float, int, np.floating)),
+    "settings_": (False, (dict,)),
+}
+
+#: Attributes that editors of earlier versions saved and that are no longer loaded.
+_DROPPED = {"holdout_": "task rows held out in fit, which a fitted editor no longer keeps"}
+
+
+def _reason(exc: BaseException) -> str:
+    # never pass on torch's advice to load with weights_only=False, which would run code
+    # from the file
+    text = str(exc).split("\n")[0]
+    if "weights_only" in str(exc) or "Weights only load failed" in text:
+        return "it holds objects other than tensors and plain values"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _read(path: str | os.PathLike, name: str) -> Any:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no editor file at {name}.")
+    if os.path.isdir(path):
+        raise ValueError(f"{name} is a directory, not an editor file written by save_editor.")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{name} is empty, not an editor file written by save_editor.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds on a damaged file
+        raise ValueError(
+            f"{name} cannot be read as an editor file written by save_editor (truncated or "
+            f"damaged, or another kind of file): {_reason(exc)}."
+        ) from None
+
+
+def _check_header(payload: Any, name: str) -> None:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{name} is not a MetanetEditor file written by save_editor.")
+    version = payload.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(
+            f"{name} has format version {version!r}; an editor file's version is an integer "
+            f"(this version of sklearn_metaedit reads {VERSION})."
+        )
+    if version < VERSION:
+        raise ValueError(
+            f"{name} has format version {version}, whose metanetwork this version of "
+            f"sklearn_metaedit no longer builds (it reads version {VERSION}); fit the editor "
+            "again and save it."
+        )
+    if version > VERSION:
+        raise ValueError(
+            f"{name} has format version {version}; this version of sklearn_metaedit reads "
+            f"versions up to {VERSION}."
+        )
+    unknown, missing = set(payload) - _ENTRIES, _ENTRIES - set(payload)
+    if unknown or missing:
+        raise ValueError(
+            f"{name} is not a valid editor file: "
+            + "; ".join(
+                part
+                for part in (
+                    f"unknown entries {sorted(map(str, unknown))}" if unknown else "",
+                    f"missing entries {sorted(missing)}" if missing else "",
+                )
+                if part
+            )
+            + "."
+        )
+    for entry in ("metanet_params", "metanet_state", "attributes"):
+        if not isinstance(payload[entry], dict):
+            raise ValueError(f"{name}: its {entry!r} entry must be a dict.")
+
+
+def _checked_attributes(payload: dict, name: str) -> list[tuple[str, Any]]:
+    """The file's fitted attributes that the format knows, in order, with those that
+    earlier versions saved and this one drops left out (with a warning)."""
+    stored = payload["attributes"]
+    unknown = sorted(str(k) for k in stored if k not in _FITTED and k not in _DROPPED)
+    if unknown:
+        raise ValueError(
+            f"{name} names attributes a fitted editor does not have: {unknown[:10]}; an "
+            f"editor file holds only {sorted(_FITTED)}."
+        )
+    missing = sorted(k for k, (required, _) in _FITTED.items() if required and k not in stored)
+    if missing:
+        raise ValueError(f"{name} lacks the fitted attributes {missing}.")
+    for key, why in _DROPPED.items():
+        if key in stored:
+            warnings.warn(
+                f"{name} holds {key} ({why}); it was not loaded. Save the loaded editor "
+                "again to write a file without it.",
+                UserWarning,
+                stacklevel=3,
+            )
+    return [(k, v) for k, v in stored.items() if k in _FITTED]
+
+
+def _checked_params(params: Any, name: str) -> dict:
+    if not isinstance(params, dict):
+        raise ValueError(f"{name}: its params entry must be a dict of the editor's parameters.")
+    known = set(MetanetEditor._get_param_names())
+    unknown = sorted(str(k) for k in params if k not in known)
+    if unknown:
+        raise ValueError(f"{name} names parameters MetanetEditor does not have: {unknown}.")
+    try:
+        MetanetEditor(**params)._validate_params()
+    except ValueError as exc:
+        raise ValueError(f"{name} holds an invalid parameter: {exc}") from None
+    return dict(params)
+
+
+def _size(value: Any, what: str, name: str, *, low: int = 1, high: int = _MAX_SIZE) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name}: {what} must be an integer in [{low}, {high}], got {value!r}.")
+    return value
+
+
+def _checked_metanet(metanet_params: dict, state: dict, name: str) -> dict:
+    """The metanetwork's architecture, checked: known keys, bounded sizes, and parameters
+    whose names and shapes are exactly those of the weights in the file."""
+    expected = {"n_features", "n_classes", "hidden_channels", "num_layers", "mlp_hidden"}
+    allowed = expected | {"n_node_flags", "target_anchors"}
+    unknown, missing = set(metanet_params) - allowed, expected - set(metanet_params)
+    if unknown or missing:
+        raise ValueError(
+            f"{name}: metanet_params must hold {sorted(expected)} (and optionally "
+            f"n_node_flags, target_anchors); unknown {sorted(map(str, unknown))}, missing "
+            f"{sorted(missing)}."
+        )
+    for key in expected | ({"n_node_flags"} & set(metanet_params)):
+        high = _MAX_LAYERS if key == "num_layers" else _MAX_SIZE
+        _size(
+            metanet_params[key],
+            f"metanet_params[{key!r}]",
+            name,
+            low=0 if key == "n_node_flags" else 1,
+            high=high,
+        )
+    anchors = metanet_params.get("target_anchors")
+    if anchors is not None and (
+        not isinstance(anchors, list)
+        or not 2 <= len(anchors) <= 64
+        or not all(isinstance(a, float | int) and not isinstance(a, bool) for a in anchors)
+    ):
+        raise ValueError(
+            f"{name}: target_anchors must be None or 2 to 64 numbers, got {anchors!r}."
+        )
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"{name}: metanet_state must map parameter names to tensors.")
+    # the architecture on the meta device: shapes without memory, so that sizes that
+    # disagree with the file's weights are refused before anything is allocated
+    try:
+        with torch.device("meta"):
+            shapes = {
+                k: tuple(v.shape)
+                for k, v in GraphMetanetwork(**metanet_params).state_dict().items()
+            }
+    except ValueError as exc:
+        raise ValueError(f"{name}: invalid metanet_params: {exc}") from None
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes != stored:
+        differ = sorted(set(shapes) ^ set(stored)) or sorted(
+            k for k in shapes if shapes[k] != stored[k]
+        )
+        raise ValueError(
+            f"{name}: the metanetwork that metanet_params describe does not match the weights "
+            f"in the file (first differences: {differ[:5]})."
+        )
+    if not all(v.is_floating_point() and torch.isfinite(v).all() for v in state.values()):
+        raise ValueError(
+            f"{name}: the metanetwork's weights must be finite floating-point tensors."
+        )
+    return dict(metanet_params)
+
+
+def _check_fitted(attributes: dict, metanet_params: dict, name: str) -> None:
+    """The fitted attributes agree with each other and with the metanetwork."""
+    for key, (_, kinds) in _FITTED.items():
+        if key in attributes and not isinstance(attributes[key], kinds):
+            raise ValueError(
+                f"{name}: {key} must be {' or '.join(k.__name__ for k in kinds)}, got "
+                f"{type(attributes[key]).__name__}."
+            )
+    n_features = _size(int(attributes["n_features_in_task_"]), "n_features_in_task_", name)
+    n_classes = _size(int(attributes["n_classes_"]), "n_classes_", name)
+    if (n_features, n_classes) != (metanet_params["n_features"], metanet_params["n_classes"]):
+        raise ValueError(
+            f"{name}: n_features_in_task_={n_features} and n_classes_={n_classes} disagree "
+            f"with the metanetwork's {metanet_params['n_features']} inputs and "
+            f"{metanet_params['n_classes']} classes."
+        )
+    if attributes["metanet_params_"] != metanet_params:
+        raise ValueError(f"{name}: metanet_params_ disagrees with the file's metanet_params.")
+    classes, names = attributes["classes_"], attributes["task_feature_names_"]
+    if classes.ndim != 1 or len(classes) != n_classes:
+        raise ValueError(f"{name}: classes_ must hold n_classes_={n_classes} labels.")
+    if len(names) != n_features or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{name}: task_feature_names_ must be {n_features} strings.")
+    forbidden = attributes["forbidden_features_"]
+    if not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_features for i in forbidden
+    ):
+        raise ValueError(f"{name}: forbidden_features_ must be indices in [0, {n_features}).")
+    groups = attributes["groups_"]
+    if groups is not None and (groups.ndim != 1 or len(groups) > _MAX_SIZE):
+        raise ValueError(f"{name}: groups_ must be None or a 1-D array of group labels.")
+
+
+def _checked_requirement(stored: Any, requirement: Any, name: str) -> dict:
+    """The requirement's statistics from the file; its other attributes must be what the
+    editor's parameters rebuild."""
+    if not isinstance(stored, dict):
+        raise ValueError(f"{name}: requirement_attributes must be a dict.")
+    fresh = {k: v for k, v in vars(requirement).items() if not k.startswith("_")}
+    unknown = sorted(str(k) for k in stored if k not in fresh)
+    if unknown:
+        raise ValueError(f"{name} names requirement attributes it does not have: {unknown}.")
+    d = requirement.n_features
+    shapes = {"input_mean": (d,), "input_cov": (d, d)}
+    for key, shape in shapes.items():
+        value = stored.get(key)
+        if not (
+            isinstance(value, torch.Tensor)
+            and tuple(value.shape) == shape
+            and value.is_floating_point()
+            and torch.isfinite(value).all()
+        ):
+            raise ValueError(
+                f"{name}: the requirement's {key} must be a finite tensor of shape {shape}."
+            )
+    for key, value in stored.items():
+        if key not in shapes and fresh[key] is not None and value != fresh[key]:
+            raise ValueError(
+                f"{name}: the requirement's {key}={value!r} disagrees with the editor's "
+                f"parameters, which give {fresh[key]!r}."
+            )
+    return {key: stored[key] for key in shapes}

@@ -29,6 +29,7 @@ from .._groups import (
     fit_groups,
     resolve_sensitive_features,
 )
+from .._pickle_version import PickleVersionMixin
 from ._primal_dual import (
     decide_stream,
     dual_values,
@@ -92,7 +93,7 @@ def _accepts(method: Any, name: str) -> bool:
     return name in parameters
 
 
-class OnlineFairPredictor(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Decide a stream one row (or one batch) at a time, keeping the pooled parity gap <= epsilon.
 
     Each group ``g`` has a threshold ``theta_g``, warm-started in ``fit`` as the
