@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Hashable
-from numbers import Integral, Real
+from numbers import Real
 from typing import ClassVar
 
 import numpy as np
@@ -25,6 +25,7 @@ from .._groups import encode_groups, fit_groups, resolve_sensitive_features
 from .._pickle_version import PickleVersionMixin
 from ._constraints import CONSTRAINTS, constraint_codes
 from ._decisions import parity_decisions
+from ._loss import ProjectedNLLLoss, criterion_options
 from ._projection import project_parity
 from ._random import (
     draws_from_global_rng,
@@ -88,128 +89,6 @@ class ParityProjectionModule(nn.Module):
             blocks=codes.blocks,
         )
         return torch.stack([1.0 - z, z], dim=1)
-
-
-class ProjectedNLLLoss(nn.Module):
-    """Negative log-likelihood of projected probabilities, floored at ``min_proba``.
-
-    The projection can move a row's probability close to 0 for its true class; the
-    plain ``-log z`` then has a gradient of ``1 / z``, large enough to throw training off
-    (seen on Adult with five groups). Below the floor the row adds a constant loss.
-
-    The other parameters are those of ``torch.nn.CrossEntropyLoss``, with its meaning
-    (on probabilities above the floor the loss equals ``cross_entropy(log(proba), ...)``),
-    so that the wrapped network's class weights and label smoothing carry over.
-
-    Parameters
-    ----------
-    min_proba : float, default=1e-3
-    weight : Tensor of shape (n_classes,), optional
-        Class weights.
-    ignore_index : int, default=-100
-        Rows with this label add nothing.
-    reduction : {"mean", "sum"}, default="mean"
-        "mean" divides by the summed weights of the rows' labels, as torch does.
-    label_smoothing : float in [0, 1], default=0.0
-    """
-
-    def __init__(
-        self,
-        min_proba: float = 1e-3,
-        weight: torch.Tensor | None = None,
-        ignore_index: int = -100,
-        reduction: str = "mean",
-        label_smoothing: float = 0.0,
-    ):
-        super().__init__()
-        self.min_proba = min_proba
-        self.register_buffer(
-            "weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
-        )
-        self.ignore_index = ignore_index
-        self.reduction = reduction
-        self.label_smoothing = label_smoothing
-
-    def forward(self, proba: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss of ``(n_samples, n_classes)`` probabilities against ``(n_samples,)`` labels."""
-        log_proba = torch.log(proba.clamp_min(self.min_proba))
-        weight = None if self.weight is None else self.weight.to(log_proba.dtype)
-        nll = nn.functional.nll_loss(
-            log_proba,
-            target,
-            weight=weight,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-        )
-        if self.label_smoothing == 0:
-            return nll
-        # the smoothing term of torch's cross_entropy: -sum_c w_c log p_c per kept row
-        kept = target != self.ignore_index
-        per_class = log_proba[kept] if weight is None else log_proba[kept] * weight
-        smooth = -per_class.sum()
-        if self.reduction == "mean":
-            smooth = smooth / (kept.sum() if weight is None else weight[target[kept]].sum())
-        n_classes = log_proba.shape[1]
-        return (1.0 - self.label_smoothing) * nll + self.label_smoothing / n_classes * smooth
-
-
-#: The criterion parameters the projected loss honours; any other is refused.
-_CRITERION_OPTIONS = ("weight", "ignore_index", "reduction", "label_smoothing")
-
-
-def _criterion_options(criterion, params) -> dict:
-    """The wrapped net's criterion settings, checked, as ProjectedNLLLoss arguments."""
-    if isinstance(criterion, type):
-        options = {}
-    else:
-        # an instance carries its settings as attributes
-        options = {
-            name: getattr(criterion, name)
-            for name in _CRITERION_OPTIONS
-            if hasattr(criterion, name)
-        }
-    options.update(
-        {k[len("criterion__") :]: v for k, v in params.items() if k.startswith("criterion__")}
-    )
-    criterion_type = criterion if isinstance(criterion, type) else type(criterion)
-    # NLLLoss has no label smoothing
-    allowed = _CRITERION_OPTIONS[: 4 if issubclass(criterion_type, nn.CrossEntropyLoss) else 3]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"estimator's criterion__{unknown[0]} is not supported: the loss on projected "
-            f"probabilities honours the criterion parameters {list(allowed)} of "
-            f"{criterion_type.__name__}; remove criterion__{unknown[0]}."
-        )
-    weight = options.get("weight")
-    if weight is not None:
-        weight = torch.as_tensor(weight, dtype=torch.float64).detach().cpu()
-        if weight.shape != (2,) or not bool(torch.isfinite(weight).all()) or (weight < 0).any():
-            raise ValueError(
-                "estimator's criterion__weight must hold one finite, non-negative weight per "
-                f"class (2 of them), got {weight.tolist()}."
-            )
-        if not (weight > 0).any():
-            raise ValueError("estimator's criterion__weight is all zeros: nothing would train.")
-        options["weight"] = weight.to(torch.float32)
-    reduction = options.get("reduction", "mean")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(
-            f"estimator's criterion__reduction={reduction!r} is not supported: training needs "
-            "one loss per batch, so use 'mean' or 'sum'."
-        )
-    smoothing = options.get("label_smoothing", 0.0)
-    if isinstance(smoothing, bool) or not isinstance(smoothing, Real) or not 0 <= smoothing <= 1:
-        raise ValueError(
-            "estimator's criterion__label_smoothing must be a number in [0, 1], got "
-            f"{smoothing!r}."
-        )
-    ignore_index = options.get("ignore_index", -100)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, Integral):
-        raise ValueError(
-            f"estimator's criterion__ignore_index must be an integer, got {ignore_index!r}."
-        )
-    return options
 
 
 def _writable(X):
@@ -482,7 +361,7 @@ class FairnessLayerClassifier(
                 "torch.nn.CrossEntropyLoss (module outputs logits) or torch.nn.NLLLoss "
                 "(module outputs probabilities)."
             )
-        criterion_options = _criterion_options(criterion, params)
+        loss_options = criterion_options(criterion, params)
         layer = ParityProjectionModule(
             base_module, to_proba, self.constraint, float(self.epsilon), len(self.groups_)
         )
@@ -494,7 +373,7 @@ class FairnessLayerClassifier(
             iterator_train=StratifiedGroupLoader,
             # one generator for all epochs, so that each epoch deals new batches
             iterator_train__seed=np.random.default_rng(loader_seed),
-            **{f"criterion__{k}": v for k, v in criterion_options.items()},
+            **{f"criterion__{k}": v for k, v in loss_options.items()},
         )
         # the training iterator is ours; a plain validation DataLoader gets a generator
         valid = {k: v for k, v in params.items() if k.startswith("iterator_valid")}
