@@ -314,6 +314,10 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     def fit(self, networks: list, y: None = None, *, data: Any = None) -> MetanetEditor:
         """Train the metanetwork on a population of networks.
 
+        With an integer ``random_state`` the fit is reproducible, also in threads (of
+        ``GridSearchCV`` or a Dask worker): its draws come from generators of its own,
+        never from torch's or numpy's global generator.
+
         Parameters
         ----------
         networks : list of fitted skorch NeuralNetClassifier or nn.Sequential
@@ -502,6 +506,10 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, networks: list, target: float | int | None = None) -> list:
         """Edit networks, one metanetwork forward pass each.
+
+        ``transform``, ``score`` and ``report`` only read the fitted editor (and the
+        networks given), so threads may share one fitted editor; fitting it again while
+        others use it is not safe.
 
         Parameters
         ----------
