@@ -92,10 +92,6 @@ EXPECTED_FAILURES = {
         ),
     },
     "OnlineFairPredictor": {
-        "check_classifiers_train": (
-            "with one group per row, the pooled parity bound between all groups forces "
-            "nearly constant decisions, below the accuracy this check asks for"
-        ),
         "check_fit_idempotent": (
             "the check predicts on rows whose group (a continuous value of column 0) was "
             "not seen in fit, which is a clear ValueError by design"

@@ -86,8 +86,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         edited network is group-blind). Their first-layer columns are exactly zero; what
         they contributed is replaced by its least-squares prediction from the kept
         features (means and covariance of the task data's inputs, recorded in fit).
-    utility_weight : float, default=1.0
-        Weight of the utility term against the requirement term.
+    utility_weight : float, default=None
+        Weight of the utility term against the requirement term. None: the
+        requirement's value (see *Defaults* below).
     divergence : {"kl", "js"}, default="kl"
         KL(original || edited) or the Jensen-Shannon divergence.
     task_weight : float, default=2.0
@@ -107,31 +108,34 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         anchors across it (``GraphMetanetwork``'s ``target_anchors``): three training
         targets in four are drawn at an anchor, the others with the kept fraction
         ``1 - s`` log-uniform, and checkpoints are selected at the anchors.
-    target_margin : float, default=0.0
+    target_margin : float, default=None
         Fairness requirements only: train for a gap of ``target - target_margin``. The
         gap is measured on new rows and on new networks, where it scatters around what
-        training reached; a margin moves that scatter below ``target``.
+        training reached; a margin moves that scatter below ``target``. None: the
+        requirement's value (see *Defaults* below).
     relative_margin : float, default=1.0
         Fairness requirements only: the largest margin, as a fraction of the target, in
         [0, 1]: train for ``target - min(target_margin, relative_margin * target)``. With
         a ``target_range`` spanning small and large gaps, an absolute margin alone leaves
         nothing to train for at the small ones (``relative_margin=0.5`` trains for at
         least half of each target). 1: the absolute margin alone, down to a goal of 0.
-    hidden_channels : int, default=32
-        Width of the metanetwork's node and edge features.
-    num_layers : int, default=3
+    hidden_channels : int, default=None
+        Width of the metanetwork's node and edge features. None: the requirement's
+        value (see *Defaults* below), as for the next four.
+    num_layers : int, default=None
         Rounds of message passing.
-    mlp_hidden : int, default=64
+    mlp_hidden : int, default=None
         Hidden width of the metanetwork's MLPs.
-    max_steps : int, default=300
+    max_steps : int, default=None
         Optimisation steps of the metanetwork.
     networks_per_step : int, default=6
         Networks per step.
     rows_per_step : int, default=512
         Task rows per step.
-    learning_rate : float, default=1e-3
-        AdamW learning rate (gradients are clipped at norm 1).
-    temperature : float, default=0.3
+    learning_rate : float, default=None
+        AdamW learning rate (gradients are clipped at norm 1). None: the requirement's
+        value (see *Defaults* below), as for ``temperature`` and ``eval_every``.
+    temperature : float, default=None
         Temperature of the soft gates (and of the soft decisions of the fairness loss).
     holdout_fraction : float, default=0.2
         Fraction of the task rows kept out of training. The fitted editor keeps their
@@ -141,7 +145,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     validation_fraction : float, default=0.2
         Fraction of the networks (with at least 5 networks) kept out of training to pick
         the best checkpoint, evaluated every ``eval_every`` steps with exact edits.
-    eval_every : int, default=25
+    eval_every : int, default=None
         Steps between checkpoint evaluations.
     device : str or torch.device, default="cpu"
         Where the metanetwork trains and edits ("cuda" where present).
@@ -195,6 +199,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         Step of the checkpoint kept: 0 is the untrained metanetwork (``fit`` then warns
         with a ``ConvergenceWarning``); None without validation networks, when the last
         step is kept.
+    settings_ : dict
+        The training settings used: the parameters above that default to None, with
+        the requirement's value where they were left at None.
     training_gain_ : float
         What training added: the kept checkpoint's validation score minus the untrained
         one's (0 with ``max_steps=0``, NaN without validation networks).
@@ -204,6 +211,20 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     See Also
     --------
     make_population : Train a population of networks to fit an editor on.
+
+    Notes
+    -----
+    **Defaults.** The training settings left at None take the configuration that
+    ``benchmarks/bench_editor.py`` measures for each requirement (the editing guide's
+    "Measured on Adult"), so that ``MetanetEditor(requirement)`` edits as well as the
+    benchmark reports: ``hidden_channels=16``, ``num_layers=2``, ``mlp_hidden=16``,
+    ``max_steps=500``, ``learning_rate=3e-4``, ``temperature=0.3``,
+    ``utility_weight=1.0``, ``target_margin=0.0`` and ``eval_every=50``; for
+    ``"data_minimisation"`` one round of message passing (``num_layers=1``) at
+    ``learning_rate=1e-3``, since the least-squares compensation does most of the work;
+    for the fairness requirements ``learning_rate=1e-3``, ``utility_weight=0.5``,
+    ``temperature=0.1`` and ``target_margin=0.02``, so that the gap measured on new rows
+    and networks stays below the target. :attr:`settings_` holds the values used.
 
     Examples
     --------
@@ -232,24 +253,24 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         "requirement": [StrOptions(set(REQUIREMENTS))],
         "target": [Real, None],
         "features": ["array-like", str, Integral, None],
-        "utility_weight": [Interval(Real, 0, np.inf, closed="left")],
+        "utility_weight": [Interval(Real, 0, np.inf, closed="left"), None],
         "divergence": [StrOptions({"kl", "js"})],
         "task_weight": [Interval(Real, 0, np.inf, closed="left")],
         "sensitive_feature": [Hashable, list, None],
         "target_range": ["array-like", None],
-        "target_margin": [Interval(Real, 0, np.inf, closed="left")],
+        "target_margin": [Interval(Real, 0, np.inf, closed="left"), None],
         "relative_margin": [Interval(Real, 0, 1, closed="both")],
-        "hidden_channels": [Interval(Integral, 1, None, closed="left")],
-        "num_layers": [Interval(Integral, 1, None, closed="left")],
-        "mlp_hidden": [Interval(Integral, 1, None, closed="left")],
-        "max_steps": [Interval(Integral, 0, None, closed="left")],
+        "hidden_channels": [Interval(Integral, 1, None, closed="left"), None],
+        "num_layers": [Interval(Integral, 1, None, closed="left"), None],
+        "mlp_hidden": [Interval(Integral, 1, None, closed="left"), None],
+        "max_steps": [Interval(Integral, 0, None, closed="left"), None],
         "networks_per_step": [Interval(Integral, 1, None, closed="left")],
         "rows_per_step": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, np.inf, closed="left")],
-        "temperature": [Interval(Real, 0, np.inf, closed="neither")],
+        "learning_rate": [Interval(Real, 0, np.inf, closed="left"), None],
+        "temperature": [Interval(Real, 0, np.inf, closed="neither"), None],
         "holdout_fraction": [Interval(Real, 0, 1, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "eval_every": [Interval(Integral, 0, None, closed="left")],
+        "eval_every": [Interval(Integral, 0, None, closed="left"), None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -261,24 +282,24 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         *,
         target: float | int | None = None,
         features: Any = None,
-        utility_weight: float = 1.0,
+        utility_weight: float | None = None,
         divergence: str = "kl",
         task_weight: float = 2.0,
         sensitive_feature: Any = None,
         target_range: tuple[float, float] | None = None,
-        target_margin: float = 0.0,
+        target_margin: float | None = None,
         relative_margin: float = 1.0,
-        hidden_channels: int = 32,
-        num_layers: int = 3,
-        mlp_hidden: int = 64,
-        max_steps: int = 300,
+        hidden_channels: int | None = None,
+        num_layers: int | None = None,
+        mlp_hidden: int | None = None,
+        max_steps: int | None = None,
         networks_per_step: int = 6,
         rows_per_step: int = 512,
-        learning_rate: float = 1e-3,
-        temperature: float = 0.3,
+        learning_rate: float | None = None,
+        temperature: float | None = None,
         holdout_fraction: float = 0.2,
         validation_fraction: float = 0.2,
-        eval_every: int = 25,
+        eval_every: int | None = None,
         device: str | torch.device = "cpu",
         random_state: Any = None,
         verbose: int = 0,
@@ -363,6 +384,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         requirement.check_settings(target=self.target, features=self.features)
         requirement.check_task(n_classes=self.n_classes_, has_groups=labels is not None)
         self.requirement_ = requirement
+        self.settings_ = self._resolved_settings()
         self.target_ = requirement.check_target(
             requirement.default_target() if self.target is None else self.target
         )
@@ -391,9 +413,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         self.metanet_params_ = {
             "n_features": int(self.n_features_in_task_),
             "n_classes": int(self.n_classes_),
-            "hidden_channels": int(self.hidden_channels),
-            "num_layers": int(self.num_layers),
-            "mlp_hidden": int(self.mlp_hidden),
+            "hidden_channels": int(self.settings_["hidden_channels"]),
+            "num_layers": int(self.settings_["num_layers"]),
+            "mlp_hidden": int(self.settings_["mlp_hidden"]),
             "n_node_flags": int(requirement.n_node_flags) + N_INPUT_FLAGS,
             "target_anchors": None
             if target_range is None
@@ -402,7 +424,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         self.metanet_ = seeded_metanet(self.metanet_params_, init_seed).to(device)
 
         self.history_ = pd.DataFrame(columns=HISTORY_COLUMNS)
-        if self.max_steps > 0:
+        if self.settings_["max_steps"] > 0:
             task = {
                 "X": torch.as_tensor(X_np[train_rows], device=device),
                 "y": torch.as_tensor(y_codes[train_rows], device=device),
@@ -447,19 +469,27 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             stacklevel=4,
         )
 
+    def _resolved_settings(self) -> dict[str, Any]:
+        """The training settings, those left at None taken from the requirement."""
+        return {
+            name: default if getattr(self, name) is None else getattr(self, name)
+            for name, default in self.requirement_.settings.items()
+        }
+
     def _training_settings(self) -> TrainingSettings:
+        settings = self.settings_
         return TrainingSettings(
-            utility_weight=self.utility_weight,
+            utility_weight=settings["utility_weight"],
             divergence=self.divergence,
             task_weight=self.task_weight,
-            target_margin=self.target_margin,
+            target_margin=settings["target_margin"],
             relative_margin=self.relative_margin,
-            temperature=self.temperature,
-            learning_rate=self.learning_rate,
-            max_steps=self.max_steps,
+            temperature=settings["temperature"],
+            learning_rate=settings["learning_rate"],
+            max_steps=settings["max_steps"],
             networks_per_step=self.networks_per_step,
             rows_per_step=self.rows_per_step,
-            eval_every=self.eval_every,
+            eval_every=settings["eval_every"],
             verbose=self.verbose,
         )
 
@@ -490,7 +520,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
                     items,
                     [target] * len(items),
                     hard=True,
-                    temperature=self.temperature,
+                    temperature=self.settings_["temperature"],
                 )
             out.extend(
                 edited_copy(networks[i], modules[i], weights, self.classes_)

@@ -12,6 +12,7 @@ whose edited networks may be barred from the sensitive feature's own columns.
 from __future__ import annotations
 
 from numbers import Integral
+from typing import Any, ClassVar
 
 import torch
 
@@ -114,6 +115,13 @@ class DataMinimisation(InputDropping, Requirement):
     """
 
     name = "data_minimisation"
+    # the least-squares compensation does most of the work: one round of message
+    # passing and a higher rate suffice
+    settings: ClassVar[dict[str, Any]] = {
+        **Requirement.settings,
+        "num_layers": 1,
+        "learning_rate": 1e-3,
+    }
 
     def check_settings(self, *, target, features):
         if features is None and target is None:
