@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from distributed import Client, LocalCluster, get_task_stream
 from joblib import parallel_config
@@ -97,9 +98,11 @@ def test_grid_search_over_editors_on_a_dask_cluster_equals_the_local_run(client,
     grid = {"target": [0.4, 0.7]}
 
     def search():
-        return GridSearchCV(editor, grid, cv=KFold(2), n_jobs=-1).fit(
-            population, data=TaskData(X, y)
-        )
+        # routing passes the task data to score as well (a fitted editor keeps no rows)
+        with sklearn.config_context(enable_metadata_routing=True):
+            return GridSearchCV(editor, grid, cv=KFold(2), n_jobs=-1, error_score="raise").fit(
+                population, data=TaskData(X, y)
+            )
 
     local = search()
     with parallel_config(backend="dask"):

@@ -249,6 +249,11 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     True
     """
 
+    # the task data is requested by default: under metadata routing, GridSearchCV,
+    # cross_validate and Pipeline pass ``data`` to fit and score without set_*_request
+    __metadata_request__fit: ClassVar[dict] = {"data": True}
+    __metadata_request__score: ClassVar[dict] = {"data": True}
+
     _parameter_constraints: ClassVar[dict] = {
         "requirement": [StrOptions(set(REQUIREMENTS))],
         "target": [Real, None],
@@ -564,9 +569,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
                 f"{method} needs data=: a fitted MetanetEditor keeps no task rows (it holds "
                 "weights and statistics only), so pass the rows to measure on, e.g. "
                 f"{method}(networks, data=TaskData(X_test, y_test)); the rows fit held out "
-                "are X[editor.holdout_indices_]. In GridSearchCV or cross_validate, route "
-                "it to score as well: sklearn.set_config(enable_metadata_routing=True) and "
-                "editor.set_fit_request(data=True).set_score_request(data=True)."
+                "are X[editor.holdout_indices_]. In GridSearchCV or cross_validate, turn on "
+                "metadata routing (sklearn.set_config(enable_metadata_routing=True)): the "
+                "editor requests data= for fit and score by default."
             )
         X, y, sensitive = unpack_task_data(data)
         X_np, y_np, labels, _, _ = task_arrays(X, y, sensitive, self.sensitive_feature)
@@ -638,11 +643,15 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
 
         A fitted editor keeps no task rows, so ``data`` is required. In ``GridSearchCV``
         or ``cross_validate``, which call ``score(networks)`` on the held-out networks,
-        route it with scikit-learn's metadata routing::
+        turn on scikit-learn's metadata routing: the editor requests ``data`` for ``fit``
+        and ``score`` by default, so the search passes it to both::
 
             sklearn.set_config(enable_metadata_routing=True)
-            editor = MetanetEditor(...).set_fit_request(data=True).set_score_request(data=True)
-            GridSearchCV(editor, grid, cv=KFold(3)).fit(population, data=TaskData(X, y))
+            GridSearchCV(MetanetEditor(...), grid, cv=KFold(3)).fit(
+                population, data=TaskData(X, y))
+
+        Without routing, the search gives ``data`` to ``fit`` alone, and every score is
+        NaN, with scikit-learn's warning that scoring failed.
 
         Parameters
         ----------

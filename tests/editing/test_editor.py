@@ -311,7 +311,7 @@ def test_score_is_mean_accuracy_of_the_edits_minus_violation(task, population):
     accuracies = [(net.predict(Xh) == yh).mean() for net in editor.transform(population)]
     assert editor.score(population, data=(Xh, yh)) == pytest.approx(np.mean(accuracies))
     # a fitted editor keeps no task rows: without data, score says how to pass them
-    with pytest.raises(ValueError, match=r"score needs data=.*set_score_request"):
+    with pytest.raises(ValueError, match=r"score needs data=.*enable_metadata_routing"):
         editor.score(population)
     with pytest.raises(ValueError, match=r"report needs data="):
         editor.report(population)
@@ -328,9 +328,9 @@ def test_task_data_reaches_fit_whole_under_cross_validation(task, population, n_
     groups = (X[:, 0] > 0).astype(int)
     pop = population[:n_networks]
     with sklearn.config_context(enable_metadata_routing=True):
-        editor = MetanetEditor("sparsity", target=0.5, **FAST)
+        # the editor requests data= for fit and score by default
         result = cross_validate(
-            editor.set_fit_request(data=True).set_score_request(data=True),
+            MetanetEditor("sparsity", target=0.5, **FAST),
             pop,
             params={"data": TaskData(X, y, groups)},
             cv=KFold(n_networks),
@@ -355,11 +355,12 @@ def test_task_data_reaches_fit_whole_under_cross_validation(task, population, n_
 
 def test_grid_search_splits_the_population_and_tunes_the_editor(task, population):
     X, y = task
-    # the editor keeps no task rows, so the search routes the task data to score too
+    # the editor keeps no task rows, so the search routes the task data to score too; the
+    # editor requests it by default
+    editor = MetanetEditor("sparsity", target=0.8, **FAST)
     with sklearn.config_context(enable_metadata_routing=True):
-        editor = MetanetEditor("sparsity", target=0.8, **FAST)
         search = GridSearchCV(
-            editor.set_fit_request(data=True).set_score_request(data=True),
+            editor,
             {"utility_weight": [0.5, 1.0], "target": [0.5, 0.8]},
             cv=KFold(3),
             error_score="raise",
@@ -394,6 +395,14 @@ def test_pipeline_prunes_then_minimises_and_keeps_both(task, population):
         zeros = sum(int((w == 0).sum()) for w, _ in weights_of(new))
         assert zeros >= math.ceil(0.6 * n_weights(original) - 1e-9)
         assert torch.count_nonzero(new.module_[0].weight.detach()[:, [2, 5]]) == 0
+    # under metadata routing a Pipeline of editors needs no set_fit_request: each editor
+    # requests the task data, and both fit as with the data given by step name
+    plain = clone(pipe).fit(population, prune__data=data, minimise__data=data)
+    with sklearn.config_context(enable_metadata_routing=True):
+        routed = clone(pipe).fit(population, data=data)
+    for name in ("prune", "minimise"):
+        for key, value in plain[name].metanet_.state_dict().items():
+            assert torch.equal(routed[name].metanet_.state_dict()[key], value), (name, key)
 
 
 def test_clear_errors(task, population):
