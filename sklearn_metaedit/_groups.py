@@ -4,14 +4,15 @@ Every estimator of the package takes ``sensitive_features`` (fairlearn's spellin
 constructor parameter ``sensitive_feature`` that names columns of ``X``. This module
 turns either into one group label per row and then into integer codes, and raises a
 ``ValueError`` that names the problem for everything that would otherwise give a
-silently wrong answer: a missing group, NaN, an infinite label, a length mismatch, a group
-unseen in fit.
+silently wrong answer: a missing group, NaN, an infinite label, a string and a number
+that read the same ('1' and 1), a length mismatch, a group unseen in fit.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
+from numbers import Number
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,24 @@ def _is_infinite(value: Any) -> bool:
     return not math.isfinite(value)
 
 
+def _same_text(column: np.ndarray) -> tuple[Any, Any] | None:
+    """A string and a number of ``column`` that read the same ('1' and 1), else None."""
+    if getattr(getattr(column, "dtype", None), "kind", None) != "O":
+        return None
+    texts: dict[str, str] = {}
+    numbers: dict[str, Any] = {}
+    for value in column:
+        if isinstance(value, str):
+            texts.setdefault(value.strip(), value)
+        elif isinstance(value, Number):
+            numbers.setdefault(str(_plain(value)), value)
+    common = texts.keys() & numbers.keys()
+    if not common:
+        return None
+    key = min(common)
+    return texts[key], _plain(numbers[key])
+
+
 def check_sensitive_features(
     sensitive_features: Any, n_samples: int, *, name: str = "sensitive_features"
 ) -> np.ndarray:
@@ -65,7 +84,8 @@ def check_sensitive_features(
     ------
     ValueError
         If ``sensitive_features`` is None, has the wrong length, holds NaN / None or
-        infinite values, or holds unhashable values.
+        infinite values, holds a string and a number that read the same (``'1'`` and
+        ``1``) in one column, or holds unhashable values.
     """
     if sensitive_features is None:
         raise ValueError(
@@ -107,6 +127,14 @@ def check_sensitive_features(
             raise ValueError(
                 f"{name}{col} holds {int(missing.sum())} missing value(s) (NaN/None), e.g. at "
                 f"rows {where}; every row needs a group label."
+            )
+        same = _same_text(column)
+        if same is not None:
+            col = f" (column {j})" if len(columns) > 1 else ""
+            raise ValueError(
+                f"{name}{col} holds both {same[0]!r} and {same[1]!r}, a string and a number "
+                "that read the same and would count as two groups; encode every group label "
+                "with one type."
             )
         infinite = np.fromiter((_is_infinite(v) for v in column), dtype=bool, count=length)
         if infinite.any():
@@ -235,7 +263,12 @@ def resolve_sensitive_features(
             raise ValueError(
                 f"X must be 2-D to take sensitive_feature from it, got {array.ndim}-D."
             )
-        named = [c for c in names if not isinstance(c, int | np.integer)]
+        # True is an int to Python, but as a column index it is a boolean mask
+        named = [
+            c
+            for c in names
+            if isinstance(c, bool | np.bool_) or not isinstance(c, int | np.integer)
+        ]
         if named:
             raise ValueError(
                 f"sensitive_feature {named[0]!r} is not a column of X: X is an array with no "

@@ -162,6 +162,19 @@ def _renamed_frame(c):
     return frame
 
 
+def _one_written_as_text(groups):
+    """The groups with group 1 written now as the string '1', now as the number 1: one
+    column read partly as text, which would otherwise make three groups of two."""
+    return np.array(
+        [("1" if i % 2 else 1) if v == 1 else 0 for i, v in enumerate(groups)], dtype=object
+    )
+
+
+def _equal_pair(result):
+    first, second = result
+    assert first == second
+
+
 def layer_fit(c, X=None, y=None, groups=DEFAULT, **params):
     estimator = FairnessLayerClassifier(_net(), random_state=0, **params)
     kwargs = (
@@ -230,6 +243,10 @@ CASES = {
     "layer_fit_groups_with_inf": Case(
         lambda c: layer_fit(c, groups=np.where(c["g"] == 1, np.inf, 0.0)),
         (ValueError, r"sensitive_features holds \d+ infinite value\(s\).*must be finite"),
+    ),
+    "layer_fit_groups_with_1_as_text_and_number": Case(
+        lambda c: layer_fit(c, groups=_one_written_as_text(c["g"])),
+        (ValueError, r"sensitive_features holds both '1' and 1, a string and a number"),
     ),
     "layer_fit_sensitive_column_renamed_by_a_column_transformer": Case(
         lambda c: layer_fit(c, X=_renamed_frame(c), groups=None, sensitive_feature="sex"),
@@ -316,6 +333,26 @@ CASES = {
         ),
         (ValueError, r"holds 1 infinite value\(s\) \(inf/-inf\), e.g. at rows \[2\]"),
     ),
+    "layer_score_y_wrong_length": Case(
+        lambda c: (c["layer"].score, (c["X"], c["y"][:-1]), {"sensitive_features": c["g"]}),
+        (ValueError, "inconsistent numbers of samples"),
+    ),
+    "layer_score_y_of_strings_for_integer_classes": Case(
+        lambda c: (c["layer"].score, (c["X"], c["y"].astype(str)), {"sensitive_features": c["g"]}),
+        (ValueError, "Mix of label input types"),
+    ),
+    "layer_score_y_column_vector_works": Case(
+        lambda c: (
+            lambda: (
+                c["layer"].score(c["X"], c["y"][:, None], sensitive_features=c["g"]),
+                c["layer"].score(c["X"], c["y"], sensitive_features=c["g"]),
+            ),
+            (),
+            {},
+        ),
+        None,
+        lambda result, c: _equal_pair(result),
+    ),
     "layer_predict_one_row_works": Case(lambda c: layer_decisions(c, 1), None, _within_gap(0.05)),
     "layer_predict_batch_of_one_group_works": Case(
         lambda c: (
@@ -367,6 +404,14 @@ CASES = {
             prefit=True,
         ),
         (ValueError, r"y holds a single class \[1\]"),
+    ),
+    "online_fit_groups_with_1_as_text_and_number": Case(
+        lambda c: online_fit(c, groups=_one_written_as_text(c["g"])),
+        (ValueError, "a string and a number that read the same"),
+    ),
+    "online_fit_sensitive_feature_true_on_an_array": Case(
+        lambda c: online_fit(c, groups=None, sensitive_feature=True),
+        (ValueError, "sensitive_feature True is not a column of X"),
     ),
     "online_fit_sensitive_column_renamed_by_a_column_transformer": Case(
         lambda c: online_fit(c, X=_renamed_frame(c), groups=None, sensitive_feature="sex"),

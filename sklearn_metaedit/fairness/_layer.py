@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from pandas.api.types import is_numeric_dtype
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
+from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
@@ -601,6 +602,6 @@ class FairnessLayerClassifier(
         -------
         accuracy : float
         """
-        return float(
-            np.mean(self.predict(X, sensitive_features=sensitive_features) == np.asarray(y))
-        )
+        # accuracy_score checks y: a wrong length, or labels of another type than
+        # classes_, is an error rather than a broadcast comparison or a silent 0
+        return float(accuracy_score(y, self.predict(X, sensitive_features=sensitive_features)))
