@@ -389,12 +389,26 @@ def test_load_editor_checks_the_types_and_agreement_of_fitted_attributes(saved, 
         ("task_feature_names_", ["a"], "task_feature_names_ must be 5 strings"),
         ("forbidden_features_", [7], r"forbidden_features_ must be indices in \[0, 5\)"),
         ("target_", 1.5, r"invalid target_.*\[0, 1\]"),
+        ("classes_", {**payload["attributes"]["classes_"], "tensor": torch.zeros(2)}, "distinct"),
+        ("settings_", {"__kind__": "dict", "items": []}, "settings_ must hold the edit's temp"),
     ]:
         forged = {**payload, "attributes": {**payload["attributes"], key: value}}
         _load_refused(tmp_path, forged, match)
     missing = {**payload, "attributes": dict(payload["attributes"])}
     del missing["attributes"]["classes_"]
     _load_refused(tmp_path, missing, r"lacks the fitted attributes \['classes_'\]")
+    # transform needs settings_: a file without it would load and fail at the first edit
+    del missing["attributes"]["settings_"]
+    _load_refused(tmp_path, missing, r"lacks the fitted attributes \['classes_', 'settings_'\]")
+
+
+@pytest.mark.parametrize(("device", "match"), [("bogus", "not a torch device"), ("cuda", "CUDA")])
+def test_load_editor_names_a_device_this_machine_lacks(saved, device, match):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    objects, _ = saved
+    with pytest.raises(ValueError, match=f"device=.*{match}"):
+        load_editor(objects["path"] / "editor.pt", device=device)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from .._device import check_device
 from ._editor import MetanetEditor
 from ._metanet import GraphMetanetwork
 from ._requirements import make_requirement
@@ -233,7 +234,8 @@ def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") 
     FileNotFoundError
         If there is no file at ``path``.
     ValueError
-        If the file is empty, truncated or not an editor file, was written by another
+        If ``device`` is not a torch device, or one this machine lacks (CUDA where there is
+        none). If the file is empty, truncated or not an editor file, was written by another
         format version, or holds an entry or attribute the format does not know, a value
         of the wrong type, or sizes that disagree with its weights (the message says
         which).
@@ -244,6 +246,9 @@ def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") 
         If the file holds ``holdout_``, task rows that editors saved by earlier versions
         kept; they are not loaded.
     """
+    # before reading, so that a device this machine lacks is named as such, not met as
+    # torch's error once the metanetwork is built
+    device = check_device(device)
     name = repr(os.fspath(path))
     payload = _read(path, name)
     _check_header(payload, name)
@@ -310,7 +315,8 @@ _FITTED: dict[str, tuple[bool, tuple[type, ...]]] = {
     "selected_step_": (False, (type(None), int, np.integer)),
     "training_gain_": (False, (float, int, np.floating)),
     "fit_seconds_": (False, (float, int, np.floating)),
-    "settings_": (False, (dict,)),
+    # transform reads the edit's temperature from it
+    "settings_": (True, (dict,)),
 }
 
 #: Attributes that editors of earlier versions saved and that are no longer loaded.
@@ -502,8 +508,18 @@ def _check_fitted(attributes: dict, metanet_params: dict, name: str) -> None:
     if attributes["metanet_params_"] != metanet_params:
         raise ValueError(f"{name}: metanet_params_ disagrees with the file's metanet_params.")
     classes, names = attributes["classes_"], attributes["task_feature_names_"]
-    if classes.ndim != 1 or len(classes) != n_classes:
-        raise ValueError(f"{name}: classes_ must hold n_classes_={n_classes} labels.")
+    if classes.ndim != 1 or len(classes) != n_classes or len(pd.unique(classes)) != n_classes:
+        raise ValueError(f"{name}: classes_ must hold n_classes_={n_classes} distinct labels.")
+    temperature = attributes["settings_"].get("temperature")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 < temperature < float("inf")
+    ):
+        raise ValueError(
+            f"{name}: settings_ must hold the edit's temperature, a positive number; got "
+            f"{temperature!r}."
+        )
     if len(names) != n_features or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{name}: task_feature_names_ must be {n_features} strings.")
     forbidden = attributes["forbidden_features_"]
