@@ -378,7 +378,8 @@ def make_population(
     "dask")`` spreads it over a ``dask.distributed`` cluster). A network's weights depend
     only on its draw, its seed and the data: the same ``random_state`` gives the same
     population for every ``n_jobs``, backend and ``networks_per_task`` (with dropout,
-    whose masks are drawn per task, for every ``n_jobs`` and backend).
+    whose masks are drawn per task, for every ``n_jobs`` and backend), also when several
+    threads of yours call it at once; torch's global random state is left as it was.
 
     Parameters
     ----------
@@ -591,7 +592,11 @@ def make_population(
         state, loss = trained[index]
         spec = spec_of[index]
         net.set_params(**{f"module__{k}": v for k, v in spec["module_kwargs"].items()})
-        net.initialize()
+        # initialize draws a module from torch's global generator (its weights are then
+        # replaced): under the lock and on a forked state, so that it neither changes the
+        # dropout masks of a population training in another thread nor the caller's state
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+            net.initialize()
         net.module_.load_state_dict(state)
         net.classes_inferred_ = classes
         for epoch, value in enumerate(loss, start=1):

@@ -231,6 +231,28 @@ def test_population_with_dropout_is_reproducible_whatever_the_global_torch_seed(
     assert not torch.equal(first[0].module_[0].weight, without[0].module_[0].weight)
 
 
+def test_population_leaves_torch_global_generator_as_it_was(small):
+    X, y, net, kwargs, _ = small
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    make_population(net, X, y, **{**kwargs, "n_networks": 2})
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_populations_with_dropout_built_in_four_threads_at_once_equal_a_serial_one(small):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y, _, kwargs, _ = small
+    net = make_net(X.shape[1], max_epochs=3, module__dropout=0.3)
+    kwargs = {**kwargs, "n_networks": 2}
+    serial = make_population(net, X, y, **kwargs)
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda _: make_population(net, X, y, **kwargs), range(4)))
+    for population in threaded:
+        _same_weights(population, serial)
+
+
 @pytest.mark.parametrize("verbose", [0, 1, 2])
 def test_verbose_shows_a_progress_bar_over_the_networks(task, capsys, verbose):
     X, y = task
