@@ -77,10 +77,7 @@ def edit_networks(
     flags = torch.cat([item["flags"] for item in items])
     edits = unbatch_edit(metanet(batch, target_in, flags), graphs)
     return [
-        requirement.recalibrate(
-            item,
-            requirement.apply(item["weights"], edit, target, hard=hard, temperature=temperature),
-        )
+        requirement.edit(item, edit, target, hard=hard, temperature=temperature)
         for item, edit, target in zip(items, edits, targets, strict=True)
     ]
 

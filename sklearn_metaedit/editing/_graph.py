@@ -317,6 +317,37 @@ def network_forward(module: nn.Sequential, weights: Weights, X: torch.Tensor) ->
     return out
 
 
+def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> list[torch.Tensor]:
+    """The input of each ``Linear`` layer of ``module`` with ``weights``, on rows ``X``.
+
+    Parameters
+    ----------
+    module : nn.Sequential
+        The network's architecture (its own parameters are not used).
+    weights : list of (Tensor, Tensor)
+    X : Tensor of shape (n_samples, n_0)
+
+    Returns
+    -------
+    inputs : list of Tensor
+        ``inputs[l]`` has shape (n_samples, n_l): what layer ``l`` reads.
+    """
+    inputs, out, layer = [], X.to(weights[0][0].dtype), 0
+    for child in module:
+        if isinstance(child, nn.Linear):
+            inputs.append(out)
+            if layer + 1 == len(weights):
+                break
+            weight, bias = weights[layer]
+            out = F.linear(out, weight, bias)
+            layer += 1
+        elif isinstance(child, nn.Dropout | nn.Identity):
+            continue
+        else:
+            out = child(out)
+    return inputs
+
+
 _IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
 
 

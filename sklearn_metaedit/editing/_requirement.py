@@ -274,6 +274,20 @@ class Requirement(ABC):
         """Edited weights of one network (differentiable when ``hard=False``)."""
         return base_edit(weights, edit)
 
+    def edit(
+        self,
+        item: dict,
+        edit: dict[str, torch.Tensor],
+        target: Any,
+        *,
+        hard: bool,
+        temperature: float,
+    ) -> Weights:
+        """Edited weights of one prepared network (``item`` holds its ``module`` and
+        original ``weights``): :meth:`apply`, then :meth:`recalibrate`."""
+        applied = self.apply(item["weights"], edit, target, hard=hard, temperature=temperature)
+        return self.recalibrate(item, applied)
+
     def recalibrate(self, item: dict, edited: Weights) -> Weights:
         """Edited weights after any correction that needs the network's forward pass
         (``item`` holds its ``module`` and original ``weights``); the identity here."""

@@ -1,10 +1,12 @@
 """Sparsity: a fraction of the weights is exactly zero, the decision threshold kept.
 
 At edit time the ``ceil(target * n_weights)`` weights of lowest score are zero, where
-score = input-scaled log-magnitude (:mod:`._magnitude`) + learned logit; a binary
-classifier's output biases are then shifted so that it labels positive the same share
-of rows drawn from the fit-time input statistics as the original
-(:meth:`Sparsity.recalibrate`). In training the gates are soft.
+score = input-scaled log-magnitude (:mod:`._magnitude`) + learned logit; the weights kept
+are then refitted, layer after layer, so that each layer's outputs match the original
+network's by least squares on rows drawn from the fit-time input statistics, and a
+binary classifier's output biases are shifted so that it labels positive the same share
+of those rows as the original (:meth:`Sparsity.recalibrate`). In training the gates are
+soft and neither correction is made.
 """
 
 from __future__ import annotations
@@ -14,12 +16,93 @@ import math
 import torch
 
 from ._gates import soft_top_k, top_k_mask
-from ._graph import network_forward
+from ._graph import layer_inputs, network_forward
 from ._magnitude import DEAD, magnitudes, n_to_zero, prior_scores
 from ._measures import weight_sparsity
 from ._requirement import Requirement, base_edit
 
-__all__ = ["Sparsity"]
+__all__ = ["Sparsity", "refit_kept_weights"]
+
+# ridge of the least-squares refit, relative to the mean input second moment: 1% keeps
+# the solve stable where kept inputs are nearly collinear (Adult's one-hot groups)
+_DAMPING = 1e-2
+
+
+def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING):
+    """Pruned weights whose kept entries (and biases) are refitted by least squares.
+
+    Layer after layer, each output unit's kept weights and bias minimise
+    ``mean((a @ w + c - t) ** 2) + lambda * |w - w0| ** 2`` over ``rows``, where ``a`` is
+    the layer's input in the network refitted so far, ``t`` the original network's output
+    of that unit on its own inputs and ``w0`` the kept weights as given, so that each
+    layer also corrects what the layers before it lost: the reconstruction step of
+    one-shot pruners (OBC, SparseGPT) for a given mask, solved exactly for every unit at
+    once. ``lambda`` is ``damping`` times the mean second moment of the layer's inputs;
+    the pull towards ``w0`` keeps the weights of inputs the rows leave at zero (a unit
+    that is dead on them) as they were. Pruned entries stay exactly zero, and the layers
+    up to the first that lost a weight are returned unchanged.
+
+    Parameters
+    ----------
+    module : nn.Sequential
+        The network's architecture.
+    original, pruned : list of (Tensor, Tensor)
+        The original weights and the pruned ones (zeros mark the pruned entries).
+    rows : Tensor of shape (n_samples, n_features)
+        Rows to fit on (no task rows are needed: draws from the input statistics do).
+    damping : float, default=1e-2
+
+    Returns
+    -------
+    weights : list of (Tensor, Tensor)
+        In the dtype of ``pruned``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_metaedit.editing._graph import extract_weights
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> original = extract_weights(net)
+    >>> pruned = [(w * (w.abs() > 0.3), b) for w, b in original]
+    >>> refitted = refit_kept_weights(net, original, pruned, torch.randn(256, 4))
+    >>> all(bool(((w == 0) >= (p == 0)).all()) for (w, _), (p, _) in zip(refitted, pruned))
+    True
+    """
+    dtype = pruned[0][0].dtype
+    with torch.no_grad():
+        original = [(w.double(), b.double()) for w, b in original]
+        rows = rows.double()
+        targets = [
+            torch.nn.functional.linear(inputs, w, b)
+            for inputs, (w, b) in zip(layer_inputs(module, original, rows), original, strict=True)
+        ]
+        refitted = [(w.double(), b.double()) for w, b in pruned]
+        ones = rows.new_ones(len(rows), 1)
+        untouched = True
+        for layer, target in enumerate(targets):
+            untouched = untouched and all(
+                torch.equal(a, b) for a, b in zip(pruned[layer], original[layer], strict=True)
+            )
+            if untouched:
+                continue
+            inputs = torch.cat([layer_inputs(module, refitted, rows)[layer], ones], dim=1)
+            gram = inputs.T @ inputs / len(rows)
+            ridge = damping * float(gram.diagonal()[:-1].mean()) + 1e-12
+            weight = refitted[layer][0]
+            kept = torch.cat([weight != 0, weight.new_ones(len(weight), 1)], 1).double()
+            # one system per output unit: the Gram matrix of its kept inputs, a ridge on
+            # every weight and none on the bias (a pruned weight's solution is then 0)
+            penalty = torch.full((gram.shape[0],), ridge, dtype=gram.dtype)
+            penalty[-1] = 0.0
+            systems = kept[:, :, None] * gram * kept[:, None, :] + torch.diag(penalty)
+            start = torch.cat([weight, torch.zeros_like(refitted[layer][1])[:, None]], 1)
+            rhs = kept * (target.T @ inputs / len(rows) + penalty * start)
+            solution = torch.linalg.solve(systems, rhs.unsqueeze(-1)).squeeze(-1) * kept
+            refitted[layer] = (solution[:, :-1], solution[:, -1])
+    return [(w.to(dtype), b.to(dtype)) for w, b in refitted]
 
 
 def _threshold_shift(margin: torch.Tensor, share: float) -> torch.Tensor | None:
@@ -61,6 +144,8 @@ class Sparsity(Requirement):
     name = "sparsity"
     reads_features = False
     n_target_anchors = 4
+    #: Whether exact edits refit the kept weights by least squares (:meth:`edit`).
+    refit = True
 
     def __init__(self, n_features, forbidden=()):
         if len(forbidden):
@@ -90,6 +175,25 @@ class Sparsity(Requirement):
         start, stop = _log_kept(low), _log_kept(high)
         logs = [start + (stop - start) * i / (n - 1) for i in range(n)]
         return [float(-math.expm1(v)) for v in logs]
+
+    def edit(self, item, edit, target, *, hard, temperature):
+        """:meth:`apply`; an exact edit's kept weights then refitted
+        (:func:`refit_kept_weights` on the proxy rows, :meth:`proxy_rows`); then
+        :meth:`recalibrate`.
+
+        Training's soft edits are not refitted: on Adult (36 networks, 12 held out, 500
+        steps, seed 0) a refit through the soft gates in training (256 proxy rows, the
+        solve differentiated) reached 0.8471 at sparsity 0.9 and 0.8366 at 0.95, against
+        0.8467 and 0.8354 for the untrained editor with the refit at edit time, and its
+        fits took 187 and 140 s against 117 and 118 s without it (on a machine shared
+        with other work).
+        """
+        edited = self.apply(item["weights"], edit, target, hard=hard, temperature=temperature)
+        if hard and self.refit:
+            rows = self.proxy_rows(edited[0][0].device, torch.float64)
+            if rows is not None:
+                edited = refit_kept_weights(item["module"], item["weights"], edited, rows)
+        return self.recalibrate(item, edited)
 
     def apply(self, weights, edit, target, *, hard, temperature):
         edited = base_edit(weights, edit)

@@ -26,6 +26,7 @@ from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import weight_sparsity
 from sklearn_metaedit.editing._parity import Fairness
+from sklearn_metaedit.editing._sparsity import refit_kept_weights
 
 from .conftest import make_net
 from .test_metanet import permute_hidden
@@ -80,6 +81,15 @@ def test_untrained_editor_is_the_identity_bit_for_bit(task, population, requirem
         assert np.array_equal(new.predict_proba(X), original.predict_proba(X))
 
 
+def refitted_and_matched(editor, module, pruned):
+    """What a sparsity editor makes of its mask ``pruned``: the kept weights refitted on
+    its proxy rows, then the decision threshold matched to the original's."""
+    original = extract_weights(module)
+    rows = editor.requirement_.proxy_rows("cpu", torch.float64)
+    refitted = refit_kept_weights(module, original, pruned, rows)
+    return editor.requirement_.recalibrate({"module": module, "weights": original}, refitted)
+
+
 def test_untrained_sparsity_editor_is_input_scaled_magnitude_pruning(task, population):
     X, y = task
     X = X * np.linspace(0.1, 3.0, X.shape[1], dtype=np.float32)  # features of unequal spread
@@ -93,11 +103,8 @@ def test_untrained_sparsity_editor_is_input_scaled_magnitude_pruning(task, popul
         )
         plain = magnitude_prune_weights(weights_of(original), 0.7)
         assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(expected, plain, strict=True))
-        # then the decision threshold is matched to the original's
-        module = original.module_
-        expected = editor.requirement_.recalibrate(
-            {"module": module, "weights": weights_of(original)}, expected
-        )
+        # then the kept weights are refitted and the decision threshold matched
+        expected = refitted_and_matched(editor, original.module_, expected)
         for (w, b), (we, be) in zip(weights_of(new), expected, strict=True):
             assert torch.equal(w, we) and torch.equal(b, be)
 
@@ -164,9 +171,7 @@ def test_plain_modules_come_back_as_fitted_skorch_nets(task, population):
     expected = magnitude_prune_weights(
         extract_weights(module), 0.4, input_scale=scale, protect_output=True
     )
-    expected = editor.requirement_.recalibrate(
-        {"module": module, "weights": extract_weights(module)}, expected
-    )
+    expected = refitted_and_matched(editor, module, expected)
     reference = torch.as_tensor(X)
     for child in module.eval():
         if isinstance(child, nn.Linear):

@@ -10,10 +10,12 @@ from fairlearn.metrics import (
 )
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy
+from torch import nn
+from torch.nn import functional as F
 
 from sklearn_metaedit import MLP
 from sklearn_metaedit.editing._gates import soft_top_k, top_k_mask
-from sklearn_metaedit.editing._graph import extract_weights
+from sklearn_metaedit.editing._graph import extract_weights, layer_inputs
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import (
     divergence,
@@ -25,7 +27,7 @@ from sklearn_metaedit.editing._measures import (
 )
 from sklearn_metaedit.editing._parity import Fairness
 from sklearn_metaedit.editing._requirements import REQUIREMENTS, make_requirement
-from sklearn_metaedit.editing._sparsity import Sparsity
+from sklearn_metaedit.editing._sparsity import Sparsity, refit_kept_weights
 
 
 def test_top_k_mask_keeps_exactly_the_k_largest():
@@ -339,3 +341,50 @@ def test_a_range_is_drawn_and_validated_within_itself():
     assert gap.validation_targets(0.05, (0.02, 0.2)) == pytest.approx([0.02, 0.11, 0.2, 0.05])
     draws = [gap.draw_target(rng, 0.05, (0.02, 0.2)) for _ in range(500)]
     assert 0.02 <= min(draws) and max(draws) <= 0.2
+
+
+def test_refit_solves_each_units_masked_ridge_least_squares_like_numpy():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    original = [(w.double(), b.double()) for w, b in extract_weights(net)]
+    pruned = [(w * (torch.rand(w.shape) > 0.5), b) for w, b in original]
+    rows = torch.randn(300, 5, dtype=torch.float64)
+    damping = 0.05
+    refitted = refit_kept_weights(net, original, pruned, rows, damping=damping)
+    # brute force, layer after layer: each unit's kept weights and bias by numpy's
+    # least squares on rows stacked with the ridge rows that pull towards the start
+    expected = []
+    for layer, (w, b) in enumerate(original):
+        inputs = layer_inputs(net, expected + pruned[layer:], rows)[layer].numpy()
+        target = F.linear(layer_inputs(net, original, rows)[layer], w, b).numpy()
+        ridge = damping * float(np.mean(np.mean(inputs**2, axis=0)))
+        new_w = np.zeros_like(w.numpy())
+        new_b = np.zeros(len(w))
+        for unit in range(len(w)):
+            kept = np.flatnonzero(pruned[layer][0][unit].numpy() != 0)
+            design = np.hstack([inputs[:, kept], np.ones((len(rows), 1))]) / np.sqrt(len(rows))
+            penalty = np.hstack([np.sqrt(ridge) * np.eye(len(kept)), np.zeros((len(kept), 1))])
+            start = pruned[layer][0][unit].numpy()[kept]
+            solution = np.linalg.lstsq(
+                np.vstack([design, penalty]),
+                np.concatenate([target[:, unit] / np.sqrt(len(rows)), np.sqrt(ridge) * start]),
+                rcond=None,
+            )[0]
+            new_w[unit, kept], new_b[unit] = solution[:-1], solution[-1]
+        expected.append((torch.as_tensor(new_w), torch.as_tensor(new_b)))
+    for (w, b), (we, be) in zip(refitted, expected, strict=True):
+        np.testing.assert_allclose(w.numpy(), we.numpy(), atol=1e-9)
+        np.testing.assert_allclose(b.numpy(), be.numpy(), atol=1e-9)
+        assert ((w == 0) >= (we == 0)).all()
+    # the refit lowers every layer's output error against the original on the rows
+    for layer in range(3):
+        target = F.linear(layer_inputs(net, original, rows)[layer], *original[layer])
+        before = F.linear(layer_inputs(net, pruned, rows)[layer], *pruned[layer])
+        after = F.linear(layer_inputs(net, refitted, rows)[layer], *refitted[layer])
+        assert ((after - target) ** 2).mean() < ((before - target) ** 2).mean()
+    # nothing pruned: returned as given, bit for bit
+    same = refit_kept_weights(net, original, original, rows)
+    assert all(
+        torch.equal(a, c) and torch.equal(b, d)
+        for (a, b), (c, d) in zip(same, original, strict=True)
+    )
