@@ -405,7 +405,9 @@ def sparsity_experiment(
             **one_shot_pruners(X[: cfg["calibration_rows"]], target),
         },
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
-        prior_label="editor untrained (input-scaled magnitude, least-squares refit, threshold matched)",
+        prior_label=(
+            "editor untrained (input-scaled magnitude, least-squares refit, threshold matched)"
+        ),
         steps=steps,
         label=label,
         log=log,
