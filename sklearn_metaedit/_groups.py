@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_array
 
 __all__ = [
     "check_sensitive_features",
@@ -258,11 +259,10 @@ def resolve_sensitive_features(
             raise ValueError(_not_a_column(missing, X.columns))
         frame = X[names]
     else:
-        array = np.asarray(X, dtype=object)
-        if array.ndim != 2:
-            raise ValueError(
-                f"X must be 2-D to take sensitive_feature from it, got {array.ndim}-D."
-            )
+        # scikit-learn's own checks and messages for what is not a 2-D table (1-D, sparse,
+        # no rows or columns), without converting the values: a column of labels stays
+        array = check_array(X, dtype=None, ensure_all_finite=False, input_name="X")
+        array = np.asarray(array, dtype=object)
         # True is an int to Python, but as a column index it is a boolean mask
         named = [
             c
@@ -307,4 +307,6 @@ def _not_a_column(missing: list, columns: pd.Index) -> str:
 def _num_rows(X: Any) -> int:
     if hasattr(X, "shape") and len(X.shape) >= 1:
         return int(X.shape[0])
-    return len(X)
+    if hasattr(X, "__len__"):
+        return len(X)
+    return int(np.asarray(X).shape[0])  # array-likes with __array__ alone

@@ -389,7 +389,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         requirement.check_settings(target=self.target, features=self.features)
         requirement.check_task(n_classes=self.n_classes_, has_groups=labels is not None)
         self.requirement_ = requirement
-        self.settings_ = self._resolved_settings()
+        self.settings_ = requirement.resolve_settings(self.get_params(deep=False))
         self.target_ = requirement.check_target(
             requirement.default_target() if self.target is None else self.target
         )
@@ -473,13 +473,6 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             # the caller of fit, above scikit-learn's _fit_context wrapper
             stacklevel=4,
         )
-
-    def _resolved_settings(self) -> dict[str, Any]:
-        """The training settings, those left at None taken from the requirement."""
-        return {
-            name: default if getattr(self, name) is None else getattr(self, name)
-            for name, default in self.requirement_.settings.items()
-        }
 
     def _training_settings(self) -> TrainingSettings:
         settings = self.settings_

@@ -101,6 +101,14 @@ class Requirement(ABC):
         "eval_every": 50,
     }
 
+    def resolve_settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The training settings of :attr:`settings`, those ``params`` give (not None)
+        in place of the requirement's."""
+        return {
+            name: default if params.get(name) is None else params[name]
+            for name, default in self.settings.items()
+        }
+
     def __init__(self, n_features: int, forbidden: Sequence[int] = ()) -> None:
         self.n_features = n_features
         #: Input features the edited networks may not use (indices).
