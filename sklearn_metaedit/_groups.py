@@ -43,6 +43,17 @@ def _is_infinite(value: Any) -> bool:
     return not math.isfinite(value)
 
 
+def _refuse(column, is_bad, name: str, what: str, examples: str, rule: str) -> None:
+    """Raise a ValueError naming the rows of ``column`` where ``is_bad`` holds."""
+    bad = np.fromiter((is_bad(v) for v in column), dtype=bool, count=len(column))
+    if bad.any():
+        where = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} {what} value(s) {examples}, e.g. at rows "
+            f"{where}; {rule}."
+        )
+
+
 def _same_text(column: np.ndarray) -> tuple[Any, Any] | None:
     """A string and a number of ``column`` that read the same ('1' and 1), else None."""
     if getattr(getattr(column, "dtype", None), "kind", None) != "O":
@@ -121,30 +132,30 @@ def check_sensitive_features(
             "label per row of X."
         )
     for j, column in enumerate(columns):
-        missing = np.fromiter((_is_missing(v) for v in column), dtype=bool, count=length)
-        if missing.any():
-            where = np.flatnonzero(missing)[:5].tolist()
-            col = f" (column {j})" if len(columns) > 1 else ""
-            raise ValueError(
-                f"{name}{col} holds {int(missing.sum())} missing value(s) (NaN/None), e.g. at "
-                f"rows {where}; every row needs a group label."
-            )
+        col = f" (column {j})" if len(columns) > 1 else ""
+        _refuse(
+            column,
+            _is_missing,
+            f"{name}{col}",
+            "missing",
+            "(NaN/None)",
+            "every row needs a group label",
+        )
         same = _same_text(column)
         if same is not None:
-            col = f" (column {j})" if len(columns) > 1 else ""
             raise ValueError(
                 f"{name}{col} holds both {same[0]!r} and {same[1]!r}, a string and a number "
                 "that read the same and would count as two groups; encode every group label "
                 "with one type."
             )
-        infinite = np.fromiter((_is_infinite(v) for v in column), dtype=bool, count=length)
-        if infinite.any():
-            where = np.flatnonzero(infinite)[:5].tolist()
-            col = f" (column {j})" if len(columns) > 1 else ""
-            raise ValueError(
-                f"{name}{col} holds {int(infinite.sum())} infinite value(s) (inf/-inf), e.g. "
-                f"at rows {where}; group labels must be finite."
-            )
+        _refuse(
+            column,
+            _is_infinite,
+            f"{name}{col}",
+            "infinite",
+            "(inf/-inf)",
+            "group labels must be finite",
+        )
     if len(columns) == 1:
         labels = np.empty(length, dtype=object)
         labels[:] = [_plain(v) for v in columns[0]]

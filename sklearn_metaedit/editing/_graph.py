@@ -303,18 +303,7 @@ def network_forward(module: nn.Sequential, weights: Weights, X: torch.Tensor) ->
     -------
     logits : Tensor of shape (n_samples, n_L)
     """
-    out = X.to(weights[0][0].dtype)
-    layer = 0
-    for child in module:
-        if isinstance(child, nn.Linear):
-            weight, bias = weights[layer]
-            out = F.linear(out, weight, bias)
-            layer += 1
-        elif isinstance(child, nn.Dropout | nn.Identity):
-            continue
-        else:
-            out = child(out)
-    return out
+    return _forward(module, weights, X)[0]
 
 
 def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> list[torch.Tensor]:
@@ -332,12 +321,15 @@ def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> li
     inputs : list of Tensor
         ``inputs[l]`` has shape (n_samples, n_l): what layer ``l`` reads.
     """
-    inputs, out, layer = [], X.to(weights[0][0].dtype), 0
+    return _forward(module, weights, X)[1]
+
+
+def _forward(module, weights, X) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The logits and the input of every ``Linear`` layer (dropout inactive)."""
+    out, inputs, layer = X.to(weights[0][0].dtype), [], 0
     for child in module:
         if isinstance(child, nn.Linear):
             inputs.append(out)
-            if layer + 1 == len(weights):
-                break
             weight, bias = weights[layer]
             out = F.linear(out, weight, bias)
             layer += 1
@@ -345,7 +337,7 @@ def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> li
             continue
         else:
             out = child(out)
-    return inputs
+    return out, inputs
 
 
 _IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
