@@ -91,16 +91,24 @@ def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING
             inputs = torch.cat([layer_inputs(module, refitted, rows)[layer], ones], dim=1)
             gram = inputs.T @ inputs / len(rows)
             ridge = damping * float(gram.diagonal()[:-1].mean()) + 1e-12
-            weight = refitted[layer][0]
-            kept = torch.cat([weight != 0, weight.new_ones(len(weight), 1)], 1).double()
-            # one system per output unit: the Gram matrix of its kept inputs, a ridge on
-            # every weight and none on the bias (a pruned weight's solution is then 0)
+            weight, bias = refitted[layer]
+            kept = torch.cat([weight != 0, weight.new_ones(len(weight), 1, dtype=torch.bool)], 1)
             penalty = torch.full((gram.shape[0],), ridge, dtype=gram.dtype)
-            penalty[-1] = 0.0
-            systems = kept[:, :, None] * gram * kept[:, None, :] + torch.diag(penalty)
-            start = torch.cat([weight, torch.zeros_like(refitted[layer][1])[:, None]], 1)
-            rhs = kept * (target.T @ inputs / len(rows) + penalty * start)
-            solution = torch.linalg.solve(systems, rhs.unsqueeze(-1)).squeeze(-1) * kept
+            penalty[-1] = 0.0  # none on the bias
+            start = torch.cat([weight, torch.zeros_like(bias)[:, None]], 1)
+            rhs = target.T @ inputs / len(rows) + penalty * start
+            # one system per output unit over its kept inputs alone, padded to the largest
+            # (the padding is the identity, its solution 0): at 90% sparsity a tenth of
+            # the size of the whole layer's where the kept weights are spread evenly
+            width = int(kept.sum(dim=1).max())
+            index = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)[:, :width]
+            valid = kept.gather(1, index).double()
+            systems = (
+                gram[index[:, :, None], index[:, None, :]] * valid[:, :, None] * valid[:, None, :]
+            )
+            systems = systems + torch.diag_embed(penalty[index] * valid + (1.0 - valid))
+            reduced = torch.linalg.solve(systems, (rhs.gather(1, index) * valid).unsqueeze(-1))
+            solution = torch.zeros_like(start).scatter_(1, index, reduced.squeeze(-1) * valid)
             refitted[layer] = (solution[:, :-1], solution[:, -1])
     return [(w.to(dtype), b.to(dtype)) for w, b in refitted]
 
