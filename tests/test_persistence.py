@@ -451,6 +451,16 @@ def test_load_editor_validates_parameters_and_requirement_statistics(saved, tmp_
     _load_refused(
         tmp_path, {**payload, "requirement_attributes": forged}, r"input_mean.*shape \(5,\)"
     )
+    # a covariance must be one: symmetric, no negative eigenvalue (it draws the proxy rows)
+    cov = dict(stats["items"])["input_cov"]
+    asymmetric = cov.clone()
+    asymmetric[0, 1] += 1.0
+    for bad, match in ((asymmetric, "input_cov is not symmetric"), (-cov, "negative eigen")):
+        forged = {
+            **stats,
+            "items": [(k, bad if k == "input_cov" else v) for k, v in stats["items"]],
+        }
+        _load_refused(tmp_path, {**payload, "requirement_attributes": forged}, match)
 
 
 def test_load_editor_drops_the_task_rows_older_files_held(saved, tmp_path):

@@ -554,6 +554,15 @@ def _checked_requirement(stored: Any, requirement: Any, name: str) -> dict:
             raise ValueError(
                 f"{name}: the requirement's {key} must be a finite tensor of shape {shape}."
             )
+    cov = stored["input_cov"].double()
+    scale = float(cov.diagonal().abs().max()) if d else 0.0
+    if not torch.allclose(cov, cov.T, rtol=0.0, atol=1e-9 * scale + 1e-300):
+        raise ValueError(f"{name}: the requirement's input_cov is not symmetric.")
+    if d and float(torch.linalg.eigvalsh(cov).min()) < -1e-9 * scale:
+        raise ValueError(
+            f"{name}: the requirement's input_cov is not a covariance: it has a negative "
+            "eigenvalue."
+        )
     for key, value in stored.items():
         if key not in shapes and fresh[key] is not None and value != fresh[key]:
             raise ValueError(
