@@ -17,6 +17,8 @@ _PUBLIC = {
     "TaskData": "sklearn_metaedit.editing",
     "save_editor": "sklearn_metaedit.editing",
     "load_editor": "sklearn_metaedit.editing",
+    "set_thread_limit": "sklearn_metaedit._threads",
+    "get_thread_limit": "sklearn_metaedit._threads",
 }
 
 __all__ = sorted(_PUBLIC)

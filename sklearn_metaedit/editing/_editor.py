@@ -27,6 +27,7 @@ from torch import nn
 from .._device import check_device
 from .._groups import encode_groups, fit_groups
 from .._pickle_version import PickleVersionMixin
+from .._threads import with_thread_limit
 from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
 from ._graph import network_forward
 from ._initialisation import seeded_metanet
@@ -337,6 +338,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @with_thread_limit
     def fit(self, networks: list, y: None = None, *, data: Any = None) -> MetanetEditor:
         """Train the metanetwork on a population of networks.
 
@@ -493,6 +495,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ edit
 
+    @with_thread_limit
     def _edit(self, networks: list, target: Any = None) -> tuple[list, list[dict], list[float]]:
         """Edited networks, their prepared originals and edited weights, and edit times."""
         check_is_fitted(self, "metanet_")

@@ -36,6 +36,7 @@ from torch.func import functional_call, stack_module_state
 from tqdm.auto import tqdm
 
 from .._device import check_device
+from .._threads import with_thread_limit
 from ._graph import as_sequential
 
 __all__ = ["make_population", "train_group"]
@@ -357,6 +358,7 @@ def _train_task(
     return task["members"], states, losses, time.perf_counter() - started
 
 
+@with_thread_limit
 def make_population(
     estimator: Any,
     X: Any,

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from .._device import check_device
 from .._groups import encode_groups, fit_groups, resolve_sensitive_features
 from .._pickle_version import PickleVersionMixin
+from .._threads import with_thread_limit
 from ._constraints import CONSTRAINTS, constraint_codes
 from ._decisions import parity_decisions
 from ._loss import ProjectedNLLLoss, criterion_options
@@ -383,6 +384,7 @@ class FairnessLayerClassifier(
         return type(base_net)(**kept), batch_size
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @with_thread_limit
     def fit(self, X, y, *, sensitive_features=None):
         """Train the network with the projection layer on its output.
 
@@ -542,6 +544,7 @@ class FairnessLayerClassifier(
             scores = project_parity(scores, codes, float(self.epsilon), n_groups=len(self.groups_))
         return scores, codes
 
+    @with_thread_limit
     def predict_proba(self, X, *, sensitive_features=None):
         """Class probabilities of the batch ``X``, projected so its group means meet the bound.
 
@@ -561,6 +564,7 @@ class FairnessLayerClassifier(
         z = scores.detach().cpu().double().numpy()
         return np.column_stack([1.0 - z, z])
 
+    @with_thread_limit
     def predict(self, X, *, sensitive_features=None):
         """0/1 decisions for the batch ``X`` whose selection-rate gap is at most ``epsilon``.
 

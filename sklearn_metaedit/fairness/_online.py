@@ -30,6 +30,7 @@ from .._groups import (
     resolve_sensitive_features,
 )
 from .._pickle_version import PickleVersionMixin
+from .._threads import with_thread_limit
 from ._primal_dual import (
     decide_stream,
     dual_values,
@@ -241,6 +242,7 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
     # ------------------------------------------------------------------ fitting
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @with_thread_limit
     def fit(self, X: Any, y: Any, *, sensitive_features: Any = None) -> OnlineFairPredictor:
         """Fit the base model (unless ``prefit``), warm-start the thresholds, zero the duals.
 
@@ -379,6 +381,7 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
 
     # --------------------------------------------------------------- decisions
 
+    @with_thread_limit
     def partial_predict(self, X: Any, *, sensitive_features: Any = None) -> np.ndarray:
         """Decide the rows of ``X`` in order and carry the stream's state forward.
 
@@ -407,6 +410,7 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
         )
         return self.classes_[np.frombuffer(decisions, dtype=np.uint8)]
 
+    @with_thread_limit
     def predict(self, X: Any, *, sensitive_features: Any = None) -> np.ndarray:
         """Decide ``X`` as a fresh stream in row order, from the state after ``fit``.
 
@@ -428,6 +432,7 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
         zeros = [0] * len(self.groups_)
         return self._decide(X, sensitive_features, zeros, list(zeros))
 
+    @with_thread_limit
     def predict_proba(self, X: Any, *, sensitive_features: Any = None) -> np.ndarray:
         """Adjusted probabilities of ``X`` replayed as a fresh stream, as :meth:`predict`.
 

@@ -26,7 +26,7 @@ from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import weight_sparsity
 from sklearn_metaedit.editing._parity import Fairness
-from sklearn_metaedit.editing._sparsity import refit_kept_weights
+from sklearn_metaedit.editing._sparsity import prune_and_refit
 
 from .conftest import make_net
 from .test_metanet import permute_hidden
@@ -81,16 +81,21 @@ def test_untrained_editor_is_the_identity_bit_for_bit(task, population, requirem
         assert np.array_equal(new.predict_proba(X), original.predict_proba(X))
 
 
-def refitted_and_matched(editor, module, pruned):
-    """What a sparsity editor makes of its mask ``pruned``: the kept weights refitted on
-    its proxy rows, then the decision threshold matched to the original's."""
-    original = extract_weights(module)
+def untrained_sparsity_edit(editor, module, target, scale):
+    """What an untrained sparsity editor makes of ``module``: each layer keeps what
+    input-scaled magnitude pruning gives it, the weights chosen by saliency and refitted
+    on the proxy rows, then the decision threshold matched to the original's."""
+    weights = extract_weights(module)
+    budget = magnitude_prune_weights(weights, target, input_scale=scale, protect_output=True)
+    counts = [int((w != 0).sum()) for w, _ in budget]
     rows = editor.requirement_.proxy_rows("cpu", torch.float64)
-    refitted = refit_kept_weights(module, original, pruned, rows)
-    return editor.requirement_.recalibrate({"module": module, "weights": original}, refitted)
+    edited = prune_and_refit(module, weights, counts, rows)
+    return editor.requirement_.recalibrate({"module": module, "weights": weights}, edited)
 
 
-def test_untrained_sparsity_editor_is_input_scaled_magnitude_pruning(task, population):
+def test_untrained_sparsity_editor_prunes_each_layer_as_input_scaled_magnitude_budgets_it(
+    task, population
+):
     X, y = task
     X = X * np.linspace(0.1, 3.0, X.shape[1], dtype=np.float32)  # features of unequal spread
     editor = MetanetEditor("sparsity", target=0.7, max_steps=0, holdout_fraction=0).fit(
@@ -98,13 +103,14 @@ def test_untrained_sparsity_editor_is_input_scaled_magnitude_pruning(task, popul
     )
     scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
     for original, new in zip(population, editor.transform(population), strict=True):
-        expected = magnitude_prune_weights(
+        budget = magnitude_prune_weights(
             weights_of(original), 0.7, input_scale=scale, protect_output=True
         )
         plain = magnitude_prune_weights(weights_of(original), 0.7)
-        assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(expected, plain, strict=True))
-        # then the kept weights are refitted and the decision threshold matched
-        expected = refitted_and_matched(editor, original.module_, expected)
+        counts = [int((w != 0).sum()) for w, _ in budget]
+        assert counts != [int((w != 0).sum()) for w, _ in plain]
+        expected = untrained_sparsity_edit(editor, original.module_, 0.7, scale)
+        assert [int((w != 0).sum()) for w, _ in weights_of(new)] == counts
         for (w, b), (we, be) in zip(weights_of(new), expected, strict=True):
             assert torch.equal(w, we) and torch.equal(b, be)
 
@@ -168,10 +174,7 @@ def test_plain_modules_come_back_as_fitted_skorch_nets(task, population):
     module = population[0].module_
     (edited,) = editor.transform([module])
     scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
-    expected = magnitude_prune_weights(
-        extract_weights(module), 0.4, input_scale=scale, protect_output=True
-    )
-    expected = refitted_and_matched(editor, module, expected)
+    expected = untrained_sparsity_edit(editor, module, 0.4, scale)
     reference = torch.as_tensor(X)
     for child in module.eval():
         if isinstance(child, nn.Linear):

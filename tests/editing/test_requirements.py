@@ -27,7 +27,7 @@ from sklearn_metaedit.editing._measures import (
 )
 from sklearn_metaedit.editing._parity import Fairness
 from sklearn_metaedit.editing._requirements import REQUIREMENTS, make_requirement
-from sklearn_metaedit.editing._sparsity import Sparsity, refit_kept_weights
+from sklearn_metaedit.editing._sparsity import Sparsity, prune_and_refit, refit_kept_weights
 
 
 def test_top_k_mask_keeps_exactly_the_k_largest():
@@ -387,4 +387,75 @@ def test_refit_solves_each_units_masked_ridge_least_squares_like_numpy():
     assert all(
         torch.equal(a, c) and torch.equal(b, d)
         for (a, b), (c, d) in zip(same, original, strict=True)
+    )
+
+
+def ridge_objective(inputs, target, start, kept, ridge):
+    """Brute force: the least value of ``mean((a_K @ w + c - t) ** 2) + ridge * |w -
+    start_K| ** 2`` over one unit's kept inputs ``K`` (numpy's least squares)."""
+    n = len(inputs)
+    design = np.hstack([inputs[:, kept], np.ones((n, 1))]) / np.sqrt(n)
+    penalty = np.hstack([np.sqrt(ridge) * np.eye(len(kept)), np.zeros((len(kept), 1))])
+    stacked = np.vstack([design, penalty])
+    right = np.concatenate([target / np.sqrt(n), np.sqrt(ridge) * start[kept]])
+    solution = np.linalg.lstsq(stacked, right, rcond=None)[0]
+    return float(np.sum((stacked @ solution - right) ** 2))
+
+
+def test_prune_and_refit_removes_the_weight_whose_loss_brute_force_finds_least():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 3))
+    weights = [(w.double(), b.double()) for w, b in extract_weights(net)]
+    mixing = torch.randn(6, 6, dtype=torch.float64)
+    rows = torch.randn(400, 6, dtype=torch.float64) @ mixing  # correlated inputs
+    damping = 1e-2
+    ((pruned, _),) = prune_and_refit(net, weights, [17], rows, damping=damping)
+    inputs, (w, b) = rows.numpy(), weights[0]
+    target = (rows @ w.T + b).numpy()
+    ridge = damping * float(np.mean(np.mean(inputs**2, axis=0)))
+    # the loss each single removal adds once the unit's other weights are refitted
+    increase = np.array(
+        [
+            [
+                ridge_objective(
+                    inputs, target[:, unit], w[unit].numpy(), np.delete(np.arange(6), j), ridge
+                )
+                - ridge_objective(inputs, target[:, unit], w[unit].numpy(), np.arange(6), ridge)
+                for j in range(6)
+            ]
+            for unit in range(3)
+        ]
+    )
+    assert np.array_equal(
+        np.argwhere(pruned.numpy() == 0), np.argwhere(increase == increase.min())
+    )
+
+
+def test_prune_and_refit_keeps_each_layers_count_and_refits_its_mask():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 2))
+    weights = extract_weights(net)
+    weights[1] = (weights[1][0] * (torch.rand(4, 6) > 0.3), weights[1][1])  # zeros already
+    rows = torch.randn(300, 5, dtype=torch.float64)
+    counts = [9, 7, 5]
+    pruned = prune_and_refit(net, weights, counts, rows, rounds=3)
+    assert [int((w != 0).sum()) for w, _ in pruned] == counts
+    assert all(
+        bool(((p == 0) >= (w == 0)).all()) for (p, _), (w, _) in zip(pruned, weights, strict=True)
+    )
+    # the weights kept are the least-squares refit of the mask chosen
+    mask = [
+        (torch.where(p != 0, w, 0.0), b) for (p, _), (w, b) in zip(pruned, weights, strict=True)
+    ]
+    for (p, pb), (r, rb) in zip(pruned, refit_kept_weights(net, weights, mask, rows), strict=True):
+        assert torch.allclose(p, r, atol=1e-6) and torch.allclose(pb, rb, atol=1e-6)
+    # a layer asked to keep more than its nonzero weights keeps those alone
+    alive = int((weights[1][0] != 0).sum())
+    more = prune_and_refit(net, weights, [30, 24, 8], rows)
+    assert [int((w != 0).sum()) for w, _ in more] == [30, alive, 8]
+    # nothing to prune: the network comes back as it was
+    same = prune_and_refit(net, weights, [30, alive, 8], rows)
+    assert all(
+        torch.equal(a, c) and torch.equal(b_, d)
+        for (a, b_), (c, d) in zip(same, weights, strict=True)
     )
