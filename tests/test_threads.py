@@ -8,6 +8,7 @@ thread counts while it is fitted and asked for probabilities.
 import json
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 import torch
@@ -43,7 +44,7 @@ _limited: set = set()
 class CountingMLP(MLP):
     """The reference MLP, recording torch's thread count on each forward pass."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def forward(self, X):
         CountingMLP.seen.append(torch.get_num_threads())
@@ -53,7 +54,7 @@ class CountingMLP(MLP):
 class CountingLogistic(ClassifierMixin, BaseEstimator):
     """A logistic regression recording the BLAS pools' thread counts when it is used."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def fit(self, X, y):
         CountingLogistic.seen.append(_blas_threads())
