@@ -1,7 +1,9 @@
 """Sphinx configuration: numpydoc API reference, user guide, sphinx-gallery examples.
 
-The build is fully offline: no intersphinx inventories are fetched, the data sets are
-bundled with the package, and MathJax is only loaded by the reader's browser.
+The build and the built site are fully offline: no intersphinx inventories are fetched,
+the data sets are bundled with the package, and MathJax is copied into the site
+(``_static/mathjax``, from the sphinx-mathjax-offline package), so that the math renders
+with no network; ``tests/test_docs.py`` checks that no page loads anything from elsewhere.
 """
 
 import os
@@ -24,12 +26,21 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # sets mathjax_path to the copy of MathJax 3 it puts in _static/mathjax
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "auto_examples/*.ipynb"]
+# sg_execution_times.rst: left by builds that wrote computation times (see below)
+exclude_patterns = [
+    "_build",
+    "**.ipynb_checkpoints",
+    "auto_examples/*.ipynb",
+    "sg_execution_times.rst",
+    "**/sg_execution_times.rst",
+]
 root_doc = "index"
 default_role = "literal"
 nitpicky = False
@@ -63,11 +74,12 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"__init__\.py",
     "doc_module": ("sklearn_metaedit",),
     "backreferences_dir": "generated/backreferences",
-    "reference_url": {"sklearn_metaedit": None},
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",
     "matplotlib_animations": False,
-    "write_computation_times": True,
+    # the execution-times pages load jQuery and DataTables from CDNs; each example's
+    # page still states its own running time
+    "write_computation_times": False,
 }
 
 # The examples run on the Agg backend, where plt.show() is a no-op by design.
