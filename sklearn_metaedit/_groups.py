@@ -11,19 +11,22 @@ that read the same ('1' and 1), a length mismatch, a group unseen in fit.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from numbers import Number
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.utils.validation import check_array
 
 __all__ = [
     "check_sensitive_features",
     "encode_groups",
     "fit_groups",
+    "num_samples",
     "resolve_sensitive_features",
+    "sensitive_columns",
 ]
 
 
@@ -228,6 +231,67 @@ def encode_groups(labels: np.ndarray, groups: np.ndarray, *, name: str = "sensit
     return codes
 
 
+def _names(sensitive_feature: Hashable | Sequence[Hashable]) -> list:
+    return (
+        list(sensitive_feature)
+        if isinstance(sensitive_feature, list | tuple)
+        else [sensitive_feature]
+    )
+
+
+def sensitive_columns(
+    X: Any, sensitive_feature: Hashable | Sequence[Hashable] | None
+) -> list | None:
+    """The column names of the DataFrame ``X`` (or the keys of the dict ``X``) that
+    ``sensitive_feature`` names, with a ColumnTransformer's prefixes resolved.
+
+    A ``ColumnTransformer`` with pandas output renames the columns it keeps
+    (``remainder__sex``, ``cat__sex``); a name that is not a column of ``X`` but is the
+    end of exactly one column's name after ``__`` is taken to mean that column.
+
+    Parameters
+    ----------
+    X : DataFrame or dict
+    sensitive_feature : hashable, sequence of hashables, or None
+
+    Returns
+    -------
+    columns : list or None
+        None when ``sensitive_feature`` is None or ``X`` is neither a DataFrame nor a dict.
+
+    Raises
+    ------
+    ValueError
+        If a name is not a column (key) of ``X``, nor the suffix of exactly one.
+    """
+    if sensitive_feature is None:
+        return None
+    if isinstance(X, pd.DataFrame):
+        available = list(X.columns)
+    elif _is_dict(X):
+        available = list(X.keys())
+    else:
+        return None
+    resolved = []
+    for name in _names(sensitive_feature):
+        if name in available:
+            resolved.append(name)
+            continue
+        suffix = f"__{name}"
+        prefixed = [c for c in available if isinstance(c, str) and c.endswith(suffix)]
+        if len(prefixed) == 1:
+            resolved.append(prefixed[0])
+        elif isinstance(X, pd.DataFrame):
+            raise ValueError(_not_a_column([name], X.columns, prefixed))
+        else:
+            raise ValueError(
+                f"sensitive_feature {name!r} is not a key of X: X is a dict with keys "
+                f"{available[:20]}; name the key that holds the groups, or pass them as "
+                "sensitive_features."
+            )
+    return resolved
+
+
 def resolve_sensitive_features(
     X: Any,
     sensitive_features: Any,
@@ -238,12 +302,14 @@ def resolve_sensitive_features(
     """Return the group labels of the rows of ``X``.
 
     ``sensitive_features`` (routed metadata) wins; otherwise ``sensitive_feature`` names
-    the column(s) of ``X`` that hold the groups: pandas column names, or integer
-    positions for arrays. Several names make intersectional groups.
+    the column(s) of ``X`` that hold the groups: pandas column names (a name that a
+    ColumnTransformer prefixed, such as ``remainder__sex`` for ``sex``, is found when
+    exactly one column ends in it), integer positions for arrays, or keys of a dict of
+    arrays (one value per sample). Several names make intersectional groups.
 
     Parameters
     ----------
-    X : array-like or DataFrame of shape (n_samples, n_features)
+    X : array-like or DataFrame of shape (n_samples, n_features), or dict of arrays
     sensitive_features : array-like or None
     sensitive_feature : hashable, sequence of hashables, or None
     n_samples : int, optional
@@ -254,22 +320,27 @@ def resolve_sensitive_features(
     labels : ndarray of object, shape (n_samples,)
     """
     if n_samples is None:
-        n_samples = _num_rows(X)
+        n_samples = num_samples(X)
     if sensitive_features is not None:
         return check_sensitive_features(sensitive_features, n_samples)
     if sensitive_feature is None:
         return check_sensitive_features(None, n_samples)
-    names = (
-        list(sensitive_feature)
-        if isinstance(sensitive_feature, list | tuple)
-        else [sensitive_feature]
-    )
+    names = _names(sensitive_feature)
     if isinstance(X, pd.DataFrame):
-        missing = [c for c in names if c not in X.columns]
-        if missing:
-            raise ValueError(_not_a_column(missing, X.columns))
-        frame = X[names]
+        frame = X[sensitive_columns(X, names)]
+    elif _is_dict(X):
+        keys = sensitive_columns(X, names)
+        frame = pd.DataFrame({j: _one_per_sample(X[key], key) for j, key in enumerate(keys)})
     else:
+        shape = getattr(X, "shape", None)
+        if (shape is not None and len(shape) > 2) or _is_tensor(X):
+            raise ValueError(
+                f"sensitive_feature {names[0]!r} cannot be read from X: X is "
+                f"{'a tensor' if _is_tensor(X) else 'an array'} of shape {tuple(shape)}, "
+                "which has no columns to name. sensitive_feature names a column of a table "
+                "or a key of a dict of arrays; pass the groups as sensitive_features (one "
+                "per sample)."
+            )
         # scikit-learn's own checks and messages for what is not a 2-D table (1-D, sparse,
         # no rows or columns), without converting the values: a column of labels stays
         array = check_array(X, dtype=None, ensure_all_finite=False, input_name="X")
@@ -299,23 +370,60 @@ def resolve_sensitive_features(
     return check_sensitive_features(frame, n_samples, name="sensitive_feature")
 
 
-def _not_a_column(missing: list, columns: pd.Index) -> str:
+def _is_dict(X: Any) -> bool:
+    """A dict of arrays (skorch's X for a module with several inputs); a scipy DOK
+    matrix is a dict too, but a table."""
+    return isinstance(X, Mapping) and not sparse.issparse(X)
+
+
+def _is_tensor(X: Any) -> bool:
+    return type(X).__module__.startswith("torch") and hasattr(X, "dim")
+
+
+def _one_per_sample(values: Any, key: Hashable) -> np.ndarray:
+    """The dict entry ``key`` as one group label per sample (1-D)."""
+    if _is_tensor(values):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values, dtype=object) if not isinstance(values, pd.Series) else values
+    if getattr(array, "ndim", 1) != 1:
+        raise ValueError(
+            f"sensitive_feature {key!r} names an entry of X of shape {np.shape(values)}; the "
+            "groups must be one label per sample (1-D)."
+        )
+    return np.asarray(array, dtype=object)
+
+
+def _not_a_column(missing: list, columns: pd.Index, prefixed: list | None = None) -> str:
     """The message for sensitive_feature names that X's columns lack, with likely renames."""
-    renamed = [
-        str(c) for c in columns for m in missing if str(c).endswith(f"__{m}") or str(c) == str(m)
-    ]
+    if prefixed and len(prefixed) > 1:
+        return (
+            f"sensitive_feature {missing[0]!r} is not a column of X, and several columns end "
+            f"in '__{missing[0]}': {prefixed}; name the one that holds the groups."
+        )
+    renamed = [str(c) for c in columns for m in missing if str(c) == str(m)]
     hint = f" {renamed} may be it, renamed." if renamed else ""
     return (
         f"sensitive_feature {missing[0]!r} is not a column of X (X does not have it; its "
         f"columns are {list(columns)[:20]}). A ColumnTransformer before this estimator "
-        "renames the columns it keeps ('remainder__sex') and drops those no transformer "
-        f"lists.{hint} Keep the "
-        "column under its name with remainder='passthrough' and "
-        "verbose_feature_names_out=False, or pass the groups as sensitive_features."
+        "renames the columns it keeps ('remainder__sex', found as 'sex') and drops those no "
+        f"transformer lists, and one with numpy output drops every name.{hint} Keep the "
+        "column with remainder='passthrough' (or a transformer of its own) and pandas "
+        "output (set_output(transform='pandas')), or pass the groups as sensitive_features."
     )
 
 
-def _num_rows(X: Any) -> int:
+def num_samples(X: Any) -> int:
+    """The number of samples of ``X``: rows of a table or an array, entries of a Dataset,
+    rows of each value of a dict of arrays (which must agree)."""
+    if _is_dict(X):
+        # a dict of arrays (what a skorch net takes): the samples are its values' rows
+        lengths = {num_samples(v) for v in X.values()}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"X is a dict whose entries have different numbers of samples {sorted(lengths)} "
+                "(or no entries); every entry needs one row per sample."
+            )
+        return lengths.pop()
     if hasattr(X, "shape") and len(X.shape) >= 1:
         return int(X.shape[0])
     if hasattr(X, "__len__"):

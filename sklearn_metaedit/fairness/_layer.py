@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from numbers import Real
 from typing import ClassVar
 
@@ -17,16 +17,34 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from .._device import check_device
-from .._groups import encode_groups, fit_groups, resolve_sensitive_features
+from .._groups import encode_groups, fit_groups, resolve_sensitive_features, sensitive_columns
 from .._pickle_version import PickleVersionMixin
 from .._threads import with_thread_limit
 from ._constraints import CONSTRAINTS, constraint_codes
 from ._decisions import parity_decisions
+from ._inputs import (
+    RESERVED_KEYS,
+    NetworkInput,
+    check_network_input,
+    check_same_shapes,
+    dataset_column,
+    dataset_targets,
+    example_batch,
+    inference_batches,
+    input_kind,
+    kind_mismatch,
+    training_input,
+)
 from ._loss import ProjectedNLLLoss, criterion_options
 from ._projection import project_parity
 from ._random import (
@@ -46,7 +64,9 @@ class ParityProjectionModule(nn.Module):
     Parameters
     ----------
     base : nn.Module
-        Maps ``(n_samples, n_features)`` inputs to ``(n_samples, 2)`` outputs.
+        Maps a batch of ``n_samples`` inputs (a table ``(n_samples, n_features)``, images
+        ``(n_samples, channels, height, width)``, any tensor, or keyword tensors) to
+        ``(n_samples, 2)`` outputs.
     to_proba : callable
         Turns ``base``'s outputs into probabilities (softmax for logits, identity for
         probabilities).
@@ -56,19 +76,28 @@ class ParityProjectionModule(nn.Module):
         The largest allowed gap between group means.
     n_groups : int
         Number of group codes.
+    keyword_inputs : bool, default=False
+        Whether ``base`` takes its inputs as keywords (skorch's dict X) rather than as
+        one tensor.
     """
 
-    def __init__(self, base, to_proba, constraint, epsilon, n_groups):
+    def __init__(self, base, to_proba, constraint, epsilon, n_groups, keyword_inputs=False):
         super().__init__()
         self.base = base
         self.to_proba = to_proba
         self.constraint = constraint
         self.epsilon = epsilon
         self.n_groups = n_groups
+        self.keyword_inputs = keyword_inputs
 
-    def base_proba(self, X: torch.Tensor) -> torch.Tensor:
-        """Positive-class probabilities ``(n_samples,)`` of the unprojected network."""
-        proba = self.to_proba(self.base(X))
+    def base_proba(self, X) -> torch.Tensor:
+        """Positive-class probabilities ``(n_samples,)`` of the unprojected network.
+
+        ``X`` is a tensor whose first dimension indexes the samples, or a dict of such
+        tensors, given to ``base`` as keywords.
+        """
+        outputs = self.base(**X) if isinstance(X, Mapping) else self.base(X)
+        proba = self.to_proba(outputs)
         if proba.ndim != 2 or proba.shape[1] != 2:
             raise ValueError(
                 "the network must output two columns (one per class) for a binary target; "
@@ -76,13 +105,24 @@ class ParityProjectionModule(nn.Module):
             )
         return proba[:, 1]
 
-    def forward(self, X, groups, labels=None, strata=None):
+    def forward(self, X=None, groups=None, labels=None, strata=None, **inputs):
         """Projected class probabilities ``(n_samples, 2)`` whose group means meet the constraint.
 
+        ``X`` is the network's input tensor; with ``keyword_inputs``, the network's
+        inputs are the keywords ``inputs`` instead (``X`` among them if given).
         ``groups`` and ``labels`` are ``(n_samples,)`` integer codes; ``strata`` is read
         by the batch sampler only.
         """
+        if groups is None:
+            raise ValueError("the projection needs the group codes of the batch (groups=).")
         codes = constraint_codes(self.constraint, groups, labels, n_groups=self.n_groups)
+        if getattr(self, "keyword_inputs", False):
+            X = inputs if X is None else {"X": X, **inputs}
+        elif inputs:
+            raise TypeError(
+                f"unexpected inputs {sorted(inputs)}: a network that takes keyword inputs "
+                "needs keyword_inputs=True."
+            )
         z = project_parity(
             self.base_proba(X),
             codes.groups,
@@ -104,13 +144,6 @@ def _softmax(outputs):
 
 def _identity(outputs):
     return outputs
-
-
-def _dataset_column(dataset, key):
-    """Column ``key`` of the dict-valued X of a skorch Dataset (or a Subset of one)."""
-    if isinstance(dataset, Subset):
-        return _dataset_column(dataset.dataset, key)[np.asarray(dataset.indices)]
-    return np.asarray(dataset.X[key])
 
 
 class StratifiedBatchSampler:
@@ -154,14 +187,15 @@ class StratifiedBatchSampler:
 class StratifiedGroupLoader(DataLoader):
     """A DataLoader whose every batch holds every group (skorch's ``iterator_train``).
 
-    The dataset's X must be a dict with a ``"strata"`` entry (integer codes). Batches
+    The dataset's X must be a dict with a ``"strata"`` entry (integer codes), or the
+    dataset a :class:`~sklearn_metaedit.fairness._inputs.GroupedDataset` with one. Batches
     are drawn from ``seed``, never from torch's global generator; skorch makes a loader
     per epoch, so pass a ``numpy.random.Generator`` for batches that change from epoch
     to epoch.
     """
 
     def __init__(self, dataset, batch_size=128, shuffle=True, seed=None, **kwargs):
-        strata = _dataset_column(dataset, "strata")
+        strata = dataset_column(dataset, "strata")
         sampler = StratifiedBatchSampler(strata, batch_size, shuffle=shuffle, seed=seed)
         if kwargs.get("generator") is None:
             # a DataLoader draws the base seed of its workers from this generator, or
@@ -320,23 +354,69 @@ class FairnessLayerClassifier(
     def _network_input(self, X):
         """X without the non-numeric sensitive columns, which a network cannot take."""
         if isinstance(X, pd.DataFrame) and self.sensitive_feature is not None:
-            names = (
-                self.sensitive_feature
-                if isinstance(self.sensitive_feature, list | tuple)
-                else [self.sensitive_feature]
-            )
-            text = [c for c in names if c in X.columns and not is_numeric_dtype(X[c])]
+            names = sensitive_columns(X, self.sensitive_feature)
+            text = [c for c in names if not is_numeric_dtype(X[c])]
             return X.drop(columns=text)
         return X
 
     def _groups_of(self, X_original, sensitive_features, n_samples):
+        if (
+            sensitive_features is None
+            and self.sensitive_feature is not None
+            and input_kind(X_original) == "dataset"
+        ):
+            raise ValueError(
+                f"sensitive_feature {self.sensitive_feature!r} cannot be read from X: X is a "
+                "Dataset, which has no columns to name; pass the groups as "
+                "sensitive_features (one per item)."
+            )
         return resolve_sensitive_features(
             X_original, sensitive_features, self.sensitive_feature, n_samples=n_samples
         )
 
+    def _inputs(self, X, *, reset, y=None):
+        """X checked and converted for the network (and y for fit), whatever its kind.
+
+        Tables go through scikit-learn's validation (``n_features_in_``, feature names);
+        N-D arrays, tensors, dicts and Datasets through :func:`check_network_input`, and
+        at prediction must match fit's kind and sample shapes.
+        """
+        kind = input_kind(X)
+        fitted_kind = None if reset else getattr(self, "_input_kind", "table")
+        if fitted_kind is not None and (kind == "table") != (fitted_kind == "table"):
+            raise ValueError(kind_mismatch(kind, fitted_kind))
+        if kind == "table":
+            if reset:
+                X, y = validate_data(self, self._network_input(X), y, dtype=np.float32, reset=True)
+            else:
+                X = validate_data(self, self._network_input(X), dtype=np.float32, reset=False)
+            X = _writable(X)
+            inputs = NetworkInput("table", X, len(X), (X.shape[1],))
+        else:
+            drop = sensitive_columns(X, self.sensitive_feature) if kind == "dict" else None
+            inputs = check_network_input(X, kind=kind, drop_keys=drop, reserved_keys=RESERVED_KEYS)
+            if not reset:
+                check_same_shapes(getattr(self, "_sample_shapes", None), inputs, fitted_kind)
+            elif y is None and kind == "dataset":
+                y = dataset_targets(X)
+            elif y is None:
+                raise ValueError(
+                    "FairnessLayerClassifier requires y to be passed, but the target y is None "
+                    "(only a Dataset of (X_i, y_i) pairs carries its own)."
+                )
+        if reset:
+            for name in ("n_features_in_", "feature_names_in_"):
+                if kind != "table" and hasattr(self, name):
+                    delattr(self, name)
+            self._input_kind = kind
+            self._sample_shapes = inputs.sample_shapes
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(np.empty(inputs.n_samples), y)
+        return inputs, y
+
     # ------------------------------------------------------------------ fit
 
-    def _make_net(self, n_features, loader_seed):
+    def _make_net(self, n_features, loader_seed, keyword_inputs=False):
         """The net to train, its module built from torch's global generator (seed it first)."""
         base_net = clone(self.estimator)
         params = base_net.get_params(deep=False)
@@ -346,6 +426,7 @@ class FairnessLayerClassifier(
         }
         if (
             isinstance(module, type)
+            and n_features is not None
             and "n_features" not in module_kwargs
             and "n_features" in inspect.signature(module).parameters
         ):
@@ -365,7 +446,12 @@ class FairnessLayerClassifier(
             )
         loss_options = criterion_options(criterion, params)
         layer = ParityProjectionModule(
-            base_module, to_proba, self.constraint, float(self.epsilon), len(self.groups_)
+            base_module,
+            to_proba,
+            self.constraint,
+            float(self.epsilon),
+            len(self.groups_),
+            keyword_inputs=keyword_inputs,
         )
         kept = {k: v for k, v in params.items() if not k.startswith(("module__", "criterion__"))}
         kept.update(
@@ -390,13 +476,22 @@ class FairnessLayerClassifier(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Numeric features (a DataFrame when ``sensitive_feature`` names a column).
+        X : array-like of shape (n_samples, n_features), ndarray or Tensor of shape \
+                (n_samples, ...), dict of arrays, or Dataset
+            What the skorch net takes: a table of numeric features (a DataFrame when
+            ``sensitive_feature`` names a column), an N-D array or a tensor (images of
+            shape ``(n_samples, channels, height, width)``...), a dict of arrays or
+            tensors with one row per sample (given to the module's ``forward`` as
+            keywords), or a torch ``Dataset`` of ``(X_i, y_i)`` pairs. Floating arrays
+            and tensors are given to the network as float32; integer ones keep their
+            dtype. Tables are validated as scikit-learn does; the other kinds must be
+            numeric and finite.
         y : array-like of shape (n_samples,)
-            Binary labels (any two values).
+            Binary labels (any two values). May be None for a Dataset, whose items'
+            labels are then read once.
         sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
-            Group of each row; several columns make intersectional groups. Optional
-            when ``sensitive_feature`` names columns of ``X``.
+            Group of each sample; several columns make intersectional groups. Optional
+            when ``sensitive_feature`` names columns of ``X`` (or keys of a dict ``X``).
 
         Returns
         -------
@@ -406,8 +501,8 @@ class FairnessLayerClassifier(
         X_original = X
         if sensitive_features is None and self.sensitive_feature is not None:
             # before X turns numeric, so that a missing column is named as such
-            resolve_sensitive_features(X, None, self.sensitive_feature)
-        X, y = validate_data(self, self._network_input(X), y, dtype=np.float32, reset=True)
+            self._groups_of(X, None, None)
+        inputs, y = self._inputs(X, reset=True, y=y)
         target_type = type_of_target(y, input_name="y", raise_unknown=True)
         self.classes_ = np.unique(y)
         if target_type != "binary" or len(self.classes_) != 2:
@@ -417,7 +512,7 @@ class FairnessLayerClassifier(
                 f"({target_type})."
             )
         y_codes = np.searchsorted(self.classes_, y).astype(np.int64)
-        labels = self._groups_of(X_original, sensitive_features, len(X))
+        labels = self._groups_of(X_original, sensitive_features, inputs.n_samples)
         self.groups_ = fit_groups(labels)
         if len(self.groups_) < 2:
             raise ValueError(
@@ -431,35 +526,38 @@ class FairnessLayerClassifier(
             if self.constraint == "demographic_parity"
             else group_codes + n_groups * y_codes
         )
-        X = _writable(X)
-        inputs = {"X": X, "groups": group_codes, "strata": strata}
+        extra = {"groups": group_codes, "strata": strata}
         if self.constraint != "demographic_parity":
-            inputs["labels"] = y_codes
+            extra["labels"] = y_codes
         init_seed, dropout_seed, loader_seed = (
             int(seed) for seed in check_random_state(self.random_state).randint(2**31, size=3)
         )
+        shapes = inputs.sample_shapes
+        # a module that takes n_features gets the width of a table (or of 1-D samples)
+        n_features = shapes[0] if isinstance(shapes, tuple) and len(shapes) == 1 else None
         with seeded_global_rng(init_seed):
-            net, batch_size = self._make_net(X.shape[1], loader_seed)
-        self._check_strata(strata, group_codes, y_codes, len(X), batch_size)
-        self._train(net, inputs, y_codes, X, dropout_seed)
+            net, batch_size = self._make_net(n_features, loader_seed, inputs.keyword)
+        self._check_strata(strata, group_codes, y_codes, inputs.n_samples, batch_size)
+        self._train(net, inputs, extra, y_codes, dropout_seed)
         self.estimator_ = net
-        self.thresholds_ = self._fit_thresholds(X, y_codes, group_codes)
+        self.thresholds_ = self._fit_thresholds(inputs, y_codes, group_codes)
         return self
 
     @staticmethod
-    def _train(net, inputs, y_codes, X, seed):
+    def _train(net, inputs, extra, y_codes, seed):
         """Fit ``net`` drawing from generators of its own, so that other threads' fits cannot
         change its dropout masks; it ends in eval mode, which inference never changes."""
         layer = net.module
         swapped = own_dropout(layer.base, seed)
+        X_train, y_train = training_input(inputs, extra, y_codes)
         try:
-            if draws_from_global_rng(layer.base, torch.as_tensor(X[:2])):
+            if draws_from_global_rng(layer.base, example_batch(inputs)):
                 # the module's own forward draws from torch's global generator: seed that
                 # and hold it for the whole training, which then runs alone
                 with seeded_global_rng(seed, device=net.device):
-                    net.fit(inputs, y_codes)
+                    net.fit(X_train, y_train)
             else:
-                net.fit(inputs, y_codes)
+                net.fit(X_train, y_train)
         finally:
             # the user's dropout layers come back, so the network out is plain torch
             restore_dropout(swapped)
@@ -491,11 +589,11 @@ class FairnessLayerClassifier(
                 "merge small groups."
             )
 
-    def _fit_thresholds(self, X, y_codes, group_codes):
+    def _fit_thresholds(self, inputs, y_codes, group_codes):
         if self.constraint == "demographic_parity":
             return None
         # float64, so that the bound holds to float64 rounding rather than float32
-        scores = self._base_scores(X).double()
+        scores = self._base_scores(inputs).double()
         codes = torch.as_tensor(np.where(y_codes == 1, group_codes, -1))
         decisions = parity_decisions(
             scores, codes, float(self.epsilon), n_groups=len(self.groups_)
@@ -512,7 +610,16 @@ class FairnessLayerClassifier(
 
     # ------------------------------------------------------------------ predict
 
-    def _base_scores(self, X):
+    def _chunk_size(self):
+        """Rows per forward pass at inference: many for a table; for other inputs (images,
+        whose activations are large) the net's own validation batch size, as skorch's
+        ``predict_proba`` uses."""
+        if getattr(self, "_input_kind", "table") == "table":
+            return 65536
+        params = self.estimator_.get_params(deep=False)
+        return params.get("iterator_valid__batch_size", params["batch_size"])
+
+    def _base_scores(self, inputs):
         # Inference never switches the shared module's mode, so that threads predicting
         # at once cannot run each other's forward pass in training mode. fit leaves it in
         # eval mode; one put back in training mode (further training through estimator_)
@@ -521,10 +628,11 @@ class FairnessLayerClassifier(
         if any(m.training for m in module.modules()):
             module = copy.deepcopy(module).eval()
         device = self.estimator_.device
+        # the projection then runs once over the scores of the whole batch
         with torch.no_grad():
             chunks = [
-                module.base_proba(torch.as_tensor(X[i : i + 65536], device=device))
-                for i in range(0, len(X), 65536)
+                module.base_proba(batch)
+                for batch in inference_batches(inputs, self._chunk_size(), device)
             ]
         return torch.cat(chunks) if chunks else torch.empty(0, device=device)
 
@@ -534,12 +642,12 @@ class FairnessLayerClassifier(
         check_is_fitted(self, "estimator_")
         X_original = X
         if sensitive_features is None and self.sensitive_feature is not None:
-            resolve_sensitive_features(X, None, self.sensitive_feature)
-        X = _writable(validate_data(self, self._network_input(X), dtype=np.float32, reset=False))
-        labels = self._groups_of(X_original, sensitive_features, len(X))
+            self._groups_of(X, None, None)
+        inputs, _ = self._inputs(X, reset=False)
+        labels = self._groups_of(X_original, sensitive_features, inputs.n_samples)
         codes = torch.as_tensor(encode_groups(labels, self.groups_), device=self.estimator_.device)
         # float64, so that the bound holds to float64 rounding rather than float32
-        scores = self._base_scores(X).double()
+        scores = self._base_scores(inputs).double()
         if self.constraint == "demographic_parity":
             scores = project_parity(scores, codes, float(self.epsilon), n_groups=len(self.groups_))
         return scores, codes
@@ -550,9 +658,14 @@ class FairnessLayerClassifier(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), ndarray or Tensor of shape \
+                (n_samples, ...), dict of arrays, or Dataset
+            The same kind of input as in :meth:`fit`, with samples of the same shape. It
+            goes through the network in chunks (of 65,536 rows for a table, of the net's
+            validation batch size otherwise); the projection then runs once over the
+            whole batch.
         sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
-            Groups of the rows; optional when ``sensitive_feature`` is set.
+            Groups of the samples; optional when ``sensitive_feature`` is set.
 
         Returns
         -------
@@ -570,9 +683,14 @@ class FairnessLayerClassifier(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), ndarray or Tensor of shape \
+                (n_samples, ...), dict of arrays, or Dataset
+            The same kind of input as in :meth:`fit`, with samples of the same shape. It
+            goes through the network in chunks (of 65,536 rows for a table, of the net's
+            validation batch size otherwise); the projection then runs once over the
+            whole batch.
         sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
-            Groups of the rows; optional when ``sensitive_feature`` is set.
+            Groups of the samples; optional when ``sensitive_feature`` is set.
 
         Returns
         -------
@@ -593,19 +711,26 @@ class FairnessLayerClassifier(
         decisions = decisions.cpu().numpy().astype(np.int64)
         return self.classes_[decisions]
 
-    def score(self, X, y, *, sensitive_features=None):
+    def score(self, X, y, sample_weight=None, *, sensitive_features=None):
         """Accuracy of :meth:`predict` on ``X`` (the constraint applied to this batch).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), ndarray, Tensor, dict or Dataset
+            As in :meth:`predict`.
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples in the accuracy (scikit-learn's ``score``); the
+            decisions themselves do not depend on them. Under metadata routing it is
+            passed only when requested (``set_score_request(sample_weight=True)``).
         sensitive_features : array-like, optional
 
         Returns
         -------
         accuracy : float
+            The (weighted) fraction of correct decisions.
         """
         # accuracy_score checks y: a wrong length, or labels of another type than
         # classes_, is an error rather than a broadcast comparison or a silent 0
-        return float(accuracy_score(y, self.predict(X, sensitive_features=sensitive_features)))
+        y_pred = self.predict(X, sensitive_features=sensitive_features)
+        return float(accuracy_score(y, y_pred, sample_weight=sample_weight))

@@ -27,10 +27,12 @@ from .._groups import (
     check_sensitive_features,
     encode_groups,
     fit_groups,
+    num_samples,
     resolve_sensitive_features,
 )
 from .._pickle_version import PickleVersionMixin
 from .._threads import with_thread_limit
+from ._inputs import check_network_input, check_same_shapes, input_kind
 from ._primal_dual import (
     decide_stream,
     dual_values,
@@ -272,8 +274,18 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
             raise ValueError(
                 f"0 feature(s) (shape={tuple(shape)}) while a minimum of 1 is required."
             )
-        validate_data(self, X, skip_check_array=True)
-        labels = resolve_sensitive_features(X, sensitive_features, self.sensitive_feature)
+        self._input_kind = input_kind(X)
+        if self._input_kind == "table":
+            validate_data(self, X, skip_check_array=True)
+            self._sample_shapes = None
+        else:
+            # images, tensors, dicts of arrays, Datasets: checked, and given to the model
+            # as they are
+            self._sample_shapes = self._check_input(X).sample_shapes
+            for name in ("n_features_in_", "feature_names_in_"):
+                if hasattr(self, name):
+                    delattr(self, name)
+        labels = self._groups_of(X, sensitive_features)
         y = column_or_1d(y, warn=True)
         if len(y) != len(labels):
             raise ValueError(f"y has {len(y)} labels but X has {len(labels)} rows.")
@@ -466,20 +478,28 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
         positive = np.asarray(adjusted, dtype=np.float64)
         return np.column_stack([1.0 - positive, positive])
 
-    def score(self, X: Any, y: Any, *, sensitive_features: Any = None) -> float:
+    def score(
+        self, X: Any, y: Any, sample_weight: Any = None, *, sensitive_features: Any = None
+    ) -> float:
         """Accuracy of :meth:`predict` on ``X`` replayed as a stream.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples in the accuracy (scikit-learn's ``score``); the
+            decisions do not depend on them. Under metadata routing it is passed only
+            when requested (``set_score_request(sample_weight=True)``).
         sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns), optional
 
         Returns
         -------
         score : float
+            The (weighted) fraction of correct decisions.
         """
-        return float(accuracy_score(y, self.predict(X, sensitive_features=sensitive_features)))
+        y_pred = self.predict(X, sensitive_features=sensitive_features)
+        return float(accuracy_score(y, y_pred, sample_weight=sample_weight))
 
     # ------------------------------------------------------------------ report
 
@@ -536,21 +556,51 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
                 f"This {type(self).__name__} instance is not fitted yet; call 'fit' first."
             )
 
+    def _check_input(self, X: Any):
+        """Check an X that is not a table (images, tensors, dicts, Datasets) without
+        converting it: numeric, finite, one row per sample in every entry."""
+        return check_network_input(X, convert=False)
+
+    def _groups_of(self, X: Any, sensitive_features: Any) -> np.ndarray:
+        if (
+            sensitive_features is None
+            and self.sensitive_feature is not None
+            and input_kind(X) == "dataset"
+        ):
+            raise ValueError(
+                f"sensitive_feature {self.sensitive_feature!r} cannot be read from X: X is a "
+                "Dataset, which has no columns to name; pass the groups as "
+                "sensitive_features (one per item)."
+            )
+        return resolve_sensitive_features(X, sensitive_features, self.sensitive_feature)
+
     def _codes(self, X: Any, sensitive_features: Any) -> tuple[np.ndarray, list[int]]:
+        kind = input_kind(X)
+        fitted_kind = getattr(self, "_input_kind", "table")
+        if kind != "table" or fitted_kind != "table":
+            if kind == "table":
+                X = np.asarray(X)
+            given = self._check_input(X)
+            check_same_shapes(self._sample_shapes, given, fitted_kind)
         # Shape checks by hand: validate_data would cost more than a decision.
-        shape = getattr(X, "shape", None)
+        shape = getattr(X, "shape", None) if kind == "table" else None
         if shape is not None and len(shape) == 1:
             raise ValueError(
                 "Expected 2D array, got 1D array instead. Reshape your data either using "
                 "array.reshape(-1, 1) if it has a single feature or array.reshape(1, -1) if "
                 "it holds a single sample."
             )
-        if shape is not None and len(shape) == 2 and shape[1] != self.n_features_in_:
+        if (
+            fitted_kind == "table"
+            and shape is not None
+            and len(shape) == 2
+            and shape[1] != self.n_features_in_
+        ):
             raise ValueError(
                 f"X has {shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
-        n_rows = _num_rows(X)
+        n_rows = num_samples(X)
         code_of = self._code_of
         if _plain_labels(sensitive_features, n_rows):
             # Integers and strings cannot be missing: skip the per-value validation,
@@ -561,7 +611,7 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
             if sensitive_features is not None:
                 labels = check_sensitive_features(sensitive_features, n_rows)
             else:
-                labels = resolve_sensitive_features(X, None, self.sensitive_feature)
+                labels = self._groups_of(X, None)
             values = labels.tolist()
         try:
             codes = [code_of[label] for label in values]
@@ -615,9 +665,3 @@ def _rows(X: Any) -> Any:
     if hasattr(X, "shape") or hasattr(X, "__len__"):
         return X
     return np.asarray(X)
-
-
-def _num_rows(X: Any) -> int:
-    if hasattr(X, "shape") and len(X.shape) >= 1:
-        return int(X.shape[0])
-    return len(X)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -132,21 +132,24 @@ def restore_dropout(swapped: list[tuple[nn.Module, str, nn.Module]]) -> None:
         setattr(parent, name, original)
 
 
-def draws_from_global_rng(module: nn.Module, example: torch.Tensor) -> bool:
+def draws_from_global_rng(module: nn.Module, example: torch.Tensor | Mapping) -> bool:
     """Whether a training-mode forward pass of ``module`` draws from torch's global generator.
 
-    A copy of ``module`` runs ``example`` (a small batch of its input) under
+    A copy of ``module`` runs ``example`` (a small batch of its input: a tensor, or a
+    dict of tensors given as keywords) under
     :data:`GLOBAL_RNG_LOCK`; any draw moves the global generator's state. A forward
     pass that fails counts as drawing, so the caller takes the safe path (and training
     raises the error).
     """
     # on the CPU, whose generator the check reads
     probe = copy.deepcopy(module).cpu().train()
-    example = example.cpu()
     try:
         with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]), torch.no_grad():
             before = torch.get_rng_state()
-            probe(example)
+            if isinstance(example, Mapping):
+                probe(**{key: value.cpu() for key, value in example.items()})
+            else:
+                probe(example.cpu())
             return not torch.equal(before, torch.get_rng_state())
     except Exception:
         return True
