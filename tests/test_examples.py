@@ -44,6 +44,7 @@ def run_example(monkeypatch):
 def test_every_example_is_tested():
     tested = {
         "plot_fairness_layer.py",
+        "plot_fairness_layer_images.py",
         "plot_online_fair_predictor.py",
         "plot_metanet_editor.py",
         "plot_grid_search_fair_scorers.py",
@@ -68,6 +69,30 @@ def test_fairness_layer_example_meets_every_bound_on_the_test_slice(run_example)
         ns["y_test"], ns["y_pred"], sensitive_features=ns["sex_test"]
     )
     assert math.isclose(last, results[-1][2], rel_tol=0, abs_tol=1e-12)
+
+
+@pytest.mark.slow
+def test_image_example_meets_every_bound_on_the_test_images(run_example):
+    ns, _ = run_example("plot_fairness_layer_images.py")
+    assert ns["X_test"].shape[1:] == (1, 8, 8)  # the network took the images as they are
+    layer, thresholded = ns["layer_results"], ns["threshold_results"]
+    assert [epsilon for epsilon, _, _ in layer] == ns["epsilons"]
+    for epsilon, accuracy, gap in layer:
+        assert gap <= epsilon
+        assert accuracy >= ns["plain_accuracy"] - 0.06
+    # the plain network breaks every bound, as the text says: the group matters
+    assert ns["plain_gap"] > max(ns["epsilons"])
+    # the heavy images are even more often, the premise of the example
+    y, group = ns["y"], ns["group"]
+    assert y[group == "heavy"].mean() - y[group == "light"].mean() > max(ns["epsilons"])
+    # ThresholdOptimizer got the same bounds and moved the gap towards them
+    assert [epsilon for epsilon, _, _ in thresholded] == ns["epsilons"]
+    assert all(gap < ns["plain_gap"] for _, _, gap in thresholded)
+    # the last gap printed is fairlearn's demographic parity difference
+    last = demographic_parity_difference(
+        ns["y_test"], ns["y_pred"], sensitive_features=ns["group_test"]
+    )
+    assert math.isclose(last, layer[-1][2], rel_tol=0, abs_tol=1e-12)
 
 
 def test_online_example_stays_within_its_bound_at_every_point_of_the_stream(run_example):

@@ -250,7 +250,12 @@ class OnlineFairPredictor(PickleVersionMixin, MetaEstimatorMixin, ClassifierMixi
 
         Parameters
         ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features), or what the base model takes
+            A table, or, for a base model that takes them (a skorch net,
+            ``FairnessLayerClassifier``), an N-D array or tensor (images), a dict of
+            arrays (``sensitive_feature`` may name a key) or a Dataset. Those are checked
+            (numeric, finite, one row per sample) and given to the base model as they
+            are; later calls must give samples of the same shape.
         y : array-like of shape (n_samples,)
             Binary labels.
         sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns), optional
