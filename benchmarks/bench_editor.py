@@ -62,6 +62,7 @@ from sklearn_metaedit.demo import (
     Float64Proba,
     fine_tune,
     obc_prune,
+    obs_remove_columns,
     retrain_on_columns,
     sparsegpt_prune,
     wanda_prune,
@@ -542,6 +543,9 @@ def minimisation_experiment(cfg, data, train, held_out, log) -> dict:
         held_out,
         baselines={
             "zero the columns": lambda i, n: zero_columns(n.module_, forbidden),
+            "OBS column removal": lambda i, n: obs_remove_columns(
+                n.module_, X[: cfg["calibration_rows"]], forbidden
+            ),
             "zero + 1 epoch": lambda i, n: fine_tune(
                 zero_columns(n.module_, forbidden),
                 X,

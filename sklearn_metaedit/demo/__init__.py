@@ -27,6 +27,7 @@ _PUBLIC = {
     "compare_fairness_layer": "_fairness",
     "layer_rates": "_pruning",
     "obc_prune": "_pruning",
+    "obs_remove_columns": "_pruning",
     "sparsegpt_prune": "_pruning",
     "wanda_prune": "_pruning",
     "drifting_order": "_online",

@@ -28,7 +28,7 @@ magnitude pruning at the target; the total number of zero weights is
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -37,7 +37,7 @@ from torch import nn
 from ..editing._graph import extract_weights, load_weights
 from ..editing._magnitude import magnitude_prune_weights, n_to_zero
 
-__all__ = ["layer_rates", "obc_prune", "sparsegpt_prune", "wanda_prune"]
+__all__ = ["layer_rates", "obc_prune", "obs_remove_columns", "sparsegpt_prune", "wanda_prune"]
 
 #: Damping of ``H = A^T A``: this fraction of its mean diagonal is added to the diagonal.
 _DAMP = 0.01
@@ -312,3 +312,62 @@ def obc_prune(
         return out[:, :n_in], out[:, n_in]
 
     return _prune_layers(module, X, layer_rates(module, target, uniform=uniform), solve)
+
+
+# ---------------------------------------------------------------- column removal
+
+
+def obs_remove_columns(module: nn.Sequential, X: Any, columns: Sequence[int]) -> nn.Sequential:
+    """Optimal-brain-surgeon removal of whole input columns, from calibration rows.
+
+    The first layer's weights on ``columns`` are removed together and the others updated
+    by the group OBS step, ``w_K <- w_K + w_D H_DK H_KK^-1``, with ``H = A^T A`` of the
+    calibration rows and a constant column (the bias compensates too), damped by 1% of its
+    mean diagonal: the update that keeps the layer's outputs closest, in least squares on
+    the rows, to the original's (Hassibi and Stork, "Second order derivatives for network
+    pruning: Optimal Brain Surgeon", NIPS 1992, for a group of weights; Kurtic et al.,
+    "The Optimal BERT Surgeon", EMNLP 2022, for structured groups). The later layers are
+    unchanged: the first layer's outputs are reconstructed on the rows already.
+
+    Parameters
+    ----------
+    module : nn.Sequential
+    X : array-like of shape (n_rows, n_features)
+        Calibration rows.
+    columns : sequence of int
+        Input columns the network may no longer read.
+
+    Returns
+    -------
+    edited : nn.Sequential
+        A copy; ``module`` is unchanged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> X = torch.randn(500, 3)
+    >>> X = torch.cat([X, X[:, :1] + 0.01 * torch.randn(500, 1)], dim=1)  # 3 copies 0
+    >>> net = nn.Sequential(nn.Linear(4, 1))
+    >>> edited = obs_remove_columns(net, X, [3])
+    >>> bool((edited[0].weight[:, 3] == 0).all())
+    True
+    >>> bool(torch.allclose(edited(X), net(X), atol=0.05))
+    True
+    """
+    weights = extract_weights(module)
+    weight, bias = (t.double() for t in weights[0])
+    X = torch.as_tensor(X, dtype=torch.float64)
+    A = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], dim=1)
+    H = A.T @ A
+    H = H + _DAMP * H.diagonal().mean() * torch.eye(len(H), dtype=H.dtype)
+    drop = sorted(set(int(c) for c in columns))
+    keep = [j for j in range(len(H)) if j not in drop]
+    W = torch.cat([weight, bias[:, None]], dim=1)
+    shift = torch.linalg.solve(H[keep][:, keep], H[keep][:, drop] @ W[:, drop].T).T
+    out = torch.zeros_like(W)
+    out[:, keep] = W[:, keep] + shift
+    first = (out[:, :-1].to(weights[0][0].dtype), out[:, -1].to(weights[0][1].dtype))
+    return load_weights(module, [first, *weights[1:]])

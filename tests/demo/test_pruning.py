@@ -8,10 +8,12 @@ import torch
 from torch import nn
 
 from sklearn_metaedit import MLP
+from sklearn_metaedit.demo._baselines import zero_columns
 from sklearn_metaedit.demo._pruning import (
     _least_squares,
     layer_rates,
     obc_prune,
+    obs_remove_columns,
     sparsegpt_prune,
     wanda_prune,
 )
@@ -81,3 +83,36 @@ def test_reconstruction_error_falls_from_magnitude_to_wanda_to_obs(network):
     wanda, gpt, obc = (error(prune(module, X, 0.9)) for prune in PRUNERS)
     assert obc <= gpt < wanda < magnitude
     assert np.isfinite([magnitude, wanda, gpt, obc]).all()
+
+
+def test_obs_column_removal_is_the_least_squares_reconstruction_of_the_first_layer():
+    torch.manual_seed(3)
+    X = torch.randn(400, 5) @ torch.randn(5, 5)  # correlated columns
+    net = MLP(5, hidden_sizes=(4,))
+    edited = obs_remove_columns(net, X, [1, 3])
+    weight = edited[0].weight.detach().double()
+    assert bool((weight[:, [1, 3]] == 0).all())
+    assert torch.equal(edited[2].weight, net[2].weight)
+    # brute force: the first layer's outputs regressed on the kept columns and a constant,
+    # with a ridge of 1% of the mean diagonal pulling towards the kept weights
+    A = torch.cat([X.double(), torch.ones(400, 1, dtype=torch.float64)], 1)
+    W = torch.cat([net[0].weight, net[0].bias[:, None]], 1).detach().double()
+    ridge = 0.01 * float((A.T @ A).diagonal().mean())
+    keep = [0, 2, 4, 5]
+    design = np.vstack([A[:, keep].numpy(), np.sqrt(ridge) * np.eye(4)])
+    expected = np.stack(
+        [
+            np.linalg.lstsq(
+                design,
+                np.concatenate([(A @ W[unit]).numpy(), np.sqrt(ridge) * W[unit, keep].numpy()]),
+                rcond=None,
+            )[0]
+            for unit in range(4)
+        ]
+    )
+    got = torch.cat([weight[:, [0, 2, 4]], edited[0].bias.detach().double()[:, None]], 1)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-5)
+    # and it reconstructs the layer better than zeroing the columns
+    with torch.no_grad():
+        zeroed = zero_columns(net, [1, 3])
+        assert ((edited[0](X) - net[0](X)) ** 2).mean() < ((zeroed[0](X) - net[0](X)) ** 2).mean()
