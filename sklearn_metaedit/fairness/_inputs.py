@@ -222,8 +222,12 @@ def kind_mismatch(kind: str, fitted_kind: str) -> str:
 def check_same_shapes(fitted: Any, given: NetworkInput, fitted_kind: str) -> None:
     """Raise a ValueError when ``given`` is not the kind and sample shape seen in fit.
 
-    N-D arrays and tensors count as one kind (skorch turns one into the other).
+    N-D arrays and tensors count as one kind (skorch turns one into the other); a Dataset
+    goes with any kind but a table, since its samples' shape is not known without reading
+    them.
     """
+    if "dataset" in (given.kind, fitted_kind) and "table" not in (given.kind, fitted_kind):
+        return
     arrays = {"array", "tensor"}
     if given.kind != fitted_kind and not {given.kind, fitted_kind} <= arrays:
         raise ValueError(kind_mismatch(given.kind, fitted_kind))

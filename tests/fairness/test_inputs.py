@@ -185,6 +185,21 @@ def test_a_dataset_of_pairs_trains_and_predicts_as_the_arrays_do(flat_proba, dig
     )
 
 
+def test_online_predictor_decides_a_dataset_as_its_arrays(digits):
+    images, y, groups = digits
+    dataset = TensorDataset(torch.as_tensor(images), torch.as_tensor(y))
+    base = FairnessLayerClassifier(_net(max_epochs=2), epsilon=EPSILON, random_state=0)
+    base.fit(dataset, None, sensitive_features=groups)
+    online = OnlineFairPredictor(base, prefit=True, epsilon=0.05)
+    from_dataset = online.fit(dataset, y, sensitive_features=groups).predict(
+        dataset, sensitive_features=groups
+    )
+    from_arrays = online.fit(images, y, sensitive_features=groups).predict(
+        images, sensitive_features=groups
+    )
+    np.testing.assert_array_equal(from_dataset, from_arrays)
+
+
 def test_a_dict_key_named_as_sensitive_feature_holds_the_groups(flat_proba, digits):
     images, y, groups = digits
     X = {"image": images, "ink": groups}
