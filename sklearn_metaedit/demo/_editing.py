@@ -297,7 +297,8 @@ def run_editor_sweep(
         pruning", "magnitude pruning + fine-tuning", "MetanetEditor"), ``target``
         (0 for the original), ``accuracy`` (test split), ``sparsity`` (fraction of zero
         weights) and ``seconds`` (time to produce that network from the original). The
-        editor's training time is in ``table.attrs["editor_fit_seconds"]``.
+        editor's training time is in ``table.attrs["editor_fit_seconds"]``, the fine-tuning
+        epochs in ``table.attrs["fine_tune_epochs"]``.
 
     Examples
     --------
@@ -391,6 +392,7 @@ def run_editor_sweep(
     )
     table = table[["network", "method", "target", "accuracy", "sparsity", "seconds"]]
     table.attrs["editor_fit_seconds"] = float(editor.fit_seconds_)
+    table.attrs["fine_tune_epochs"] = fine_tune_epochs
     return table
 
 
@@ -604,4 +606,5 @@ def run_minimisation_comparison(
     )
     table.attrs["forbidden_features"] = [names[i] for i in forbidden]
     table.attrs["editor_fit_seconds"] = float(editor.fit_seconds_)
+    table.attrs["fine_tune_epochs"] = fine_tune_epochs
     return (table, networks) if return_networks else table

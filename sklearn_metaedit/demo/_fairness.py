@@ -123,12 +123,16 @@ def compare_fairness_layer(
             rows.append(_row(method, yte, clf.predict(Xte, sensitive_features=ste), ste, seconds))
         elif method == "MLP + projection at test":
             net = plain_mlp()
+            # the MLP's training, which this method shares with the unconstrained MLP, and
+            # the projection of the test batch, which it adds
+            start = time.perf_counter()
             groups = fit_groups(np.asarray(str_, dtype=object))
             codes = torch.as_tensor(encode_groups(np.asarray(ste, dtype=object), groups))
             scores = torch.as_tensor(net.predict_proba(Xte)[:, 1], dtype=torch.float64)
             projected = project_parity(scores, codes, epsilon, n_groups=len(groups))
             y_pred = parity_decisions(projected, codes, epsilon, n_groups=len(groups)).numpy()
-            rows.append(_row(method, yte, y_pred, ste, net.fit_seconds_))
+            seconds = net.fit_seconds_ + time.perf_counter() - start
+            rows.append(_row(method, yte, y_pred, ste, seconds))
         elif method == "ThresholdOptimizer (prefit MLP)":
             net = plain_mlp()
             start = time.perf_counter()

@@ -160,6 +160,34 @@ def plot_fairness_pareto(
     return _save(fig, Path(path))
 
 
+def _tuned_label(method: str, table: pd.DataFrame) -> str:
+    """A fine-tuning method's name with its number of epochs, where the table records it."""
+    epochs = table.attrs.get("fine_tune_epochs")
+    if method not in (_TUNED, _ZEROED_TUNED) or epochs is None:
+        return method
+    return f"{method} ({epochs} epoch{'s' if epochs != 1 else ''})"
+
+
+def break_even(fit_seconds: float, edit_seconds: float, other_seconds: float) -> int | None:
+    """The number of networks from which training the editor once and editing each costs less.
+
+    Against another method that takes ``other_seconds`` per network: the smallest ``n`` with
+    ``fit_seconds + n * edit_seconds <= n * other_seconds``; None when the other method is
+    not slower per network.
+
+    Examples
+    --------
+    >>> break_even(30.0, 0.01, 0.61)
+    50
+    >>> break_even(30.0, 0.5, 0.2) is None
+    True
+    """
+    saved = other_seconds - edit_seconds
+    if not saved > 0:
+        return None
+    return max(1, int(np.ceil(fit_seconds / saved - 1e-9)))
+
+
 def editor_summary(sweep: pd.DataFrame) -> pd.DataFrame:
     """Mean test accuracy and seconds over the held-out networks, per method and target.
 
@@ -172,7 +200,8 @@ def editor_summary(sweep: pd.DataFrame) -> pd.DataFrame:
     -------
     summary : DataFrame
         Columns ``method``, ``target``, ``accuracy``, ``accuracy_min``, ``accuracy_max``,
-        ``sparsity``, ``seconds`` (means over networks, except min and max).
+        ``sparsity``, ``seconds`` (means over networks, except min and max; no seconds
+        for the original, which the methods start from).
 
     Examples
     --------
@@ -190,13 +219,16 @@ def editor_summary(sweep: pd.DataFrame) -> pd.DataFrame:
         sparsity=("sparsity", "mean"),
         seconds=("seconds", "mean"),
     )
+    # the original is what the methods start from, not one of them: no time to make it
+    summary.loc[summary.index.get_level_values("method") == _ORIGINAL, "seconds"] = np.nan
     return summary.reset_index()
 
 
 def plot_accuracy_vs_sparsity(sweep: pd.DataFrame, path: str | Path) -> Path:
     """Test accuracy against the fraction of zero weights, per pruning method.
 
-    Lines are means over the held-out networks; the shaded band spans their min and max.
+    Points are means over the held-out networks at the sparsities measured, bars span
+    their min and max; no line joins them, as nothing was measured in between.
 
     Parameters
     ----------
@@ -221,36 +253,37 @@ def plot_accuracy_vs_sparsity(sweep: pd.DataFrame, path: str | Path) -> Path:
             label="original (sparsity 0)",
         )
     styles = {_PRUNED: ("tab:gray", "s"), _TUNED: ("tab:orange", "^"), _EDITOR: ("tab:blue", "o")}
+    # points at the sparsities measured, no lines between them: nothing was measured there
     for method, (color, marker) in styles.items():
         part = summary[summary["method"] == method].sort_values("sparsity")
         if not len(part):
             continue
-        ax.plot(part["sparsity"], part["accuracy"], marker=marker, color=color, label=method)
-        if len(part) > 1:
-            ax.fill_between(
-                part["sparsity"],
-                part["accuracy_min"],
-                part["accuracy_max"],
-                color=color,
-                alpha=0.15,
-                linewidth=0,
-            )
-        else:
-            ax.errorbar(
-                part["sparsity"],
-                part["accuracy"],
-                yerr=[
-                    part["accuracy"] - part["accuracy_min"],
-                    part["accuracy_max"] - part["accuracy"],
-                ],
-                color=color,
-                capsize=3,
-                linestyle="none",
-            )
+        ax.errorbar(
+            part["sparsity"],
+            part["accuracy"],
+            # a mean of equal values can differ from them in the last bit
+            yerr=[
+                np.maximum(part["accuracy"] - part["accuracy_min"], 0.0),
+                np.maximum(part["accuracy_max"] - part["accuracy"], 0.0),
+            ],
+            color=color,
+            marker=marker,
+            markersize=6,
+            capsize=3,
+            linestyle="none",
+            label=_tuned_label(method, sweep),
+        )
+    targets = sorted(summary.loc[summary["method"] != _ORIGINAL, "target"].unique())
+    if targets:
+        ax.set_xticks(targets, [f"{t:g}" for t in targets])
     n = sweep["network"].nunique()
     ax.set_xlabel("sparsity (fraction of weights that are exactly zero)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"Accuracy vs sparsity ({n} held-out network{'s' if n != 1 else ''})")
+    ax.set_title(
+        f"Accuracy vs sparsity ({n} held-out network{'s' if n != 1 else ''}; "
+        "points: mean, bars: min to max)",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, Path(path))
@@ -263,7 +296,9 @@ def plot_edit_time(
 
     Per network, one bar per method: the editor's forward pass, one-shot magnitude
     pruning, and magnitude pruning followed by fine-tuning. Bars are medians over the
-    target sparsities; the dots are the individual sparsities.
+    target sparsities; the dots are the individual sparsities. With the editor's training
+    time, the title gives the break-even: the number of networks from which training the
+    editor once and editing each costs less than fine-tuning each (:func:`break_even`).
 
     Parameters
     ----------
@@ -289,7 +324,14 @@ def plot_edit_time(
         offset = (k - (len(methods) - 1) / 2) * width
         medians = [part.loc[part["network"] == n, "seconds"].median() for n in networks]
         x = np.arange(len(networks)) + offset
-        ax.bar(x, medians, width=width, color=colors[method], alpha=0.75, label=method)
+        ax.bar(
+            x,
+            medians,
+            width=width,
+            color=colors[method],
+            alpha=0.75,
+            label=_tuned_label(method, sweep),
+        )
         for i, n in enumerate(networks):
             seconds = part.loc[part["network"] == n, "seconds"].to_numpy()
             ax.scatter(np.full(len(seconds), x[i]), seconds, color="black", s=8, zorder=3)
@@ -304,10 +346,20 @@ def plot_edit_time(
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(networks)), [f"network {n}" for n in networks])
     ax.set_ylabel("seconds (log scale)")
-    ax.set_title(
-        "Time to prune a held-out network\n(bars: median over the target sparsities; dots: each)",
-        fontsize=10,
+    title = (
+        "Time to prune a held-out network\n(bars: median over the target sparsities; dots: each)"
     )
+    if editor_fit_seconds is not None and _TUNED in methods and _EDITOR in methods:
+        edit = sweep.loc[sweep["method"] == _EDITOR, "seconds"].median()
+        tune = sweep.loc[sweep["method"] == _TUNED, "seconds"].median()
+        n_even = break_even(editor_fit_seconds, edit, tune)
+        title += (
+            f"\nbreak-even against fine-tuning: training the editor once pays off from "
+            f"{n_even} network{'s' if n_even != 1 else ''}"
+            if n_even is not None
+            else "\nfine-tuning is faster per network: the editor never pays off on time"
+        )
+    ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.86))
     return _save(fig, Path(path))
@@ -327,7 +379,8 @@ def minimisation_summary(table: pd.DataFrame) -> pd.DataFrame:
         Columns ``method``, ``accuracy`` (mean), ``accuracy_min``,
         ``forbidden_columns_used`` (the most that any of the method's networks reads:
         0 means none of them reads a forbidden column) and ``seconds`` (mean per
-        network), one row per method in the table's order.
+        network; NaN for the original, which the methods start from), one row per
+        method in the table's order.
 
     Examples
     --------
@@ -349,6 +402,8 @@ def minimisation_summary(table: pd.DataFrame) -> pd.DataFrame:
         forbidden_columns_used=("forbidden_columns_used", "max"),
         seconds=("seconds", "mean"),
     )
+    # the original is what the methods start from, not one of them: no time to make it
+    summary.loc[summary.index == _ORIGINAL, "seconds"] = np.nan
     return summary.reset_index()
 
 
@@ -360,8 +415,9 @@ def plot_minimisation(
     Two panels sharing the methods. On the left, each network's test accuracy minus that
     of the original network it was made from, in percentage points: bars are means over
     the held-out networks, dots the networks. On the right, the seconds to produce each
-    network, on a log axis. Each method's label gives its mean test accuracy and the most
-    forbidden columns any of its networks reads.
+    network, on a log axis (bars: medians; none for the original, which takes no time to
+    make). Each method's label gives its mean test accuracy and the most forbidden columns
+    any of its networks reads.
 
     Parameters
     ----------
@@ -400,7 +456,11 @@ def plot_minimisation(
         rows = table["method"] == row["method"]
         left.barh(y[i], change[rows].mean(), color=color, alpha=0.75, height=0.6)
         left.scatter(change[rows], np.full(rows.sum(), y[i]), color="black", s=10, zorder=3)
-        right.barh(y[i], row["seconds"], color=color, alpha=0.75, height=0.6)
+        if row["method"] == _ORIGINAL:
+            # the original is what the others start from: it takes no time to make
+            continue
+        # the median, which sits among the dots on a log axis where a mean need not
+        right.barh(y[i], table.loc[rows, "seconds"].median(), color=color, alpha=0.75, height=0.6)
         right.scatter(
             table.loc[rows, "seconds"], np.full(rows.sum(), y[i]), color="black", s=10, zorder=3
         )
@@ -410,7 +470,8 @@ def plot_minimisation(
     left.axvline(0, color="0.3", linewidth=0.8)
     of = f" of {len(forbidden)}" if forbidden else ""
     labels = [
-        f"{row.method}\naccuracy {row.accuracy:.4f}, reads {row.forbidden_columns_used}{of} "
+        f"{_tuned_label(row.method, table)}\naccuracy {row.accuracy:.4f}, "
+        f"reads {row.forbidden_columns_used}{of} "
         "forbidden"
         for row in summary.itertuples()
     ]
@@ -432,11 +493,16 @@ def plot_minimisation(
         )
         right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     right.set_xscale("log")
-    right.set_xlabel("seconds per network (log scale)")
+    right.set_xlabel("seconds per network (log scale)\nbars: median; dots: each")
     right.grid(axis="x", alpha=0.3)
     title = "Data minimisation: held-out networks made blind to the forbidden columns"
     if forbidden:
-        title += "\n" + textwrap.shorten(f"forbidden: {', '.join(forbidden)}", width=120)
+        title += "\n" + textwrap.fill(
+            f"forbidden: {', '.join(forbidden)}",
+            width=130,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
     fig.suptitle(title, fontsize=10)
     return _save(fig, Path(path))
 
@@ -462,25 +528,34 @@ def plot_online_gap(trajectory: pd.DataFrame, path: str | Path, *, epsilon: floa
     n = trajectory["n_decisions"]
     ax.plot(n, trajectory["unconstrained_gap"], color="tab:gray", label="unconstrained base model")
     ax.plot(n, trajectory["pooled_gap"], color="tab:blue", label="OnlineFairPredictor")
-    ax.plot(
-        n,
-        trajectory["bound"],
-        color="tab:blue",
-        linestyle="--",
-        linewidth=1,
-        label="guaranteed bound",
-    )
+    # the bound is a ceiling on a gap, which never exceeds 1: above 1 it says nothing, and
+    # before every group has a decision there is no gap to bound (the report says 0)
+    bound = trajectory["bound"].to_numpy(dtype=float)
+    informative = (bound > 0) & (bound < 1)
+    if informative.any():
+        first = int(np.argmax(informative))
+        ax.plot(
+            n[first:],
+            np.minimum(bound[first:], 1.0),
+            color="tab:blue",
+            linestyle="--",
+            linewidth=1,
+            label=f"guaranteed bound (below 1 from decision {int(n.iloc[first])})",
+        )
     ax.axhline(epsilon, color="tab:red", linestyle=":", label=f"ε = {epsilon}")
     ax.set_xscale("log")
-    # the first few decisions can show any gap; the scale is set by the rest of the stream
-    later = trajectory[n >= min(20, n.max())]
-    top = max(later["unconstrained_gap"].max(), later["pooled_gap"].max(), 2 * epsilon)
-    ax.set_ylim(0, min(1.0, 1.25 * top))
+    # every gap lies in [0, 1]: the whole range, linear up to 0.01 and logarithmic above,
+    # so that both the first decisions and the gaps near epsilon can be read
+    ax.set_yscale("symlog", linthresh=0.01, linscale=0.5)
+    ax.set_ylim(0, 1.0)
+    ticks = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xlim(1, max(2, int(n.max())))
     ax.set_xlabel("decisions so far (batch size 1)")
     ax.set_ylabel("pooled selection-rate gap")
     ax.set_title("Parity over the stream of decisions")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, Path(path))
 
 
@@ -498,7 +573,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 
 def _table(frame: pd.DataFrame, name: str) -> str:
     return frame.to_html(
-        index=False, float_format=FLOAT_FORMAT, border=0, table_id=name, escape=True
+        index=False, float_format=FLOAT_FORMAT, border=0, table_id=name, escape=True, na_rep="–"
     )
 
 
@@ -640,7 +715,13 @@ def _minimisation_section(table: pd.DataFrame, folder: Path, note: str | None) -
     plot_minimisation(table, folder / "minimisation.png", editor_fit_seconds=fit_seconds)
     forbidden = table.attrs.get("forbidden_features")
     e = html.escape
-    columns = f" ({len(forbidden)}: {e(', '.join(forbidden))})" if forbidden is not None else ""
+    # the columns are named once: in the note, which the demo writes, else here
+    if forbidden is None:
+        columns = ""
+    elif note and all(name in note for name in forbidden):
+        columns = f" ({len(forbidden)})"
+    else:
+        columns = f" ({len(forbidden)}: {e(', '.join(forbidden))})"
     fit_note = (
         f"trained once, on the rest of the population, in {fit_seconds:.3g} s"
         if fit_seconds is not None
@@ -657,8 +738,8 @@ them (the population's schedule), and by a <code>MetanetEditor("data_minimisatio
 of a method's networks reads (a column is read when one of its first-layer weights is not
 zero); every method but the original must show 0. <code>accuracy</code> is the mean test
 accuracy over the networks, <code>accuracy_min</code> the worst of them, and
-<code>seconds</code> the time to produce one network (the original's: its share of
-training the population). In the figure, the left panel is each network's accuracy minus
+<code>seconds</code> the time to produce one network (none for the original, which the
+others start from). In the figure, the left panel is each network's accuracy minus
 that of the original it was made from, in points; the right panel the seconds per network
 on a log axis, with the editor's one-off training as a dashed line.</p>
 <img src="minimisation.png" alt="accuracy and time per network of the data-minimisation methods">
