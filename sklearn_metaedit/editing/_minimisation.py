@@ -17,11 +17,16 @@ from typing import Any, ClassVar
 import torch
 
 from ._gates import soft_top_k, top_k_mask
+from ._least_squares import refit_units
 from ._magnitude import DEAD
 from ._measures import features_used
 from ._requirement import Requirement, base_edit
+from ._sparsity import prune_and_refit
 
 __all__ = ["DataMinimisation", "InputDropping"]
+
+# ridge of the refit of a pruned first layer, relative to its inputs' mean second moment
+_RIDGE = 1e-4
 
 
 class InputDropping:
@@ -62,8 +67,38 @@ class InputDropping:
         dropped = w1 * (1 - gates[None, :].to(w1.dtype))
         w1 = torch.where(gates[None, :] > 0, w1, 0.0) if hard else w1 * gates[None, :].to(w1.dtype)
         if self.input_cov is not None:
-            w1, b1 = self._compensate(w1, b1, dropped, kept & live, first != 0)
+            nonzero = first != 0
+            if hard and not bool(nonzero[:, kept & live].all()):
+                w1, b1 = self._refit_sparse(w1, b1, dropped, kept & live, nonzero)
+            else:
+                w1, b1 = self._compensate(w1, b1, dropped, kept & live, nonzero)
         return [(w1, b1), *edited[1:]]
+
+    def _refit_sparse(self, w1, b1, dropped, kept, nonzero):
+        """The compensation of a first layer with zero weights among its kept columns (a
+        pruned network): each unit's nonzero kept weights and its bias refitted by
+        least squares so that its output best matches, over the fit-time input
+        statistics, what it computed with the dropped columns; zero weights stay zero.
+
+        The shared regression of :meth:`_compensate` is this refit for a dense layer;
+        added only where a pruned unit still has a weight, it would lose what the
+        unit's zeros cannot carry, so that a network pruned first would pay for its
+        dropped features twice.
+        """
+        mean, cov = self.input_mean.to(w1.device), self.input_cov.to(w1.device)
+        n = len(mean)
+        gram = torch.empty(n + 1, n + 1, dtype=torch.float64, device=w1.device)
+        gram[:n, :n] = cov + torch.outer(mean, mean)
+        gram[:n, n] = gram[n, :n] = mean
+        gram[n, n] = 1.0
+        full = torch.cat([(w1 + dropped).double(), b1.double()[:, None]], dim=1)
+        start = torch.cat([w1.double(), torch.zeros_like(b1, dtype=torch.float64)[:, None]], 1)
+        penalty = torch.full((n + 1,), _RIDGE * float(gram.diagonal()[:n].mean()) + 1e-12)
+        penalty = penalty.to(gram)
+        penalty[n] = 0.0  # none on the bias
+        mask = torch.cat([nonzero & kept[None, :], nonzero.new_ones(len(w1), 1)], dim=1)
+        solution = refit_units(gram, full @ gram + penalty * start, penalty, mask)
+        return solution[:, :n].to(w1.dtype), solution[:, n].to(b1.dtype)
 
     def _compensate(self, w1, b1, dropped, kept, nonzero):
         """Replace the dropped columns' contribution ``dropped @ x`` by its least-squares
@@ -159,6 +194,34 @@ class DataMinimisation(InputDropping, Requirement):
 
     def apply(self, weights, edit, target, *, hard, temperature):
         return self._minimise(weights, edit, target, hard=hard, temperature=temperature)
+
+    def edit(self, item, edit, target, *, hard, temperature):
+        """:meth:`apply`; an exact edit of a network with zero weights (a pruned one) is
+        then pruned again from the features kept: each layer keeps as many weights as
+        before, chosen afresh among the kept features' columns and the other layers'
+        entries and refitted to the network's outputs (:func:`._sparsity.
+        prune_and_refit` on the proxy rows), so that the weights the dropped features
+        held move to where they now serve best. Its sparsity is the network's.
+
+        A pruned network's zeros cannot carry what the dropped features contributed:
+        on 3 held-out MLPs of a synthetic task (10 features, 2 of them forbidden, after
+        a sparsity editor at 0.8) the compensation alone reached 0.903 in the mean,
+        as much as zeroing the columns, against 0.935 for the editors in the other
+        order.
+        """
+        edited = self.apply(item["weights"], edit, target, hard=hard, temperature=temperature)
+        weights = item["weights"]
+        if not hard or all(bool((w != 0).all()) for w, _ in weights):
+            return edited
+        rows = self.proxy_rows(edited[0][0].device, torch.float64)
+        if rows is None:
+            return edited
+        alive = [torch.ones_like(w, dtype=torch.bool) for w, _ in weights]
+        used = torch.zeros(self.n_features, dtype=torch.bool, device=weights[0][0].device)
+        used[features_used(edited)] = True
+        alive[0] = alive[0] & used[None, :]
+        counts = [int((w != 0).sum()) for w, _ in weights]
+        return prune_and_refit(item["module"], weights, counts, rows, alive=alive)
 
     def measure(self, edited_weights, positive, y, groups, n_groups):
         return float(len(features_used(edited_weights)))

@@ -1,12 +1,15 @@
 """Sparsity: a fraction of the weights is exactly zero, the decision threshold kept.
 
-At edit time the ``ceil(target * n_weights)`` weights of lowest score are zero, where
-score = input-scaled log-magnitude (:mod:`._magnitude`) + learned logit; the weights kept
-are then refitted, layer after layer, so that each layer's outputs match the original
-network's by least squares on rows drawn from the fit-time input statistics, and a
-binary classifier's output biases are shifted so that it labels positive the same share
-of those rows as the original (:meth:`Sparsity.recalibrate`). In training the gates are
-soft and neither correction is made.
+At edit time ``ceil(target * n_weights)`` weights are zero. Score = input-scaled
+log-magnitude (:mod:`._magnitude`) + learned logit decides how many weights each layer
+keeps (the top scores of the whole network); within each layer, the weights kept are
+chosen by optimal-brain-surgeon saliency (plus the same logits) in a few rounds and
+refitted by least squares after each, layer after layer, so that each layer's outputs
+match the original network's on rows drawn from the fit-time input statistics
+(:func:`prune_and_refit`); then a binary classifier's output biases are shifted so that
+it labels positive the same share of those rows as the original
+(:meth:`Sparsity.recalibrate`). In training the gates are soft on the scores and none
+of these corrections is made.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from ._gates import soft_top_k, top_k_mask
 from ._graph import layer_inputs, network_forward
+from ._least_squares import refit_units
 from ._magnitude import DEAD, magnitudes, n_to_zero, prior_scores
 from ._measures import weight_sparsity
 from ._requirement import Requirement, base_edit
@@ -26,56 +30,6 @@ __all__ = ["Sparsity", "prune_and_refit", "refit_kept_weights"]
 # ridge of the least-squares refit, relative to the mean input second moment: 1% keeps
 # the solve stable where kept inputs are nearly collinear (Adult's one-hot groups)
 _DAMPING = 1e-2
-
-
-def _unit_systems(gram, penalty, kept):
-    """Each output unit's ridge system over its kept inputs alone, padded to the largest.
-
-    Returns ``(index, valid, systems)``: ``index`` (n_units, width) the kept inputs first,
-    ``valid`` (n_units, width) 1 where an entry is kept, ``systems`` (n_units, width,
-    width) ``gram`` restricted to them plus ``diag(penalty)``; the padding is the
-    identity, so that its solution is 0. At 90% sparsity a unit's system is a tenth of
-    the layer's where the kept weights are spread evenly.
-    """
-    width = int(kept.sum(dim=1).max())
-    index = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)[:, :width]
-    valid = kept.gather(1, index).to(gram.dtype)
-    systems = gram[index[:, :, None], index[:, None, :]] * valid[:, :, None] * valid[:, None, :]
-    systems = systems + torch.diag_embed(penalty[index] * valid + (1.0 - valid))
-    return index, valid, systems
-
-
-def _refit_units(gram, rhs, penalty, kept, *, inverse_diagonal=False):
-    """The least-squares weights of every unit over its kept inputs (n_units, n_inputs),
-    zero elsewhere; with ``inverse_diagonal``, also the diagonal of each unit's inverse
-    system (inf where an input is not kept), the denominator of the optimal-brain-surgeon
-    saliency. Where every unit keeps every input they share one system, solved once."""
-    if bool(kept.all()):
-        factor, info = torch.linalg.cholesky_ex(gram + torch.diag(penalty))
-        if int(info) == 0:
-            inverse = torch.cholesky_inverse(factor)
-            solution = rhs @ inverse
-            if not inverse_diagonal:
-                return solution
-            return solution, inverse.diagonal().expand_as(rhs)
-    index, valid, systems = _unit_systems(gram, penalty, kept)
-    right = (rhs.gather(1, index) * valid).unsqueeze(-1)
-    factor, info = torch.linalg.cholesky_ex(systems)
-    if bool((info != 0).any()):  # not positive definite: an LU solve
-        inverse = torch.linalg.inv(systems)
-    else:
-        inverse = torch.cholesky_inverse(factor) if inverse_diagonal else None
-    if inverse is None:
-        reduced = torch.cholesky_solve(right, factor).squeeze(-1) * valid
-    else:
-        reduced = (inverse @ right).squeeze(-1) * valid
-    solution = torch.zeros_like(rhs).scatter_(1, index, reduced)
-    if not inverse_diagonal:
-        return solution
-    diagonal = torch.where(
-        valid > 0, inverse.diagonal(dim1=1, dim2=2), torch.full_like(reduced, math.inf)
-    )
-    return solution, torch.full_like(rhs, math.inf).scatter_(1, index, diagonal)
 
 
 def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING):
@@ -147,7 +101,7 @@ def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING
             penalty[-1] = 0.0  # none on the bias
             start = torch.cat([weight, torch.zeros_like(bias)[:, None]], 1)
             rhs = target.T @ inputs / len(rows) + penalty * start
-            solution = _refit_units(gram, rhs, penalty, kept)
+            solution = refit_units(gram, rhs, penalty, kept)
             refitted[layer] = (solution[:, :-1], solution[:, -1])
     return [(w.to(dtype), b.to(dtype)) for w, b in refitted]
 
@@ -160,6 +114,7 @@ def prune_and_refit(
     *,
     start=None,
     adjust=None,
+    alive=None,
     rounds: int = 3,
     damping: float = _DAMPING,
 ):
@@ -199,6 +154,10 @@ def prune_and_refit(
     adjust : list of Tensor, default=None
         Added to each weight's log-saliency (shapes of the weights): the metanetwork's
         learned scores. None: saliency alone.
+    alive : list of bool Tensor, default=None
+        The entries each layer may keep (shapes of the weights); an entry that is zero in
+        ``original`` but alive may take a weight. None: the nonzero entries of
+        ``original``.
     rounds : int, default=3
     damping : float, default=1e-2
 
@@ -232,9 +191,9 @@ def prune_and_refit(
         untouched = True
         for layer, (target, n_keep) in enumerate(zip(targets, keep, strict=True)):
             weight, bias = original[layer]
-            alive = weight != 0
-            n_keep = min(int(n_keep), int(alive.sum()))
-            untouched = untouched and n_keep == int(alive.sum())
+            allowed = weight != 0 if alive is None else alive[layer].to(weight.device)
+            n_keep = min(int(n_keep), int(allowed.sum()))
+            untouched = untouched and n_keep == int(allowed.sum()) and alive is None
             if untouched:
                 continue
             inputs = torch.cat([layer_inputs(module, out, rows)[layer], ones], dim=1)
@@ -245,16 +204,16 @@ def prune_and_refit(
             pull = weight if start is None else start[layer][0].detach().double()
             pull = torch.cat([pull, torch.zeros_like(bias)[:, None]], 1)
             rhs = target.T @ inputs / len(rows) + penalty * pull
-            kept = torch.cat([alive, alive.new_ones(len(weight), 1)], dim=1)
+            kept = torch.cat([allowed, allowed.new_ones(len(weight), 1)], dim=1)
             shift = None if adjust is None else adjust[layer].detach().double()
-            n_alive = int(alive.sum())
+            n_alive = int(allowed.sum())
             for step in range(1, rounds + 1):
                 goal = round(n_alive * (n_keep / max(n_alive, 1)) ** (step / rounds))
                 n_remove = int(kept[:, :-1].sum()) - goal
                 if n_remove <= 0:
                     continue
                 # the choice needs a ranking, not digits: float32 halves its cost
-                solution, diagonal = _refit_units(
+                solution, diagonal = refit_units(
                     gram.float(), rhs.float(), penalty.float(), kept, inverse_diagonal=True
                 )
                 saliency = torch.log(solution[:, :-1].double() ** 2 / diagonal[:, :-1] + 1e-300)
@@ -264,8 +223,8 @@ def prune_and_refit(
                 removed = torch.topk(saliency.reshape(-1), n_remove, largest=False).indices
                 flat = kept[:, :-1].reshape(-1).clone()
                 flat[removed] = False
-                kept[:, :-1] = flat.reshape(alive.shape)
-            solution = _refit_units(gram, rhs, penalty, kept)
+                kept[:, :-1] = flat.reshape(allowed.shape)
+            solution = refit_units(gram, rhs, penalty, kept)
             out[layer] = (solution[:, :-1], solution[:, -1])
     return [(w.to(dtype), b.to(dtype)) for w, b in out]
 
@@ -345,9 +304,19 @@ class Sparsity(Requirement):
         return [float(-math.expm1(v)) for v in logs]
 
     def edit(self, item, edit, target, *, hard, temperature):
-        """:meth:`apply`; an exact edit's kept weights then refitted
-        (:func:`refit_kept_weights` on the proxy rows, :meth:`proxy_rows`); then
-        :meth:`recalibrate`.
+        """A soft edit: :meth:`apply`. An exact edit: each layer's budget from the top
+        scores of the whole network (:meth:`apply`'s), the weights kept within it chosen
+        by saliency and refitted (:func:`prune_and_refit` on the proxy rows,
+        :meth:`proxy_rows`; the learned logits added to the log-saliencies, the weights
+        pulled towards the metanetwork's residual edit); then :meth:`recalibrate`.
+        Without input statistics (an editor saved before they were recorded), the exact
+        edit is :meth:`apply`'s top scores alone.
+
+        On Adult (6 held-out MLPs d-h-h-2, h in {16, 32, 48}, seed 0), the untrained
+        editor's edits reached 0.8482 at sparsity 0.9 and 0.8455 at 0.95 with the choice
+        by saliency, against 0.8478 and 0.8369 when the top scores chose the weights as
+        well as the budgets and the kept weights were refitted; exact OBC with the layer
+        rates of global magnitude pruning reached 0.8515 and 0.8464 on the same networks.
 
         Training's soft edits are not refitted: on Adult (36 networks, 12 held out, 500
         steps, seed 0) a refit through the soft gates in training (256 proxy rows, the

@@ -22,9 +22,10 @@ from torch import nn
 
 from sklearn_metaedit import MLP, MetanetEditor, TaskData, make_population
 from sklearn_metaedit.datasets import make_biased_classification
+from sklearn_metaedit.demo import zero_columns
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
-from sklearn_metaedit.editing._measures import weight_sparsity
+from sklearn_metaedit.editing._measures import features_used, weight_sparsity
 from sklearn_metaedit.editing._parity import Fairness
 from sklearn_metaedit.editing._sparsity import prune_and_refit
 
@@ -411,6 +412,33 @@ def test_pipeline_prunes_then_minimises_and_keeps_both(task, population):
     for name in ("prune", "minimise"):
         for key, value in plain[name].metanet_.state_dict().items():
             assert torch.equal(routed[name].metanet_.state_dict()[key], value), (name, key)
+
+
+def test_minimising_a_pruned_network_keeps_its_sparsity_and_beats_zeroing(task, population):
+    X, y = task
+    forbidden = [2, 5]
+    prune = MetanetEditor("sparsity", target=0.7, max_steps=0).fit(population, data=(X, y))
+    minimise = MetanetEditor("data_minimisation", features=forbidden, max_steps=0)
+    minimise.fit(population, data=(X, y))
+    pruned = prune.transform(population)
+    gaps = []
+    for net, new in zip(pruned, minimise.transform(pruned), strict=True):
+        before, after = weights_of(net), weights_of(new)
+        # the pruned network's sparsity layer by layer, and no feature it did not read
+        assert [int((w == 0).sum()) for w, _ in after] == [int((w == 0).sum()) for w, _ in before]
+        used = set(features_used(after))
+        assert used <= set(features_used(before)) - set(forbidden)
+        # closer to the pruned network's function than zeroing the columns
+        zeroed = zero_columns(net.module_, forbidden)
+        with torch.no_grad():
+            reference = net.module_(torch.as_tensor(X))
+            error = ((new.module_(torch.as_tensor(X)) - reference) ** 2).mean()
+            error_zeroed = ((zeroed(torch.as_tensor(X)) - reference) ** 2).mean()
+        assert error < error_zeroed
+        gaps.append(
+            new.score(X, y) - float((zeroed(torch.as_tensor(X)).argmax(1).numpy() == y).mean())
+        )
+    assert np.mean(gaps) > 0
 
 
 def test_clear_errors(task, population):
