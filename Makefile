@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - creates .venv, installs everything, runs the demo on the bundled data
+#   make demo   - creates .venv, installs everything, runs the quick demo on the bundled data
 #   make test   - creates .venv, installs everything (with test extras), runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?= -n 2 --durations=15
 
-.PHONY: demo test lint format bench bench-quick docs clean
+.PHONY: demo test lint format bench bench-quick docs notebook clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(VENV)/.installed-docs: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m sklearn_metaedit demo
+	$(PY) -m sklearn_metaedit demo --quick
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -48,6 +48,10 @@ bench-quick: $(VENV)/.installed
 
 docs: $(VENV)/.installed-docs
 	$(PY) -m sphinx -W -b html docs docs/_build/html
+
+# reruns the fairlearn comparison notebook in place, in a kernel of this environment
+notebook: $(VENV)/.installed
+	$(PY) examples/run_notebook.py examples/fairlearn_comparison.ipynb
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build

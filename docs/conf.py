@@ -71,7 +71,8 @@ sphinx_gallery_conf = {
     "examples_dirs": str(HERE.parent / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "ignore_pattern": r"__init__\.py",
+    # run_notebook.py reruns the notebook (make notebook): a tool, not an example
+    "ignore_pattern": r"__init__\.py|run_notebook\.py",
     "doc_module": ("sklearn_metaedit",),
     "backreferences_dir": "generated/backreferences",
     "remove_config_comments": True,
