@@ -24,3 +24,20 @@ def results_folder(args: argparse.Namespace) -> Path:
     folder = args.out or RESULTS / ("quick" if args.quick else "")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def one_thread() -> None:
+    """Hold torch and the BLAS and OpenMP pools to one thread for the rest of the run.
+
+    The benchmarks' networks are small: one thread computes them as fast as several on a
+    free machine and far faster on a busy one (``bench_threads.py`` measures it). The
+    BLAS libraries of numpy, scipy and scikit-learn are loaded first, since threadpoolctl
+    limits only the libraries loaded when it is called.
+    """
+    import scipy.linalg  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1)

@@ -24,8 +24,7 @@ import sys
 import time
 
 import pandas as pd
-import torch
-from _results import add_out_argument, results_folder
+from _results import add_out_argument, one_thread, results_folder
 
 from sklearn_metaedit.demo import compare_fairness_layer, load_task
 
@@ -92,8 +91,8 @@ def main(argv=None) -> int:
     add_out_argument(parser)
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (3; 1 quick)")
     args = parser.parse_args(argv)
-    # small MLPs train faster on one intra-op thread than on several
-    torch.set_num_threads(1)
+    # small MLPs train faster on one thread than on several, BLAS included
+    one_thread()
     n_seeds = args.seeds or (1 if args.quick else 3)
     out = results_folder(args)
     start = time.perf_counter()

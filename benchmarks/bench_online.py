@@ -38,7 +38,7 @@ import timeit
 
 import numpy as np
 import pandas as pd
-from _results import add_out_argument, results_folder
+from _results import add_out_argument, one_thread, results_folder
 from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -234,6 +234,7 @@ def main(argv=None) -> int:
     add_out_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    one_thread()
     out = results_folder(args)
     command = "python benchmarks/bench_online.py" + (" --quick" if args.quick else "")
     start = time.perf_counter()

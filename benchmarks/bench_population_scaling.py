@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 import torch
-from _results import add_out_argument, results_folder
+from _results import add_out_argument, one_thread, results_folder
 from distributed import Client, LocalCluster
 from joblib import parallel_config
 from skorch import NeuralNetClassifier
@@ -97,7 +97,7 @@ def run(quick: bool, repeats: int, scheduler: str | None) -> dict:
     X, y, data = load(quick)
     params = settings(quick, X.shape[1])
     warmup = {**params, "n_networks": 4, "networks_per_task": 1}
-    torch.set_num_threads(1)
+    one_thread()
     _, reference = build(X, y, params)
     if scheduler is None:
         cluster = LocalCluster(

@@ -38,6 +38,11 @@ def _guarantees(name, payload):
         assert rows and all(r["max_abs_diff_z"] < 1e-4 for r in rows)
     if name == "population_scaling":
         assert payload["identical_networks_everywhere"]
+    if name == "threads":
+        # the thread count changes the time, not the result
+        accuracy = {r["threads"]: r["accuracy"] for r in payload["summary"]}
+        assert len(accuracy) == 2
+        assert max(accuracy.values()) - min(accuracy.values()) <= 0.01
 
 
 def test_there_are_benchmarks():
