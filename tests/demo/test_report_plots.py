@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_metaedit.demo import _report
+from sklearn_metaedit.demo import _figures, _report
 from sklearn_metaedit.demo._report import (
     break_even,
     plot_accuracy_vs_sparsity,
@@ -29,7 +29,7 @@ def figures(monkeypatch):
         caught.append(fig)
         return path
 
-    monkeypatch.setattr(_report, "_save", save)
+    monkeypatch.setattr(_figures, "_save", save)
     yield caught
     plt = _report._pyplot()
     for fig in caught:
