@@ -64,11 +64,15 @@ def edit_networks(
     *,
     hard: bool,
     temperature: float,
+    calibration: tuple | None = None,
 ) -> list[Weights]:
     """Edited weights of several prepared networks from one batched metanetwork pass.
 
     ``hard=True``: the requirement's exact step (edit time, checkpoint selection);
     ``hard=False``: its soft relaxation, differentiable in the metanetwork (training).
+    ``calibration``: task rows ``(X, y, groups, n_groups)`` (tensors) on which the
+    requirement sets each exact edit's strength
+    (:meth:`~._requirement.Requirement.calibrated_edit`).
     """
     graphs = [item["graph"] for item in items]
     batch = graphs[0] if len(graphs) == 1 else Batch.from_data_list(graphs)
@@ -76,6 +80,11 @@ def edit_networks(
     target_in = torch.tensor([requirement.metanet_target(t) for t in targets], device=device)
     flags = torch.cat([item["flags"] for item in items])
     edits = unbatch_edit(metanet(batch, target_in, flags), graphs)
+    if calibration is not None:
+        return [
+            requirement.calibrated_edit(item, edit, target, calibration, temperature=temperature)
+            for item, edit, target in zip(items, edits, targets, strict=True)
+        ]
     return [
         requirement.edit(item, edit, target, hard=hard, temperature=temperature)
         for item, edit, target in zip(items, edits, targets, strict=True)

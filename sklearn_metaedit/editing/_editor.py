@@ -496,17 +496,21 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ edit
 
     @with_thread_limit
-    def _edit(self, networks: list, target: Any = None) -> tuple[list, list[dict], list[float]]:
+    def _edit(
+        self, networks: list, target: Any = None, calibration: Any = None
+    ) -> tuple[list, list[dict], list[float]]:
         """Edited networks, their prepared originals and edited weights, and edit times."""
         check_is_fitted(self, "metanet_")
         target = self.target_ if target is None else self.requirement_.check_target(target)
+        device = next(self.metanet_.parameters()).device
+        if calibration is not None:
+            calibration = self._calibration_rows(calibration, device)
         if not (isinstance(networks, nn.Module) or hasattr(networks, "module")):
             networks = list(networks)
         modules = check_networks(networks, self.n_features_in_task_)
         check_outputs(networks, modules, self.classes_)
         # the metanetwork is left in eval mode by fit and load_editor and is only read
         # here (no mode switch), so that threads may share one fitted editor
-        device = next(self.metanet_.parameters()).device
         out, details, seconds = [], [], []
         # several networks share one metanetwork pass (a batch of disjoint graphs), which
         # amortises the per-pass overhead; the edit of each is the same as alone
@@ -522,6 +526,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
                     [target] * len(items),
                     hard=True,
                     temperature=self.settings_["temperature"],
+                    calibration=calibration,
                 )
             out.extend(
                 edited_copy(networks[i], modules[i], weights, self.classes_)
@@ -535,7 +540,25 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             )
         return out, details, seconds
 
-    def transform(self, networks: list, target: float | int | None = None) -> list:
+    def _calibration_rows(self, calibration: Any, device) -> tuple:
+        """``calibration`` as the tensors a calibrated edit reads, checked."""
+        if not self.requirement_.reads_calibration:
+            raise ValueError(
+                f"calibration= sets the strength of the parity requirements' edits; "
+                f"requirement={self.requirement!r} does not read it (its edits meet their "
+                "target exactly without task rows)."
+            )
+        X_np, y_codes, codes, n_groups = self._evaluation_data(calibration, "transform")
+        return (
+            torch.as_tensor(X_np, device=device),
+            torch.as_tensor(y_codes, device=device),
+            torch.as_tensor(codes, device=device),
+            n_groups,
+        )
+
+    def transform(
+        self, networks: list, target: float | int | None = None, *, calibration: Any = None
+    ) -> list:
         """Edit networks, one metanetwork forward pass each.
 
         ``transform``, ``score`` and ``report`` only read the fitted editor (and the
@@ -549,13 +572,36 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         target : float or int, default=None
             Edit for this target instead of the fitted one (meaningful within
             ``target_range``).
+        calibration : TaskData or tuple (X, y, sensitive_features), default=None
+            Parity requirements only: task rows on which each network's edit takes its
+            own strength: the metanetwork's residuals scaled by the least factor (up to
+            3) for which the edited network's gap on these rows is at most the target.
+            Without them one strength serves every network, and the gaps scatter around
+            the target. The rows are read here and not kept; the edited networks read
+            no more features than without them.
 
         Returns
         -------
         edited : list of fitted skorch NeuralNetClassifier
             Edited copies (plain modules come back wrapped in a skorch net), in order.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from sklearn_metaedit import MLP, MetanetEditor, TaskData, make_population
+        >>> from sklearn_metaedit.datasets import make_biased_classification
+        >>> X, y, s = make_biased_classification(n_samples=600, random_state=0)
+        >>> net = NeuralNetClassifier(MLP, module__n_features=X.shape[1], max_epochs=3,
+        ...     criterion=torch.nn.CrossEntropyLoss, train_split=None, verbose=0)
+        >>> networks = make_population(net, X, y, n_networks=4, random_state=0)
+        >>> editor = MetanetEditor("demographic_parity", target=0.05, max_steps=0)
+        >>> editor = editor.fit(networks, data=TaskData(X, y, s))
+        >>> edited = editor.transform(networks, calibration=TaskData(X, y, s))
+        >>> len(edited)
+        4
         """
-        return self._edit(networks, target)[0]
+        return self._edit(networks, target, calibration)[0]
 
     # ------------------------------------------------------------------ evaluate
 

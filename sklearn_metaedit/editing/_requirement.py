@@ -72,6 +72,9 @@ class Requirement(ABC):
     name = "requirement"
     #: Whether the task data must carry sensitive features.
     needs_sensitive = False
+    #: Whether exact edits can take their strength from task rows given at edit time
+    #: (:meth:`calibrated_edit`).
+    reads_calibration = False
     #: Whether the editor's ``features`` (inputs the edited network may not use) apply.
     reads_features = True
     #: Requirement-specific node inputs of the metanetwork (:meth:`node_flags`).
@@ -295,6 +298,19 @@ class Requirement(ABC):
         original ``weights``): :meth:`apply`, then :meth:`recalibrate`."""
         applied = self.apply(item["weights"], edit, target, hard=hard, temperature=temperature)
         return self.recalibrate(item, applied)
+
+    def calibrated_edit(
+        self,
+        item: dict,
+        edit: dict[str, torch.Tensor],
+        target: Any,
+        calibration: tuple,
+        *,
+        temperature: float,
+    ) -> Weights:
+        """An exact edit whose strength is set on task rows (requirements that
+        :attr:`reads_calibration`)."""
+        raise NotImplementedError(f"requirement={self.name!r} reads no calibration rows.")
 
     def recalibrate(self, item: dict, edited: Weights) -> Weights:
         """Edited weights after any correction that needs the network's forward pass

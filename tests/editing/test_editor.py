@@ -26,8 +26,9 @@ from sklearn_metaedit.demo import zero_columns
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
-from sklearn_metaedit.editing._parity import Fairness
+from sklearn_metaedit.editing._parity import Fairness, least_strength
 from sklearn_metaedit.editing._sparsity import prune_and_refit
+from sklearn_metaedit.metrics import selection_rate_gap
 
 from .conftest import make_net
 from .test_metanet import permute_hidden
@@ -309,6 +310,66 @@ def test_demographic_parity_editor_shrinks_the_gap_on_held_out_networks():
     ).fit(population[:7], data=(X, y, groups))
     report = editor.report(population[7:], data=held_out(editor, X, y, groups))
     assert (report["parity_gap_after"] < report["parity_gap_before"] - 0.05).all()
+
+
+@pytest.fixture(scope="module")
+def parity_task():
+    X, y, groups = make_biased_classification(1500, 6, bias=1.5, random_state=0)
+    population = make_population(make_net(6, max_epochs=10), X, y, n_networks=8, random_state=0)
+    editor = MetanetEditor(
+        "demographic_parity", target=0.05, max_steps=40, learning_rate=3e-3, random_state=0
+    ).fit(population[:5], data=(X, y, groups))
+    return X, y, groups, population[5:], editor
+
+
+def gaps_on(networks, X, groups):
+    return np.array(
+        [selection_rate_gap(net.predict(X), sensitive_features=groups) for net in networks]
+    )
+
+
+def test_calibrated_parity_edits_meet_the_target_on_the_calibration_rows(parity_task):
+    X, y, groups, networks, editor = parity_task
+    rows = np.arange(0, len(X), 2)  # calibration rows, the others to judge on
+    state = pickle.dumps(editor)
+    plain = editor.transform(networks)
+    calibrated = editor.transform(networks, calibration=(X[rows], y[rows], groups[rows]))
+    assert pickle.dumps(editor) == state  # the rows were read, nothing kept
+    before, after = (
+        gaps_on(plain, X[rows], groups[rows]),
+        gaps_on(calibrated, X[rows], groups[rows]),
+    )
+    # each edit meets the target on the rows, or (where no strength up to 3 does) has
+    # the least gap of the strengths tried, one of which is the plain edit's
+    assert ((after <= 0.05) | (after <= before)).all()
+    assert (after <= 0.05).sum() > (before <= 0.05).sum()
+    # group-blind as before: no feature read that the plain edit does not read
+    for a, b in zip(plain, calibrated, strict=True):
+        assert set(features_used(weights_of(b))) <= set(features_used(weights_of(a)))
+    with pytest.raises(ValueError, match="calibration= sets the strength of the parity"):
+        MetanetEditor("sparsity", max_steps=0).fit(networks, data=(X, y)).transform(
+            networks, calibration=(X, y, groups)
+        )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_least_strength_finds_the_first_strength_that_meets_the_goal_like_a_fine_scan(seed):
+    rng = np.random.default_rng(seed)
+    centre, slope = rng.uniform(0.3, 2.5), rng.uniform(0.05, 0.5)
+    wiggle = rng.uniform(0, 0.01)
+
+    def gap(strength):  # V-shaped, with a ripple: an edit pushed too far overshoots
+        return abs(slope * (centre - strength)) + wiggle * np.sin(40 * strength) ** 2
+
+    goal = 0.03
+    fine = np.linspace(0, 3, 300_001)
+    meets = fine[np.array([gap(t) for t in fine]) <= goal]
+    found = least_strength(gap, goal)
+    assert gap(found) <= goal
+    # within the bisection's resolution of the least strength a fine scan finds
+    assert meets[0] - 1e-9 <= found <= meets[0] + 3 / 24 / 2**5 + 1e-9
+    # none meets: the strength of least gap among those tried
+    assert least_strength(lambda t: 1.0 + abs(t - 1.0), 0.5) == pytest.approx(1.0)
 
 
 def test_score_is_mean_accuracy_of_the_edits_minus_violation(task, population):
