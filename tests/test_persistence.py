@@ -292,7 +292,10 @@ def test_load_editor_rejects_a_file_that_is_not_an_editor(tmp_path):
         load_editor(path)
 
 
-@pytest.mark.parametrize(("version", "message"), [(2, "fit the editor again"), (99, "up to")])
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [(2, "fit the editor again"), (4, "fit the editor again"), (99, "up to")],
+)
 def test_load_editor_refuses_another_format_version(saved, tmp_path, version, message):
     objects, _ = saved
     payload = torch.load(objects["path"] / "editor.pt", weights_only=True)

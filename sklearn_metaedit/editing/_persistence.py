@@ -32,9 +32,11 @@ __all__ = ["load_editor", "save_editor"]
 #: Written into every file, checked on load. Version 3: the fairness editors read the
 #: target on a log scale and ``relative_margin`` caps the margin (version 2 meant otherwise).
 #: Version 4: sparsity edits of binary classifiers match the original's decision threshold
-#: (a metanetwork of version 3 was trained without it).
+#: (a metanetwork of version 3 was trained without it). Version 5: within each layer a
+#: sparsity edit chooses the weights kept by saliency, the learned logits added to it (a
+#: metanetwork of version 4 learned logits for a choice by score alone).
 FORMAT = "sklearn_metaedit.MetanetEditor"
-VERSION = 4
+VERSION = 5
 
 # Attributes rebuilt rather than stored: the metanetwork from its state_dict, the
 # requirement from the editor's parameters (its plain attributes are stored beside).
