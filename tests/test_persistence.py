@@ -15,7 +15,10 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 
 from sklearn_metaedit import (
@@ -534,3 +537,35 @@ def test_a_pickle_of_another_version_warns_when_loaded(saved, monkeypatch, name)
     del state[VERSION_KEY]
     with pytest.warns(InconsistentVersionWarning, match="did not record"):
         type(obj).__new__(type(obj)).__setstate__(state)
+
+
+def test_a_pipeline_of_editors_saves_and_loads_as_a_pipeline(saved, tmp_path):
+    objects, _ = saved
+    X, y, population = objects["X"], objects["y"], objects["population"]
+    pipeline = Pipeline(
+        [
+            ("minimise", MetanetEditor("data_minimisation", features=[1], max_steps=2)),
+            ("prune", MetanetEditor("sparsity", target=0.5, max_steps=2, random_state=0)),
+        ]
+    ).fit(population, minimise__data=(X, y), prune__data=(X, y))
+    save_editor(pipeline, tmp_path / "pipeline.pt")
+    loaded = load_editor(tmp_path / "pipeline.pt")
+    assert isinstance(loaded, Pipeline) and [n for n, _ in loaded.steps] == ["minimise", "prune"]
+    for a, b in zip(loaded.transform(population), pipeline.transform(population), strict=True):
+        np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    # the file is weights and values only, like an editor's
+    payload = torch.load(tmp_path / "pipeline.pt", weights_only=True)
+    assert payload["format"] == "sklearn_metaedit.Pipeline"
+    # what is not a fitted Pipeline of editors is refused, naming the reason
+    with pytest.raises(TypeError, match=r"the steps \['scale'\] are not"):
+        save_editor(Pipeline([("scale", StandardScaler())]), tmp_path / "x.pt")
+    with pytest.raises(NotFittedError):
+        save_editor(Pipeline([("prune", MetanetEditor())]), tmp_path / "x.pt")
+    payload["steps"][1]["name"] = "minimise"
+    torch.save(payload, tmp_path / "twice.pt")
+    with pytest.raises(ValueError, match="two steps have the same name"):
+        load_editor(tmp_path / "twice.pt")
+    payload["steps"][1] = {"name": "prune", "editor": {"format": "other"}}
+    torch.save(payload, tmp_path / "damaged.pt")
+    with pytest.raises(ValueError, match=r"step 'prune'.*not a MetanetEditor file"):
+        load_editor(tmp_path / "damaged.pt")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import check_device
@@ -36,6 +37,8 @@ __all__ = ["load_editor", "save_editor"]
 #: sparsity edit chooses the weights kept by saliency, the learned logits added to it (a
 #: metanetwork of version 4 learned logits for a choice by score alone).
 FORMAT = "sklearn_metaedit.MetanetEditor"
+#: A Pipeline of editors: its steps' names, each with one editor's entries.
+PIPELINE_FORMAT = "sklearn_metaedit.Pipeline"
 VERSION = 5
 
 # Attributes rebuilt rather than stored: the metanetwork from its state_dict, the
@@ -139,23 +142,71 @@ def _metanet_params(editor: MetanetEditor) -> dict[str, int]:
     }
 
 
-def save_editor(editor: MetanetEditor, path: str | os.PathLike) -> None:
+def _editor_steps(pipeline: Pipeline) -> list[tuple[str, MetanetEditor]]:
+    """The steps of a Pipeline of editors, checked: each a fitted MetanetEditor."""
+    steps = list(pipeline.steps)
+    others = [name for name, step in steps if not isinstance(step, MetanetEditor)]
+    if not steps or others:
+        raise TypeError(
+            "save_editor saves a MetanetEditor or a Pipeline whose every step is one; "
+            f"the steps {others} are not (save the Pipeline with joblib.dump instead)."
+        )
+    for _, step in steps:
+        check_is_fitted(step, "metanet_")
+    return steps
+
+
+def _payload(editor: MetanetEditor) -> dict:
+    """What an editor file holds of one fitted editor."""
+    check_is_fitted(editor, "metanet_")
+    unknown = sorted(set(_fitted_attributes(editor)) - set(_FITTED))
+    if unknown:
+        raise TypeError(
+            f"the editor holds fitted attributes that the file format does not know: "
+            f"{unknown}; save it with joblib.dump instead."
+        )
+    params = editor.get_params(deep=False)
+    if isinstance(params.get("random_state"), np.random.RandomState):
+        params["random_state"] = None
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "params": _encode(params, "a parameter"),
+        "metanet_params": _metanet_params(editor),
+        "metanet_state": {
+            key: value.detach().cpu() for key, value in editor.metanet_.state_dict().items()
+        },
+        "requirement_attributes": _encode(
+            {k: v for k, v in vars(editor.requirement_).items() if not k.startswith("_")},
+            "the editor's requirement_",
+        ),
+        "attributes": {
+            name: _encode(value, f"the editor's {name}")
+            for name, value in _fitted_attributes(editor).items()
+        },
+    }
+
+
+def save_editor(editor: MetanetEditor | Pipeline, path: str | os.PathLike) -> None:
     """Write a fitted editor to a file that loads with ``torch.load(weights_only=True)``.
 
     Parameters
     ----------
-    editor : MetanetEditor
-        A fitted editor. A ``random_state`` that is a ``RandomState`` instance is stored
-        as None (it only seeds ``fit``; editing does not use it).
+    editor : MetanetEditor or Pipeline of MetanetEditor
+        A fitted editor, or a fitted Pipeline whose every step is one (its step names
+        and order are kept; :func:`load_editor` gives a Pipeline back). A
+        ``random_state`` that is a ``RandomState`` instance is stored as None (it only
+        seeds ``fit``; editing does not use it).
     path : str or path-like
         Where to write (conventionally ``*.pt``).
 
     Raises
     ------
     sklearn.exceptions.NotFittedError
-        If the editor is not fitted.
+        If the editor (or a step of the Pipeline) is not fitted.
     TypeError
-        If a parameter or fitted attribute holds a value that is neither a tensor, an
+        If a Pipeline has a step that is not a MetanetEditor, or a parameter or fitted
+        attribute holds a value that is neither a tensor, an
         array, a DataFrame nor a plain Python value (the message names it).
 
     Examples
@@ -181,37 +232,21 @@ def save_editor(editor: MetanetEditor, path: str | os.PathLike) -> None:
     ...     for a, b in zip(edited, reference))
     True
     """
-    check_is_fitted(editor, "metanet_")
-    unknown = sorted(set(_fitted_attributes(editor)) - set(_FITTED))
-    if unknown:
-        raise TypeError(
-            f"the editor holds fitted attributes that the file format does not know: "
-            f"{unknown}; save it with joblib.dump instead."
-        )
-    params = editor.get_params(deep=False)
-    if isinstance(params.get("random_state"), np.random.RandomState):
-        params["random_state"] = None
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "params": _encode(params, "a parameter"),
-        "metanet_params": _metanet_params(editor),
-        "metanet_state": {
-            key: value.detach().cpu() for key, value in editor.metanet_.state_dict().items()
-        },
-        "requirement_attributes": _encode(
-            {k: v for k, v in vars(editor.requirement_).items() if not k.startswith("_")},
-            "the editor's requirement_",
-        ),
-        "attributes": {
-            name: _encode(value, f"the editor's {name}")
-            for name, value in _fitted_attributes(editor).items()
-        },
-    }
+    if isinstance(editor, Pipeline):
+        steps = _editor_steps(editor)
+        payload = {
+            "format": PIPELINE_FORMAT,
+            "version": VERSION,
+            "steps": [{"name": step, "editor": _payload(one)} for step, one in steps],
+        }
+    else:
+        payload = _payload(editor)
     torch.save(payload, path)
 
 
-def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> MetanetEditor:
+def load_editor(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu"
+) -> MetanetEditor | Pipeline:
     """Rebuild a fitted editor from a file written by :func:`save_editor`.
 
     The file is read with ``torch.load(weights_only=True)``: loading it executes no code
@@ -228,8 +263,9 @@ def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") 
 
     Returns
     -------
-    editor : MetanetEditor
-        Fitted; ``transform``, ``score`` and ``report`` give what the saved editor gave.
+    editor : MetanetEditor or Pipeline of MetanetEditor
+        Fitted; ``transform``, ``score`` and ``report`` give what the saved editor gave
+        (a Pipeline for a file of a Pipeline, with its step names).
 
     Raises
     ------
@@ -253,6 +289,18 @@ def load_editor(path: str | os.PathLike, *, device: str | torch.device = "cpu") 
     device = check_device(device)
     name = repr(os.fspath(path))
     payload = _read(path, name)
+    if isinstance(payload, dict) and payload.get("format") == PIPELINE_FORMAT:
+        return Pipeline(
+            [
+                (step_name, _build(editor_payload, f"{name} (step {step_name!r})", device))
+                for step_name, editor_payload in _checked_steps(payload, name)
+            ]
+        )
+    return _build(payload, name, device)
+
+
+def _build(payload: Any, name: str, device: torch.device) -> MetanetEditor:
+    """A fitted editor from one editor's entries of a file, checked first."""
     _check_header(payload, name)
     try:
         params = _decode(payload["params"])
@@ -350,10 +398,7 @@ def _read(path: str | os.PathLike, name: str) -> Any:
         ) from None
 
 
-def _check_header(payload: Any, name: str) -> None:
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{name} is not a MetanetEditor file written by save_editor.")
-    version = payload.get("version")
+def _check_version(version: Any, name: str) -> None:
     if isinstance(version, bool) or not isinstance(version, int):
         raise ValueError(
             f"{name} has format version {version!r}; an editor file's version is an integer "
@@ -361,15 +406,21 @@ def _check_header(payload: Any, name: str) -> None:
         )
     if version < VERSION:
         raise ValueError(
-            f"{name} has format version {version}, whose metanetwork this version of "
-            f"sklearn_metaedit no longer builds (it reads version {VERSION}); fit the editor "
-            "again and save it."
+            f"{name} has format version {version}, whose editor this version of "
+            f"sklearn_metaedit no longer rebuilds as it edited (it reads version {VERSION}); "
+            "fit the editor again and save it."
         )
     if version > VERSION:
         raise ValueError(
             f"{name} has format version {version}; this version of sklearn_metaedit reads "
             f"versions up to {VERSION}."
         )
+
+
+def _check_header(payload: Any, name: str) -> None:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{name} is not a MetanetEditor file written by save_editor.")
+    _check_version(payload.get("version"), name)
     unknown, missing = set(payload) - _ENTRIES, _ENTRIES - set(payload)
     if unknown or missing:
         raise ValueError(
@@ -387,6 +438,29 @@ def _check_header(payload: Any, name: str) -> None:
     for entry in ("metanet_params", "metanet_state", "attributes"):
         if not isinstance(payload[entry], dict):
             raise ValueError(f"{name}: its {entry!r} entry must be a dict.")
+
+
+def _checked_steps(payload: dict, name: str) -> list[tuple[str, Any]]:
+    """A Pipeline file's steps, ``(name, editor entries)``, checked for their shape (each
+    editor's entries are checked when it is built)."""
+    _check_version(payload.get("version"), name)
+    if set(payload) != {"format", "version", "steps"}:
+        raise ValueError(f"{name} is not a valid file of a Pipeline of editors.")
+    steps = payload["steps"]
+    if not isinstance(steps, list) or not steps or len(steps) > _MAX_LAYERS:
+        raise ValueError(f"{name}: its 'steps' entry must be a non-empty list.")
+    out = []
+    for step in steps:
+        if (
+            not isinstance(step, dict)
+            or set(step) != {"name", "editor"}
+            or not isinstance(step["name"], str)
+        ):
+            raise ValueError(f"{name}: each step must hold a 'name' (str) and an 'editor'.")
+        out.append((step["name"], step["editor"]))
+    if len({n for n, _ in out}) != len(out):
+        raise ValueError(f"{name}: two steps have the same name.")
+    return out
 
 
 def _checked_attributes(payload: dict, name: str) -> list[tuple[str, Any]]:
