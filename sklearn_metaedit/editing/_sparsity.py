@@ -75,35 +75,11 @@ def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING
     >>> all(bool(((w == 0) >= (p == 0)).all()) for (w, _), (p, _) in zip(refitted, pruned))
     True
     """
-    dtype = pruned[0][0].dtype
-    with torch.no_grad():
-        original = [(w.double(), b.double()) for w, b in original]
-        rows = rows.double()
-        targets = [
-            torch.nn.functional.linear(inputs, w, b)
-            for inputs, (w, b) in zip(layer_inputs(module, original, rows), original, strict=True)
-        ]
-        refitted = [(w.double(), b.double()) for w, b in pruned]
-        ones = rows.new_ones(len(rows), 1)
-        untouched = True
-        for layer, target in enumerate(targets):
-            untouched = untouched and all(
-                torch.equal(a, b) for a, b in zip(pruned[layer], original[layer], strict=True)
-            )
-            if untouched:
-                continue
-            inputs = torch.cat([layer_inputs(module, refitted, rows)[layer], ones], dim=1)
-            gram = inputs.T @ inputs / len(rows)
-            ridge = damping * float(gram.diagonal()[:-1].mean()) + 1e-12
-            weight, bias = refitted[layer]
-            kept = torch.cat([weight != 0, weight.new_ones(len(weight), 1, dtype=torch.bool)], 1)
-            penalty = torch.full((gram.shape[0],), ridge, dtype=gram.dtype)
-            penalty[-1] = 0.0  # none on the bias
-            start = torch.cat([weight, torch.zeros_like(bias)[:, None]], 1)
-            rhs = target.T @ inputs / len(rows) + penalty * start
-            solution = refit_units(gram, rhs, penalty, kept)
-            refitted[layer] = (solution[:, :-1], solution[:, -1])
-    return [(w.to(dtype), b.to(dtype)) for w, b in refitted]
+    alive = [w != 0 for w, _ in pruned]
+    keep = [int(mask.sum()) for mask in alive]
+    return prune_and_refit(
+        module, original, keep, rows, start=pruned, alive=alive, damping=damping
+    )
 
 
 def prune_and_refit(
@@ -178,7 +154,7 @@ def prune_and_refit(
     >>> [int((w != 0).sum()) for w, _ in pruned]
     [4, 3]
     """
-    dtype = original[0][0].dtype
+    dtype, given = original[0][0].dtype, original
     with torch.no_grad():
         original = [(w.double(), b.double()) for w, b in original]
         rows = rows.double()
@@ -193,7 +169,13 @@ def prune_and_refit(
             weight, bias = original[layer]
             allowed = weight != 0 if alive is None else alive[layer].to(weight.device)
             n_keep = min(int(n_keep), int(allowed.sum()))
-            untouched = untouched and n_keep == int(allowed.sum()) and alive is None
+            # the layers up to the first that changes come back as they were
+            untouched = (
+                untouched
+                and n_keep == int(allowed.sum())
+                and torch.equal(allowed, weight != 0)
+                and (start is None or all(map(torch.equal, start[layer], given[layer])))
+            )
             if untouched:
                 continue
             inputs = torch.cat([layer_inputs(module, out, rows)[layer], ones], dim=1)
