@@ -11,6 +11,7 @@ that read the same ('1' and 1), a length mismatch, a group unseen in fit.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from numbers import Number
 from typing import Any
@@ -187,8 +188,31 @@ def fit_groups(labels: np.ndarray) -> np.ndarray:
     Returns
     -------
     groups : ndarray of object, shape (n_groups,)
+
+    Warns
+    -----
+    UserWarning
+        If a label is a number with a fractional part: a continuous column makes nearly
+        every row a group of its own, and a parity constraint between them means little.
+
+    Examples
+    --------
+    >>> fit_groups(np.array(["b", "a", "b"], dtype=object)).tolist()
+    ['a', 'b']
     """
     uniques = list(dict.fromkeys(labels.tolist()))
+    fractional = [
+        v for v in uniques if isinstance(v, float) and math.isfinite(v) and not v.is_integer()
+    ]
+    if fractional:
+        warnings.warn(
+            f"sensitive features hold numbers with a fractional part (e.g. {fractional[0]!r}; "
+            f"{len(uniques)} distinct values), each taken as a group: parity is measured "
+            "between groups, and a continuous column makes nearly every row a group of its "
+            "own. Bin it into groups first (e.g. pandas.cut), or pass its categories.",
+            UserWarning,
+            stacklevel=3,
+        )
     try:
         uniques = sorted(uniques)
     except TypeError:

@@ -1,7 +1,11 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
+from sklearn_metaedit import MLP, MetanetEditor, OnlineFairPredictor
 from sklearn_metaedit._groups import (
     check_sensitive_features,
     encode_groups,
@@ -66,3 +70,26 @@ def test_sensitive_feature_names_a_column_of_X():
         resolve_sensitive_features(array, None, "sex")
     with pytest.raises(ValueError, match="not an integer column index"):
         resolve_sensitive_features(array, None, 5)
+
+
+@pytest.mark.parametrize(
+    "fit",
+    [
+        lambda X, y, s: OnlineFairPredictor(LogisticRegression(), epsilon=0.05).fit(
+            X, y, sensitive_features=s
+        ),
+        lambda X, y, s: MetanetEditor("demographic_parity", max_steps=0).fit(
+            [MLP(X.shape[1], hidden_sizes=(4,))], data=(X, y, s)
+        ),
+    ],
+    ids=["online", "editor"],
+)
+def test_a_continuous_sensitive_column_is_named_and_whole_numbers_are_groups(fit):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.warns(UserWarning, match=r"fractional part.*200 distinct values.*Bin it"):
+        fit(X, y, rng.normal(size=200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fit(X, y, (X[:, 1] > 0).astype(float))  # 0.0 and 1.0: two groups, no warning
