@@ -29,15 +29,16 @@ from .._groups import encode_groups, fit_groups
 from .._pickle_version import PickleVersionMixin
 from .._threads import with_thread_limit
 from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
-from ._graph import network_forward
 from ._initialisation import seeded_metanet
-from ._measures import features_used, tensor_selection_rate_gap, weight_sparsity
+from ._measures import report_rows
 from ._requirement import input_statistics
 from ._requirements import REQUIREMENTS, make_requirement
 from ._task_data import (
+    calibration_arrays,
     check_networks,
     check_outputs,
     encode_labels,
+    evaluation_arrays,
     network_classes,
     resolve_features,
     task_arrays,
@@ -504,7 +505,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         target = self.target_ if target is None else self.requirement_.check_target(target)
         device = next(self.metanet_.parameters()).device
         if calibration is not None:
-            calibration = self._calibration_rows(calibration, device)
+            calibration = calibration_arrays(self, calibration, device)
         if not (isinstance(networks, nn.Module) or hasattr(networks, "module")):
             networks = list(networks)
         modules = check_networks(networks, self.n_features_in_task_)
@@ -539,22 +540,6 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
                 for item, weights in zip(items, edited, strict=True)
             )
         return out, details, seconds
-
-    def _calibration_rows(self, calibration: Any, device) -> tuple:
-        """``calibration`` as the tensors a calibrated edit reads, checked."""
-        if not self.requirement_.reads_calibration:
-            raise ValueError(
-                f"calibration= sets the strength of the parity requirements' edits; "
-                f"requirement={self.requirement!r} does not read it (its edits meet their "
-                "target exactly without task rows)."
-            )
-        X_np, y_codes, codes, n_groups = self._evaluation_data(calibration, "transform")
-        return (
-            torch.as_tensor(X_np, device=device),
-            torch.as_tensor(y_codes, device=device),
-            torch.as_tensor(codes, device=device),
-            n_groups,
-        )
 
     def transform(
         self, networks: list, target: float | int | None = None, *, calibration: Any = None
@@ -605,73 +590,22 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ evaluate
 
-    def _evaluation_data(self, data: Any, method: str):
-        if data is None:
-            raise ValueError(
-                f"{method} needs data=: a fitted MetanetEditor keeps no task rows (it holds "
-                "weights and statistics only), so pass the rows to measure on, e.g. "
-                f"{method}(networks, data=TaskData(X_test, y_test)); the rows fit held out "
-                "are X[editor.holdout_indices_]. In GridSearchCV or cross_validate, turn on "
-                "metadata routing (sklearn.set_config(enable_metadata_routing=True)): the "
-                "editor requests data= for fit and score by default."
-            )
-        X, y, sensitive = unpack_task_data(data)
-        X_np, y_np, labels, _, _ = task_arrays(X, y, sensitive, self.sensitive_feature)
-        if X_np.shape[1] != self.n_features_in_task_:
-            raise ValueError(
-                f"data's X has {X_np.shape[1]} columns; the editor was fitted on "
-                f"{self.n_features_in_task_}."
-            )
-        # what the requirement needs to be measured: its groups, where it has them
-        self.requirement_.check_task(n_classes=self.n_classes_, has_groups=labels is not None)
-        codes = None
-        if labels is not None:
-            groups = self.groups_ if self.groups_ is not None else fit_groups(labels)
-            codes = encode_groups(labels, groups)
-            n_groups = len(groups)
-        else:
-            n_groups = 0
-        return X_np, encode_labels(self.classes_, y_np), codes, n_groups
-
     def _measure(self, networks, data, target, method):
-        X_np, y_codes, codes, n_groups = self._evaluation_data(data, method)
+        X_np, y_codes, codes, n_groups = evaluation_arrays(self, data, method)
         target = self.target_ if target is None else self.requirement_.check_target(target)
         edited, details, seconds = self._edit(networks, target)
         device = next(self.metanet_.parameters()).device
         X = torch.as_tensor(X_np, device=device)
         y = torch.as_tensor(y_codes, device=device)
         groups = None if codes is None else torch.as_tensor(codes, device=device)
-        rows = []
-        requirement = self.requirement_
-        for index, detail in enumerate(details):
-            item = detail["item"]
-            row = {"network": index}
-            positive = {}
-            for when, weights in (("before", item["weights"]), ("after", detail["weights"])):
-                with torch.no_grad():
-                    decisions = network_forward(item["module"], weights, X).argmax(dim=1)
-                positive[when] = decisions == 1
-                row[f"accuracy_{when}"] = float((decisions == y).float().mean())
-                row[f"sparsity_{when}"] = weight_sparsity(weights)
-                used = features_used(weights)
-                row[f"n_features_used_{when}"] = len(used)
-                if when == "after":
-                    row["features_used"] = [self.task_feature_names_[j] for j in used]
-                    row["features_dropped"] = [
-                        self.task_feature_names_[j]
-                        for j in range(self.n_features_in_task_)
-                        if j not in set(used)
-                    ]
-                if groups is not None:
-                    row[f"parity_gap_{when}"] = float(
-                        tensor_selection_rate_gap(positive[when].float(), groups, n_groups)
-                    )
-                extra = requirement.report_columns(weights, positive[when], y, groups, n_groups)
-                row.update({f"{name}_{when}": value for name, value in extra.items()})
-            value = requirement.measure(detail["weights"], positive["after"], y, groups, n_groups)
-            row["violation"] = requirement.violation(value, target)
-            row["edit_seconds"] = seconds[index]
-            rows.append(row)
+        rows = report_rows(
+            self.requirement_,
+            details,
+            seconds,
+            (X, y, groups, n_groups),
+            target,
+            self.task_feature_names_,
+        )
         return edited, pd.DataFrame.from_records(rows)
 
     def score(self, networks: list, y: None = None, *, data: Any = None) -> float:

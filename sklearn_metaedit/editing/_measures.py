@@ -13,11 +13,12 @@ import math
 import torch
 from torch.nn import functional as F
 
-from ._graph import Weights
+from ._graph import Weights, network_forward
 
 __all__ = [
     "divergence",
     "features_used",
+    "report_rows",
     "tensor_equalized_odds_gap",
     "tensor_selection_rate_gap",
     "tensor_true_positive_rate_gap",
@@ -173,3 +174,40 @@ def divergence(
     kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=-1)
     kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=-1)
     return (0.5 * (kl_pm + kl_qm)).mean()
+
+
+def report_rows(requirement, details, seconds, task, target, feature_names) -> list[dict]:
+    """One report row per edited network: accuracy, sparsity, features used and parity
+    gap before and after, the requirement's own columns, its violation of ``target``
+    and the edit's seconds, measured on ``task = (X, y, groups or None, n_groups)``
+    (tensors). ``details`` are an edit's ``{"item", "weights"}`` per network."""
+    X, y, groups, n_groups = task
+    rows = []
+    for index, detail in enumerate(details):
+        item = detail["item"]
+        row = {"network": index}
+        positive = {}
+        for when, weights in (("before", item["weights"]), ("after", detail["weights"])):
+            with torch.no_grad():
+                decisions = network_forward(item["module"], weights, X).argmax(dim=1)
+            positive[when] = decisions == 1
+            row[f"accuracy_{when}"] = float((decisions == y).float().mean())
+            row[f"sparsity_{when}"] = weight_sparsity(weights)
+            used = features_used(weights)
+            row[f"n_features_used_{when}"] = len(used)
+            if when == "after":
+                row["features_used"] = [feature_names[j] for j in used]
+                row["features_dropped"] = [
+                    feature_names[j] for j in range(len(feature_names)) if j not in set(used)
+                ]
+            if groups is not None:
+                row[f"parity_gap_{when}"] = float(
+                    tensor_selection_rate_gap(positive[when].float(), groups, n_groups)
+                )
+            extra = requirement.report_columns(weights, positive[when], y, groups, n_groups)
+            row.update({f"{name}_{when}": value for name, value in extra.items()})
+        value = requirement.measure(detail["weights"], positive["after"], y, groups, n_groups)
+        row["violation"] = requirement.violation(value, target)
+        row["edit_seconds"] = seconds[index]
+        rows.append(row)
+    return rows

@@ -10,16 +10,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 from torch import nn
 
-from .._groups import check_sensitive_features, resolve_sensitive_features
+from .._groups import (
+    check_sensitive_features,
+    encode_groups,
+    fit_groups,
+    resolve_sensitive_features,
+)
 from ._graph import as_sequential
 
 __all__ = [
     "TaskData",
+    "calibration_arrays",
     "check_networks",
     "check_outputs",
     "encode_labels",
+    "evaluation_arrays",
     "network_classes",
     "resolve_features",
     "task_arrays",
@@ -268,3 +276,52 @@ def encode_labels(
             "(same values and type; recode y, or the networks' classes)."
         )
     return codes
+
+
+def evaluation_arrays(editor, data: Any, method: str):
+    """``data`` given to a fitted editor's ``score``/``report`` (or ``transform``'s
+    calibration rows), checked against what it was fitted on: ``(X, label codes, group
+    codes or None, n_groups)``."""
+    if data is None:
+        raise ValueError(
+            f"{method} needs data=: a fitted MetanetEditor keeps no task rows (it holds "
+            "weights and statistics only), so pass the rows to measure on, e.g. "
+            f"{method}(networks, data=TaskData(X_test, y_test)); the rows fit held out "
+            "are X[editor.holdout_indices_]. In GridSearchCV or cross_validate, turn on "
+            "metadata routing (sklearn.set_config(enable_metadata_routing=True)): the "
+            "editor requests data= for fit and score by default."
+        )
+    X, y, sensitive = unpack_task_data(data)
+    X_np, y_np, labels, _, _ = task_arrays(X, y, sensitive, editor.sensitive_feature)
+    if X_np.shape[1] != editor.n_features_in_task_:
+        raise ValueError(
+            f"data's X has {X_np.shape[1]} columns; the editor was fitted on "
+            f"{editor.n_features_in_task_}."
+        )
+    # what the requirement needs to be measured: its groups, where it has them
+    editor.requirement_.check_task(n_classes=editor.n_classes_, has_groups=labels is not None)
+    codes = None
+    if labels is not None:
+        groups = editor.groups_ if editor.groups_ is not None else fit_groups(labels)
+        codes = encode_groups(labels, groups)
+        n_groups = len(groups)
+    else:
+        n_groups = 0
+    return X_np, encode_labels(editor.classes_, y_np), codes, n_groups
+
+
+def calibration_arrays(editor, calibration: Any, device) -> tuple:
+    """``transform``'s ``calibration`` as the tensors a calibrated edit reads, checked."""
+    if not editor.requirement_.reads_calibration:
+        raise ValueError(
+            f"calibration= sets the strength of the parity requirements' edits; "
+            f"requirement={editor.requirement!r} does not read it (its edits meet their "
+            "target exactly without task rows)."
+        )
+    X_np, y_codes, codes, n_groups = evaluation_arrays(editor, calibration, "transform")
+    return (
+        torch.as_tensor(X_np, device=device),
+        torch.as_tensor(y_codes, device=device),
+        torch.as_tensor(codes, device=device),
+        n_groups,
+    )
