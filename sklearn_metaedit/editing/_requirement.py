@@ -310,7 +310,10 @@ class Requirement(ABC):
     ) -> Weights:
         """An exact edit whose strength is set on task rows (requirements that
         :attr:`reads_calibration`)."""
-        raise NotImplementedError(f"requirement={self.name!r} reads no calibration rows.")
+        raise ValueError(
+            f"requirement={self.name!r} reads no calibration rows: its edits meet their "
+            "target without task rows."
+        )
 
     def recalibrate(self, item: dict, edited: Weights) -> Weights:
         """Edited weights after any correction that needs the network's forward pass
