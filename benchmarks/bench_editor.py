@@ -409,7 +409,7 @@ def sparsity_experiment(
         },
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
         prior_label=(
-            "editor untrained (input-scaled magnitude, least-squares refit, threshold matched)"
+            "editor untrained (magnitude budgets, saliency choice, least-squares refit)"
         ),
         steps=steps,
         label=label,
