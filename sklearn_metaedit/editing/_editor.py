@@ -169,8 +169,8 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         The requirement object (how edits are applied, relaxed and measured). It holds
         the mean and covariance of the task data's inputs (``input_mean``,
         ``input_cov``), recorded in fit: the edits' priors use them (input-scaled
-        magnitudes, least-squares compensation of dropped features), so that an edit
-        reads no task rows.
+        magnitudes; saliencies and least-squares refits on rows drawn from them;
+        compensation of dropped features), so that an edit reads no task rows.
     target_ : float or int or None
         The target edits meet by default.
     n_features_in_task_ : int
