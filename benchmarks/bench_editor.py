@@ -408,9 +408,7 @@ def sparsity_experiment(
             **one_shot_pruners(X[: cfg["calibration_rows"]], target),
         },
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
-        prior_label=(
-            "editor untrained (magnitude budgets, saliency choice, least-squares refit)"
-        ),
+        prior_label=("editor untrained (magnitude budgets, saliency choice, least-squares refit)"),
         steps=steps,
         label=label,
         log=log,
