@@ -391,6 +391,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         )
         requirement.check_settings(target=self.target, features=self.features)
         requirement.check_task(n_classes=self.n_classes_, has_groups=labels is not None)
+        requirement.check_population(modules)
         self.requirement_ = requirement
         self.settings_ = requirement.resolve_settings(self.get_params(deep=False))
         self.target_ = requirement.check_target(

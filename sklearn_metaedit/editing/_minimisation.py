@@ -11,6 +11,7 @@ whose edited networks may be barred from the sensitive feature's own columns.
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 from typing import Any, ClassVar
 
@@ -194,6 +195,26 @@ class DataMinimisation(InputDropping, Requirement):
 
     def apply(self, weights, edit, target, *, hard, temperature):
         return self._minimise(weights, edit, target, hard=hard, temperature=temperature)
+
+    def check_population(self, modules):
+        """Warn where the networks are pruned (a tenth or more of their weights exactly
+        zero): minimising a pruned network keeps its sparsity but has fewer weights to
+        take up the dropped features than minimising first, then pruning."""
+        pruned = 0
+        for module in modules:
+            weights = [p for name, p in module.named_parameters() if name.endswith("weight")]
+            zeros = sum(int((w == 0).sum()) for w in weights)
+            pruned += zeros >= 0.1 * sum(w.numel() for w in weights)
+        if pruned:
+            warnings.warn(
+                f"{pruned} of the {len(modules)} networks are pruned (a tenth or more of "
+                "their weights are zero): the edits keep each layer's number of zero weights "
+                "and choose them afresh, but a pruned network has fewer weights to take up "
+                "the dropped features. Minimising first, then pruning, kept more accuracy "
+                "(on a synthetic task, 0.935 against 0.927; docs: the editing guide).",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def edit(self, item, edit, target, *, hard, temperature):
         """:meth:`apply`; an exact edit of a network with zero weights (a pruned one) is

@@ -135,6 +135,11 @@ class Requirement(ABC):
         requirement (its output width, its sensitive features); any will do here."""
         return None
 
+    def check_population(self, modules: Sequence) -> None:
+        """Say what the networks to fit on imply for this requirement's edits (nothing by
+        default)."""
+        return None
+
     def default_target(self) -> Any:
         """The target edits meet when the editor is given none."""
         return None
