@@ -37,7 +37,7 @@ class InputDropping:
     ``n_features``, ``forbidden`` and input statistics.
     """
 
-    def _minimise(self, weights, edit, target, *, hard, temperature):
+    def _minimise(self, weights, edit, target, *, hard, temperature, compensate=True):
         """Edited weights that read none of ``forbidden`` and, for an integer ``target``,
         at most ``target`` features."""
         edited = base_edit(weights, edit)
@@ -67,7 +67,7 @@ class InputDropping:
         w1, b1 = edited[0]
         dropped = w1 * (1 - gates[None, :].to(w1.dtype))
         w1 = torch.where(gates[None, :] > 0, w1, 0.0) if hard else w1 * gates[None, :].to(w1.dtype)
-        if self.input_cov is not None:
+        if compensate and self.input_cov is not None:
             nonzero = first != 0
             if hard and not bool(nonzero[:, kept & live].all()):
                 w1, b1 = self._refit_sparse(w1, b1, dropped, kept & live, nonzero)
@@ -230,13 +230,14 @@ class DataMinimisation(InputDropping, Requirement):
         as much as zeroing the columns, against 0.935 for the editors in the other
         order.
         """
-        edited = self.apply(item["weights"], edit, target, hard=hard, temperature=temperature)
         weights = item["weights"]
-        if not hard or all(bool((w != 0).all()) for w, _ in weights):
-            return edited
-        rows = self.proxy_rows(edited[0][0].device, torch.float64)
-        if rows is None:
-            return edited
+        rows = self.proxy_rows(weights[0][0].device, torch.float64) if hard else None
+        if rows is None or all(bool((w != 0).all()) for w, _ in weights):
+            return self.apply(weights, edit, target, hard=hard, temperature=temperature)
+        # the features kept, without the compensation that the refit below replaces
+        edited = self._minimise(
+            weights, edit, target, hard=True, temperature=temperature, compensate=False
+        )
         alive = [torch.ones_like(w, dtype=torch.bool) for w, _ in weights]
         used = torch.zeros(self.n_features, dtype=torch.bool, device=weights[0][0].device)
         used[features_used(edited)] = True
