@@ -73,14 +73,26 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     Parameters
     ----------
     requirement : {"sparsity", "data_minimisation", "demographic_parity", \
-"equal_opportunity", "equalized_odds"}, default="sparsity"
-        What the edited networks must meet.
-    target : float or int, default=None
+"equal_opportunity", "equalized_odds"} or list of them, default="sparsity"
+        What the edited networks must meet. A list (at most one parity constraint, no
+        name twice) makes a *joint* editor that meets all of them in one edit, whatever
+        their order: the features are dropped (least-squares compensation), the network
+        is pruned from the features kept (saliency and least-squares refit), both as the
+        untrained single editors do, and the metanetwork, trained on the joint
+        objective (the utility terms plus the parity term), adds its residuals to the
+        weights that survive, so that the structural requirements hold exactly; with
+        ``calibration`` rows a parity constraint's gap is met per network as a parity
+        editor's is. Its ``target`` is a dict, ``target_range`` is not supported, and
+        the training settings are those of the parity constraint, else of sparsity.
+    target : float, int or dict, default=None
         ``sparsity``: fraction of weights that are zero (default 0.5).
         ``data_minimisation``: number of input features to keep, chosen per network
         (default: all that ``features`` does not forbid).
         ``demographic_parity`` / ``equal_opportunity`` / ``equalized_odds``: the largest
         gap allowed on the task data's sensitive feature (default 0.05).
+        A joint editor: a dict of each requirement's target, e.g. ``{"sparsity": 0.9,
+        "demographic_parity": 0.05}``; those left out take their defaults. A
+        ``GridSearchCV`` searches it as any parameter (``{"target": [{...}, {...}]}``).
     features : sequence of str or int, default=None
         The input features the edited networks may not use, as column names of the task
         data's ``X`` or as integer indices (``data_minimisation``, and the fairness
@@ -249,6 +261,15 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     >>> report = editor.report(population, data=(X, y))
     >>> bool((report["sparsity_after"] >= 0.7).all())
     True
+
+    One editor for several requirements (a joint editor), with its report's compliance
+    columns:
+
+    >>> joint = MetanetEditor(["sparsity", "data_minimisation"], target={"sparsity": 0.7},
+    ...                       features=[0, 1], max_steps=5, random_state=0)
+    >>> table = joint.fit(population, data=(X, y)).report(population, data=(X, y))
+    >>> bool(table["meets_sparsity"].all() and table["meets_data_minimisation"].all())
+    True
     """
 
     # the task data is requested by default: under metadata routing, GridSearchCV,
@@ -257,8 +278,8 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     __metadata_request__score: ClassVar[dict] = {"data": True}
 
     _parameter_constraints: ClassVar[dict] = {
-        "requirement": [StrOptions(set(REQUIREMENTS))],
-        "target": [Real, None],
+        "requirement": [StrOptions(set(REQUIREMENTS)), list, tuple],
+        "target": [Real, dict, None],
         "features": ["array-like", str, Integral, None],
         "utility_weight": [Interval(Real, 0, np.inf, closed="left"), None],
         "divergence": [StrOptions({"kl", "js"})],
@@ -285,9 +306,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        requirement: str = "sparsity",
+        requirement: str | list[str] = "sparsity",
         *,
-        target: float | int | None = None,
+        target: float | int | dict | None = None,
         features: Any = None,
         utility_weight: float | None = None,
         divergence: str = "kl",
@@ -676,6 +697,8 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             ``features_dropped`` (names), ``parity_gap_before``/``_after`` (selection-rate
             gap, where sensitive features are known), ``requirement_gap_before``/``_after``
             (fairness requirements), ``violation`` and ``edit_seconds`` (the network's share
-            of its batched edit).
+            of its batched edit); a joint editor adds ``meets_<requirement>`` per
+            requirement (``data_minimisation``: no forbidden feature read, and at most
+            its budget).
         """
         return self._measure(networks, data, target, "report")[1]

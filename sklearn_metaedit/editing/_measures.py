@@ -207,6 +207,7 @@ def report_rows(requirement, details, seconds, task, target, feature_names) -> l
             extra = requirement.report_columns(weights, positive[when], y, groups, n_groups)
             row.update({f"{name}_{when}": value for name, value in extra.items()})
         value = requirement.measure(detail["weights"], positive["after"], y, groups, n_groups)
+        row.update(requirement.compliance(value, target))
         row["violation"] = requirement.violation(value, target)
         row["edit_seconds"] = seconds[index]
         rows.append(row)

@@ -353,7 +353,7 @@ _MAX_LAYERS = 1024
 _ARRAY = np.ndarray
 _FITTED: dict[str, tuple[bool, tuple[type, ...]]] = {
     "metanet_params_": (True, (dict,)),
-    "target_": (True, (type(None), int, float, np.integer, np.floating)),
+    "target_": (True, (type(None), int, float, np.integer, np.floating, dict)),
     "n_features_in_task_": (True, (int, np.integer)),
     "n_classes_": (True, (int, np.integer)),
     "classes_": (True, (_ARRAY,)),

@@ -358,6 +358,12 @@ class Requirement(ABC):
         """How far a measured value is from meeting ``target`` (0 when it meets it)."""
         return 0.0
 
+    def compliance(self, value: Any, target: Any) -> dict[str, bool]:
+        """Columns of the report that say whether an edited network meets each of the
+        requirement's parts (a joint requirement's); none here, where ``violation``
+        says it."""
+        return {}
+
     def report_columns(
         self,
         edited_weights: Weights,

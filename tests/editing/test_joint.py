@@ -1,0 +1,209 @@
+"""One editor, several requirements: sparsity, data minimisation and parity in one edit."""
+
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+import torch
+from fairlearn.metrics import demographic_parity_difference
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import Pipeline
+
+from sklearn_metaedit import MetanetEditor, TaskData, load_editor, make_population, save_editor
+from sklearn_metaedit.datasets import make_biased_classification
+from sklearn_metaedit.demo import zero_columns
+from sklearn_metaedit.editing._measures import features_used, weight_sparsity
+
+from .conftest import make_net
+from .test_editor import FAST, randomise_heads, weights_of
+
+FORBIDDEN = [2, 5]
+JOINT = ["sparsity", "data_minimisation"]
+
+
+def accuracy(nets, X, y) -> float:
+    return float(np.mean([(net.predict(X) == y).mean() for net in nets]))
+
+
+def assert_structure(edited, originals, sparsity, forbidden):
+    """Every edited network: at least ``sparsity`` of its weights zero, none of the
+    ``forbidden`` features read, and no weight where the original had none."""
+    for original, new in zip(originals, edited, strict=True):
+        after = weights_of(new)
+        n_weights = sum(w.numel() for w, _ in after)
+        zeros = sum(int((w == 0).sum()) for w, _ in after)
+        assert zeros >= math.ceil(sparsity * n_weights - 1e-9)
+        assert not set(features_used(after)) & set(forbidden)
+        for (w, _), (w0, _) in zip(after, weights_of(original), strict=True):
+            assert not bool(((w != 0) & (w0 == 0)).any())
+
+
+def test_joint_edit_is_exact_whatever_the_metanetwork_outputs(task, population):
+    X, y = task
+    editor = MetanetEditor(JOINT, target={"sparsity": 0.7}, features=FORBIDDEN, **FAST)
+    editor = randomise_heads(editor.fit(population, data=(X, y)))
+    assert editor.target_ == {"sparsity": 0.7, "data_minimisation": None}
+    assert editor.requirement_.name == "sparsity+data_minimisation"
+    assert_structure(editor.transform(population), population, 0.7, FORBIDDEN)
+    # a budget of features is met too, and another sparsity at transform
+    budget = MetanetEditor(
+        JOINT, target={"sparsity": 0.5, "data_minimisation": 3}, features=FORBIDDEN, **FAST
+    ).fit(population, data=(X, y))
+    edited = budget.transform(population, target={"sparsity": 0.8, "data_minimisation": 3})
+    assert_structure(edited, population, 0.8, FORBIDDEN)
+    assert all(len(features_used(weights_of(net))) <= 3 for net in edited)
+    report = budget.report(
+        population, data=(X, y), target={"sparsity": 0.8, "data_minimisation": 3}
+    )
+    assert report["meets_sparsity"].all() and report["meets_data_minimisation"].all()
+    assert (report["violation"] == 0).all() and (report["sparsity_after"] >= 0.8).all()
+
+
+def test_joint_edit_keeps_more_than_pruning_then_zeroing_and_as_much_as_a_pipeline(
+    task, population
+):
+    X, y = task
+    data = (X, y)
+    joint = MetanetEditor(JOINT, target={"sparsity": 0.7}, features=FORBIDDEN, max_steps=0)
+    edited = joint.fit(population, data=data).transform(population)
+    assert_structure(edited, population, 0.7, FORBIDDEN)
+    prune = MetanetEditor("sparsity", target=0.7, max_steps=0).fit(population, data=data)
+    zeroed = [zero_columns(net.module_, FORBIDDEN) for net in prune.transform(population)]
+    with torch.no_grad():
+        zeroed_accuracy = np.mean(
+            [(z(torch.as_tensor(X)).argmax(1).numpy() == y).mean() for z in zeroed]
+        )
+    minimise_then_prune = Pipeline(
+        [
+            ("minimise", MetanetEditor("data_minimisation", features=FORBIDDEN, max_steps=0)),
+            ("prune", MetanetEditor("sparsity", target=0.7, max_steps=0)),
+        ]
+    ).fit(population, minimise__data=data, prune__data=data)
+    pipeline_accuracy = accuracy(minimise_then_prune.transform(population), X, y)
+    joint_accuracy = accuracy(edited, X, y)
+    assert joint_accuracy > zeroed_accuracy
+    assert joint_accuracy >= pipeline_accuracy - 0.005
+
+
+@pytest.fixture(scope="module")
+def biased():
+    X, y, groups = make_biased_classification(n_samples=1200, bias=1.5, random_state=0)
+    population = make_population(
+        make_net(X.shape[1], module__hidden_sizes=(16, 16)),
+        X,
+        y,
+        n_networks=6,
+        random_state=0,
+    )
+    return X, y, groups, population
+
+
+def test_joint_parity_edit_calibrated_meets_the_gap_and_the_structure(biased):
+    X, y, groups, population = biased
+    target = 0.05
+    original_gaps = [
+        demographic_parity_difference(y, net.predict(X), sensitive_features=groups)
+        for net in population
+    ]
+    assert min(original_gaps) > 2 * target  # the constraint binds
+    editor = MetanetEditor(
+        ["demographic_parity", "sparsity"],
+        target={"sparsity": 0.6, "demographic_parity": target},
+        features=[0],
+        max_steps=60,
+        random_state=0,
+    ).fit(population, data=TaskData(X, y, groups))
+    assert editor.target_ == {"demographic_parity": target, "sparsity": 0.6}
+    edited = editor.transform(population, calibration=TaskData(X, y, groups))
+    assert_structure(edited, population, 0.6, [0])
+    for net in edited:
+        # the gap on the calibration rows, as fairlearn measures it
+        assert demographic_parity_difference(y, net.predict(X), sensitive_features=groups) <= (
+            target + 1e-9
+        )
+    # the report says each requirement's value and compliance, per network
+    report = editor.report(population, data=TaskData(X, y, groups))
+    assert {"meets_sparsity", "meets_demographic_parity", "requirement_gap_after"} <= set(report)
+    uncalibrated = editor.transform(population)
+    for net, gap, meets in zip(
+        uncalibrated,
+        report["requirement_gap_after"],
+        report["meets_demographic_parity"],
+        strict=True,
+    ):
+        expected = demographic_parity_difference(y, net.predict(X), sensitive_features=groups)
+        assert gap == pytest.approx(expected, abs=1e-6)
+        assert meets == (gap <= target)
+    assert report["meets_sparsity"].all()
+
+
+def test_joint_training_learns_what_the_structural_edit_leaves(biased):
+    X, y, groups, population = biased
+    data = TaskData(X, y, groups)
+    # no feature dropped: the structural edit leaves the gap for the residuals to close
+    params = dict(target={"sparsity": 0.6, "demographic_parity": 0.05})
+    untrained = MetanetEditor(["sparsity", "demographic_parity"], max_steps=0, **params)
+    trained = MetanetEditor(
+        ["sparsity", "demographic_parity"], max_steps=200, random_state=0, **params
+    )
+    untrained.fit(population, data=data)
+    trained.fit(population, data=data)
+    # the untrained edit is the structural one alone: it leaves the parity gap
+    before = untrained.report(population, data=data)["requirement_gap_after"].mean()
+    after = trained.report(population, data=data)["requirement_gap_after"].mean()
+    assert after < before - 0.05
+    assert trained.selected_step_ > 0 and trained.training_gain_ > 0
+
+
+def test_joint_targets_are_searchable_and_the_editor_saves_loads_and_pickles(
+    task, population, tmp_path
+):
+    X, y = task
+    editor = MetanetEditor(JOINT, features=FORBIDDEN, max_steps=0)
+    grid = {"target": [{"sparsity": 0.5}, {"sparsity": 0.9}]}
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(editor, grid, cv=KFold(2)).fit(population, data=TaskData(X, y))
+    scores = pd.DataFrame(search.cv_results_)
+    assert np.isfinite(scores.mean_test_score).all()
+    # pruning less keeps more accuracy: the search picks it
+    assert search.best_params_["target"] == {"sparsity": 0.5}
+    fitted = clone(editor).set_params(target={"sparsity": 0.8}).fit(population, data=(X, y))
+    fitted = randomise_heads(fitted)
+    save_editor(fitted, tmp_path / "joint.pt")
+    loaded = load_editor(tmp_path / "joint.pt")
+    copied = pickle.loads(pickle.dumps(fitted))
+    for a, b, c in zip(
+        fitted.transform(population),
+        loaded.transform(population),
+        copied.transform(population),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+        np.testing.assert_array_equal(a.predict_proba(X), c.predict_proba(X))
+    assert loaded.target_ == {"sparsity": 0.8, "data_minimisation": None}
+    assert weight_sparsity(weights_of(loaded.transform(population[:1])[0])) >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("requirement", "params", "message"),
+    [
+        ([], {}, "at least one is needed"),
+        (["sparsity", "pruning"], {}, r"\['pruning'\] is not"),
+        (["sparsity", "sparsity"], {}, "names a requirement twice"),
+        (["demographic_parity", "equal_opportunity"], {}, "at most one of each"),
+        (JOINT, {"target": 0.5, "features": FORBIDDEN}, "target is a dict"),
+        (JOINT, {"target": {"sparsity": 1.5}, "features": FORBIDDEN}, "must be a number in"),
+        (JOINT, {"target": {"robustness": 0.1}, "features": FORBIDDEN}, "not among"),
+        (JOINT, {}, r"features= .* or target=k"),
+        (JOINT, {"features": FORBIDDEN, "target_range": (0.5, 0.9)}, "target_range is not"),
+        (["sparsity", "demographic_parity"], {}, "needs sensitive features"),
+    ],
+)
+def test_joint_errors_say_what_is_wrong(task, population, requirement, params, message):
+    X, y = task
+    with pytest.raises(ValueError, match=message):
+        MetanetEditor(requirement, **params, max_steps=0).fit(population, data=(X, y))
