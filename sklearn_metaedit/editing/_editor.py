@@ -612,10 +612,10 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ evaluate
 
-    def _measure(self, networks, data, target, method):
+    def _measure(self, networks, data, target, method, calibration=None):
         X_np, y_codes, codes, n_groups = evaluation_arrays(self, data, method)
         target = self.target_ if target is None else self.requirement_.check_target(target)
-        edited, details, seconds = self._edit(networks, target)
+        edited, details, seconds = self._edit(networks, target, calibration)
         device = next(self.metanet_.parameters()).device
         X = torch.as_tensor(X_np, device=device)
         y = torch.as_tensor(y_codes, device=device)
@@ -675,7 +675,12 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         return float((table["accuracy_after"] - table["violation"]).mean())
 
     def report(
-        self, networks: list, *, data: Any = None, target: float | int | None = None
+        self,
+        networks: list,
+        *,
+        data: Any = None,
+        target: float | int | dict | None = None,
+        calibration: Any = None,
     ) -> pd.DataFrame:
         """A compliance report, one row per network.
 
@@ -686,8 +691,11 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             The task rows to measure on (required: a fitted editor keeps none), e.g.
             ``TaskData(X_test, y_test, groups_test)``; at least one row, labels among
             ``classes_``.
-        target : float or int, default=None
+        target : float, int or dict, default=None
             Edit for this target instead of the fitted one.
+        calibration : TaskData or tuple (X, y, sensitive_features), default=None
+            Parity requirements only: report the edits that :meth:`transform` makes with
+            these calibration rows (read, not kept).
 
         Returns
         -------
@@ -701,4 +709,4 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             requirement (``data_minimisation``: no forbidden feature read, and at most
             its budget).
         """
-        return self._measure(networks, data, target, "report")[1]
+        return self._measure(networks, data, target, "report", calibration)[1]
