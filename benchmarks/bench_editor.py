@@ -27,6 +27,14 @@ One process, one data set, one population, every method side by side:
   layers) prunes networks of widths 24 and 64 and of 1 and 3 hidden layers.
 - **wider networks** (3 x 256 hidden): the sparsity comparison again, where fine-tuning
   costs more.
+- **several requirements at once** (sparsity 0.9, the five forbidden groups, parity gap
+  0.05 on sex; the pairs and all three): Pipelines of single editors in both orders; the
+  classical sequence (OBS column removal, the better one-shot pruner of the sparsity
+  experiment, then ``ThresholdOptimizer`` or the network's scores projected at test,
+  both reading sex at prediction); retraining under every constraint
+  (``FairnessLayerClassifier`` or an MLP on the kept columns, magnitude pruned and
+  fine-tuned for one epoch); the editor fitted for several requirements at once. The
+  editors here are fitted with one seed.
 - **cost**: population building (``make_population`` vs one skorch fit after another),
   editor training time, time per edit and per fine-tuning, and the break-even number of
   edits against each fine-tuning baseline.
@@ -37,7 +45,7 @@ torch thread; where a table compares times (sparsity, minimisation) the methods 
 in turn, five rounds, each method's median round. Writes
 ``benchmarks/results/editor.{json,md}`` (``results/quick/`` with ``--quick``).
 
-    python benchmarks/bench_editor.py [--quick] [--out FOLDER]
+    python benchmarks/bench_editor.py [--quick] [--out FOLDER] [--only parity|joint]
 """
 
 from __future__ import annotations
@@ -50,9 +58,12 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import sklearn
 import torch
 from _results import add_out_argument, results_folder
 from fairlearn.postprocessing import ThresholdOptimizer
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 from skorch import NeuralNetClassifier
 from torch import nn
 
@@ -945,6 +956,413 @@ def other_ranges_experiment(cfg, data, train, held_out, result, log) -> dict:
     }
 
 
+# ---------------------------------------------------------------- several requirements
+
+#: The requirements of the joint section, by the letter its tables use.
+JOINT_REQUIREMENTS = {"S": "sparsity", "M": "data_minimisation", "P": "demographic_parity"}
+#: Each combination measured, with the orders of its Pipelines of single editors (both
+#: orders of a pair; of the three, the two orders that edit parity last).
+JOINT_COMBINATIONS = {
+    "S+M": ("MS", "SM"),
+    "S+P": ("SP", "PS"),
+    "M+P": ("MP", "PM"),
+    "S+M+P": ("MSP", "SMP"),
+}
+JOINT_SPARSITY = 0.9
+#: The classical sequence's one-shot pruner where no sparsity results name a better one
+#: (in the whole run, OBC with magnitude rates: 0.8511 at 0.9, SparseGPT 0.8396).
+CLASSICAL_PRUNER = "OBC (magnitude rates)"
+
+
+class ModuleProba:
+    """A module's class probabilities as a prefit classifier (for ThresholdOptimizer)."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def predict_proba(self, X) -> np.ndarray:
+        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        with torch.no_grad():
+            return self.module.eval()(X).softmax(1).double().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        return self.predict_proba(X).argmax(1)
+
+
+def best_one_shot(sparsity: dict | None) -> str:
+    """The SparseGPT or OBC variant of highest accuracy in the sparsity section, else
+    :data:`CLASSICAL_PRUNER`."""
+    if not sparsity:
+        return CLASSICAL_PRUNER
+    accuracy = sparsity["accuracy"]
+    names = [n for n in accuracy if n.startswith(("SparseGPT", "OBC"))]
+    return max(names, key=lambda n: accuracy[n]["mean"]) if names else CLASSICAL_PRUNER
+
+
+def dropped_columns(data, combination: str) -> list[int]:
+    """The columns no method may read: the forbidden groups' where M is required (the sex
+    columns among them), else the sex columns where P is (as the parity section's
+    editors drop them), else none."""
+    if "M" in combination:
+        return [j for j, n in enumerate(data["names"]) if n.split("_")[0] in FORBIDDEN_GROUPS]
+    return sex_columns_of(data) if "P" in combination else []
+
+
+def joint_measures(module: nn.Module, decisions, data, dropped) -> dict:
+    """Test accuracy and parity gap of ``decisions``; sparsity over all the weight
+    matrices of ``module`` and the number of ``dropped`` columns its first layer reads."""
+    weights = extract_weights(module)
+    decisions = np.asarray(decisions)
+    return {
+        "accuracy": float((decisions == data["y_test"]).mean()),
+        "gap": float(selection_rate_gap(decisions, sensitive_features=data["sex_test"])),
+        "sparsity": float(weight_sparsity(weights)),
+        "dropped_read": len(set(features_used(weights)) & set(dropped)),
+    }
+
+
+def meets_all(network: dict, combination: str, target: float, sensitive: bool) -> bool:
+    """Whether one network's measures meet every requirement of ``combination``; a method
+    that reads sex at prediction does not meet M (sex is among the forbidden groups)."""
+    return (
+        ("S" not in combination or network["sparsity"] >= JOINT_SPARSITY - 1e-9)
+        and ("M" not in combination or (network["dropped_read"] == 0 and not sensitive))
+        and ("P" not in combination or network["gap"] <= target + 1e-9)
+    )
+
+
+def joint_row(
+    method: str, networks: list[dict], combination: str, target: float, *, sensitive: bool, **more
+) -> dict:
+    """One method's row: means, extremes and shares over the held-out networks."""
+    gaps = np.asarray([n["gap"] for n in networks])
+    return {
+        "method": method,
+        "accuracy": float(np.mean([n["accuracy"] for n in networks])),
+        "gap": float(gaps.mean()),
+        "within": float(np.mean(gaps <= target + 1e-9)),
+        "max_dropped_read": int(max(n["dropped_read"] for n in networks)),
+        "min_sparsity": float(min(n["sparsity"] for n in networks)),
+        "meets_all": float(
+            np.mean([meets_all(n, combination, target, sensitive) for n in networks])
+        ),
+        "seconds_per_network": float(np.mean([n["seconds"] for n in networks])),
+        "needs_sensitive_at_predict": sensitive,
+        "per_network": networks,
+        **more,
+    }
+
+
+def single_editor(cfg, letter: str, dropped: list[int], n_train: int, seed: int):
+    """A single-requirement editor for one step of a Pipeline, as :func:`fit_editor`
+    configures it; under metadata routing its transform takes the calibration rows where
+    it edits parity. A parity step drops every column of ``dropped``, so that it does not
+    bring back a forbidden column an earlier minimisation step dropped."""
+    params = {
+        "S": {"target": JOINT_SPARSITY},
+        "M": {"features": dropped},
+        "P": {"target": cfg["dp_target"], "features": dropped},
+    }[letter]
+    editor = MetanetEditor(
+        JOINT_REQUIREMENTS[letter],
+        max_steps=cfg["steps"],
+        random_state=seed,
+        networks_per_step=min(NETWORKS_PER_STEP, n_train),
+        **EDITOR,
+        **params,
+    )
+    return editor.set_transform_request(calibration=letter == "P")
+
+
+def pipeline_rows(cfg, data, train, held_out, combination, dropped, seed) -> list[dict]:
+    """Pipelines of single editors in both orders, fitted on ``train`` with the task data
+    routed to every step; edits of the held-out networks, the parity step calibrated on
+    the training rows. For S+M also the reference "prune (the editor), then zero"."""
+    target, X_test = cfg["dp_target"], torch.as_tensor(data["X_test"])
+    task = TaskData(data["X"], data["y"], data["sex"])
+    calibration = {"calibration": task} if "P" in combination else {}
+    rows = []
+    with sklearn.config_context(enable_metadata_routing=True):
+        for order in JOINT_COMBINATIONS[combination]:
+            pipe = Pipeline(
+                [
+                    (letter, single_editor(cfg, letter, dropped, len(train), seed))
+                    for letter in order
+                ]
+            )
+            started = time.perf_counter()
+            pipe.fit(train, data=task)
+            fit_seconds = time.perf_counter() - started
+            edited, per_net = edit_timed(pipe, held_out, **calibration)
+            networks = [
+                joint_measures(e.module_, predictions_of(e.module_, X_test), data, dropped)
+                | {"seconds": per_net}
+                for e in edited
+            ]
+            rows.append(
+                joint_row(
+                    f"Pipeline {' → '.join(order)}",
+                    networks,
+                    combination,
+                    target,
+                    sensitive=False,
+                    editor_fit_seconds=fit_seconds,
+                )
+            )
+            if order == "SM":
+                pruner = pipe.named_steps["S"]
+                pruned, per_net = edit_timed(pruner, held_out)
+                started = time.perf_counter()
+                modules = [zero_columns(e.module_, dropped) for e in pruned]
+                per_net += (time.perf_counter() - started) / len(held_out)
+                networks = [
+                    joint_measures(m, predictions_of(m, X_test), data, dropped)
+                    | {"seconds": per_net}
+                    for m in modules
+                ]
+                rows.append(
+                    joint_row(
+                        f"prune {JOINT_SPARSITY} (the editor), then zero the forbidden columns",
+                        networks,
+                        combination,
+                        target,
+                        sensitive=False,
+                        editor_fit_seconds=pruner.fit_seconds_,
+                    )
+                )
+    return rows
+
+
+def classical_rows(cfg, data, held_out, combination, dropped, pruner: str) -> list[dict]:
+    """The strongest classical sequence: OBS removal of the dropped columns, then the
+    one-shot ``pruner`` at 0.9 (S), then, for P, ThresholdOptimizer (``tol`` = target)
+    or the network's scores projected at test; both read sex at prediction."""
+    target, X_test = cfg["dp_target"], torch.as_tensor(data["X_test"])
+    X_cal = torch.as_tensor(data["X"][: cfg["calibration_rows"]])
+    prune = {"OBC": obc_prune, "SparseGPT": sparsegpt_prune}[pruner.split()[0]]
+    groups = fit_groups(np.asarray(data["sex"], dtype=object))
+    codes = torch.as_tensor(encode_groups(np.asarray(data["sex_test"], dtype=object), groups))
+    steps = (["OBS column removal"] if dropped else []) + (
+        [f"{pruner} {JOINT_SPARSITY}"] if "S" in combination else []
+    )
+    out: dict[str, list[dict]] = {}
+    revived = 0
+    for index, net in enumerate(held_out):
+        started = time.perf_counter()
+        module = net.module_
+        if dropped:
+            module = obs_remove_columns(module, X_cal, dropped)
+        if "S" in combination:
+            module = prune(module, X_cal, JOINT_SPARSITY, uniform="uniform" in pruner)
+            # the pruner starts from the first layer's own weights, whose removed columns
+            # are zero and so cost nothing to remove; nothing else holds them at zero, so
+            # they are zeroed again (revived counts the columns that came back)
+            revived += len(set(features_used(extract_weights(module))) & set(dropped))
+            module = zero_columns(module, dropped)
+        edit_seconds = time.perf_counter() - started
+        if "P" not in combination:
+            decisions = predictions_of(module, X_test)
+            out.setdefault(" → ".join(steps), []).append(
+                joint_measures(module, decisions, data, dropped) | {"seconds": edit_seconds}
+            )
+            continue
+        started = time.perf_counter()
+        mitigator = ThresholdOptimizer(
+            estimator=Float64Proba(ModuleProba(module)),
+            constraints="demographic_parity",
+            prefit=True,
+            predict_method="predict_proba",
+            tol=target,
+        ).fit(data["X"], data["y"], sensitive_features=data["sex"])
+        seconds = edit_seconds + time.perf_counter() - started
+        decisions = mitigator.predict(
+            data["X_test"], sensitive_features=data["sex_test"], random_state=index
+        )
+        out.setdefault(" → ".join([*steps, f"ThresholdOptimizer (tol={target})"]), []).append(
+            joint_measures(module, decisions, data, dropped) | {"seconds": seconds}
+        )
+        started = time.perf_counter()
+        with torch.no_grad():
+            scores = module.eval()(X_test).softmax(1)[:, 1].double()
+        projected = project_parity(scores, codes, target, n_groups=len(groups))
+        decisions = parity_decisions(projected, codes, target, n_groups=len(groups)).numpy()
+        seconds = edit_seconds + time.perf_counter() - started
+        out.setdefault(" → ".join([*steps, "projection at test"]), []).append(
+            joint_measures(module, decisions, data, dropped) | {"seconds": seconds}
+        )
+    return [
+        joint_row(
+            method,
+            networks,
+            combination,
+            target,
+            sensitive="P" in combination,
+            revived_columns=revived,
+        )
+        for method, networks in out.items()
+    ]
+
+
+def retrained_row(cfg, data, held_out, combination, dropped) -> dict:
+    """Retraining from scratch under every constraint, per network and timed: the
+    network's architecture trained on the kept columns (a FairnessLayerClassifier at
+    ``epsilon`` = target where P is required, a plain MLP otherwise), then, for S,
+    magnitude pruned to 0.9 and fine-tuned for one epoch with the mask fixed."""
+    target, X, y = cfg["dp_target"], data["X"], data["y"]
+    kept = X.copy()
+    kept[:, dropped] = 0.0
+    allowed = [j for j in range(X.shape[1]) if j not in set(dropped)]
+    networks = []
+    for index, net in enumerate(held_out):
+        started = time.perf_counter()
+        if "P" in combination:
+            layer = FairnessLayerClassifier(
+                estimator(X.shape[1], cfg["epochs"]).set_params(
+                    module__hidden_sizes=net.module__hidden_sizes
+                ),
+                epsilon=target,
+                random_state=index,
+            ).fit(kept, y, sensitive_features=data["sex"])
+            projection = layer.estimator_.module_
+            # the dropped columns are zero in every training row, so their weights never
+            # moved an output: zeroed, the network is blind to them on any input
+            module = zero_columns(projection.base, dropped)
+        else:
+            module = retrain_on_columns(
+                net.module__hidden_sizes,
+                allowed,
+                X,
+                y,
+                epochs=cfg["epochs"],
+                random_state=index,
+                batch_size=BATCH_SIZE,
+            )
+        if "S" in combination:
+            module = load_weights(
+                module, magnitude_prune_weights(extract_weights(module), JOINT_SPARSITY)
+            )
+            # with P, the layer's own network is pruned and fine-tuned on the task loss
+            # alone (the projection is not in the loop: skorch would train the mask's
+            # zeros back), then put back under the projection, which still meets the
+            # gap at prediction
+            module = fine_tune(
+                module, kept, y, epochs=1, random_state=index, batch_size=BATCH_SIZE
+            )
+        seconds = time.perf_counter() - started
+        if "P" in combination:
+            projection.base = module
+            decisions = layer.predict(data["X_test"], sensitive_features=data["sex_test"])
+        else:
+            decisions = predictions_of(module, torch.as_tensor(data["X_test"]))
+        networks.append(joint_measures(module, decisions, data, dropped) | {"seconds": seconds})
+    how = (
+        f"FairnessLayerClassifier (epsilon={target})" if "P" in combination else "an MLP"
+    ) + " retrained on the kept columns"
+    if "S" in combination:
+        how += f", magnitude {JOINT_SPARSITY} + 1 epoch"
+    return joint_row(how, networks, combination, target, sensitive="P" in combination)
+
+
+def joint_editor_row(cfg, data, train, held_out, combination, dropped, seed, log) -> dict:
+    """The editor fitted for every requirement of ``combination`` at once; its edits of
+    the held-out networks calibrated on the training rows where P is required. An editor
+    that takes one requirement only gives a row marked missing."""
+    target, X_test = cfg["dp_target"], torch.as_tensor(data["X_test"])
+    letters = combination.split("+")
+    requirement = [JOINT_REQUIREMENTS[letter] for letter in letters]
+    targets = {"S": ("sparsity", JOINT_SPARSITY), "P": ("demographic_parity", target)}
+    method = "MetanetEditor for " + " + ".join(requirement)
+    editor = MetanetEditor(
+        requirement=requirement,
+        target=dict(targets[letter] for letter in letters if letter in targets),
+        features=dropped,
+        max_steps=cfg["steps"],
+        random_state=seed,
+        networks_per_step=min(NETWORKS_PER_STEP, len(train)),
+        **EDITOR,
+    )
+    task = TaskData(data["X"], data["y"], data["sex"])
+    try:
+        editor.fit(train, data=task)
+    except InvalidParameterError as error:
+        if "'requirement' parameter" not in str(error):
+            raise
+        log(f"{combination}: no editor for several requirements ({error})")
+        return {"method": method, "missing": str(error), "needs_sensitive_at_predict": False}
+    calibration = {"calibration": task} if "P" in combination else {}
+    edited, per_net = edit_timed(editor, held_out, **calibration)
+    networks = [
+        joint_measures(e.module_, predictions_of(e.module_, X_test), data, dropped)
+        | {"seconds": per_net}
+        for e in edited
+    ]
+    report = editor.report(
+        held_out, data=TaskData(X_test.numpy(), data["y_test"], data["sex_test"])
+    )
+    return joint_row(
+        method,
+        networks,
+        combination,
+        target,
+        sensitive=False,
+        editor_fit_seconds=editor.fit_seconds_,
+        report_meets={c: float(report[c].mean()) for c in report if c.startswith("meets_")},
+    )
+
+
+def joint_experiment(cfg, data, train, held_out, log, pruner: str = CLASSICAL_PRUNER) -> dict:
+    """Several requirements at once on the held-out networks: S (sparsity 0.9), M (the
+    forbidden groups dropped) and P (test parity gap on sex within ``dp_target``), in
+    the pairs and all three. Beside the original networks, per combination: Pipelines
+    of single editors (both orders), the classical sequence (OBS column removal, the
+    one-shot ``pruner``, ThresholdOptimizer or the projection at test), retraining under
+    every constraint, and the editor for several requirements. The editors are fitted
+    with the first seed only."""
+    target, seed = cfg["dp_target"], cfg["seeds"][0]
+    X_test = torch.as_tensor(data["X_test"])
+    out = {
+        "sparsity": JOINT_SPARSITY,
+        "groups": list(FORBIDDEN_GROUPS),
+        "dp_target": target,
+        "sensitive_feature": "sex",
+        "pruner": pruner,
+        "editor_seed": seed,
+        "combinations": {},
+    }
+    for combination in JOINT_COMBINATIONS:
+        started = time.perf_counter()
+        dropped = dropped_columns(data, combination)
+        original = [
+            joint_measures(n.module_, predictions_of(n.module_, X_test), data, dropped)
+            | {"seconds": 0.0}
+            for n in held_out
+        ]
+        rows = [
+            joint_row("original", original, combination, target, sensitive=False),
+            *pipeline_rows(cfg, data, train, held_out, combination, dropped, seed),
+            *classical_rows(cfg, data, held_out, combination, dropped, pruner),
+            retrained_row(cfg, data, held_out, combination, dropped),
+            joint_editor_row(cfg, data, train, held_out, combination, dropped, seed, log),
+        ]
+        for row in rows:
+            if "missing" not in row:
+                log(
+                    f"{combination} {row['method']}: acc {row['accuracy']:.4f} gap "
+                    f"{row['gap']:.4f} within {row['within']:.2f} sparsity "
+                    f"{row['min_sparsity']:.3f} dropped read {row['max_dropped_read']} "
+                    f"meets all {row['meets_all']:.2f} {row['seconds_per_network']:.3f}s"
+                )
+        out["combinations"][combination] = {
+            "requirements": [JOINT_REQUIREMENTS[c] for c in combination.split("+")],
+            "dropped_columns": len(dropped),
+            "rows": rows,
+            "seconds": time.perf_counter() - started,
+        }
+    return out
+
+
 def break_even(fit_seconds: float, edit_seconds: float, baseline_seconds: float) -> float | None:
     """Number of edits after which fitting the editor once and editing is cheaper than
     running the baseline on every network (None: the baseline is the cheaper per network)."""
@@ -970,22 +1388,55 @@ def add_gap_range_row(result: dict, cfg: dict) -> None:
     )
 
 
-def rerun_parity(existing: dict, quick: bool, seed: int, log) -> dict:
-    """``existing`` results with the parity experiment run again (same data, population
-    and held-out networks as a whole run with this seed), for a change that touches it
-    alone; the cost table follows."""
+def rerun_setup(quick: bool, seed: int) -> tuple[dict, dict, list, list]:
+    """The configuration, data, training and held-out networks of a whole run with this
+    seed, for an experiment run again alone."""
     cfg = QUICK if quick else FULL
     torch.set_num_threads(1)
     data = load(cfg["n_rows"], seed)
     hidden = [(w, w) for w in cfg["widths"]]
     nets, _ = population(data, hidden, cfg["n_networks"], cfg["epochs"], seed)
-    train, held_out = nets[: -cfg["n_held_out"]], nets[-cfg["n_held_out"] :]
+    return cfg, data, nets[: -cfg["n_held_out"]], nets[-cfg["n_held_out"] :]
+
+
+def config_of(cfg: dict) -> dict:
+    """``cfg`` as the results record it."""
+    return {k: v for k, v in cfg.items() if k != "unseen"} | {
+        "unseen": {k: list(v) for k, v in cfg["unseen"].items()}
+    }
+
+
+def rerun_parity(existing: dict, quick: bool, seed: int, log) -> dict:
+    """``existing`` results with the parity experiment run again (same data, population
+    and held-out networks as a whole run with this seed), for a change that touches it
+    alone; the cost table follows."""
+    cfg, data, train, held_out = rerun_setup(quick, seed)
     result = dict(existing)
     result["parity"] = parity_experiment(cfg, data, train, held_out, log)
     SETTINGS.update(existing.get("editor", {}))
     result["editor"] = SETTINGS
     add_gap_range_row(result, cfg)
     result["cost"] = cost_table(result)
+    return result
+
+
+def rerun_joint(existing: dict | None, quick: bool, seed: int, log) -> dict:
+    """``existing`` results with the several-requirements experiment run again (same data,
+    population and held-out networks as a whole run with this seed); without results, a
+    results file with this experiment alone."""
+    cfg, data, train, held_out = rerun_setup(quick, seed)
+    result = (
+        dict(existing)
+        if existing
+        else {
+            "config": config_of(cfg),
+            "quick": quick,
+            "seed": seed,
+            "population": {"n_networks": len(train) + len(held_out)},
+        }
+    )
+    pruner = best_one_shot(result.get("sparsity"))
+    result["joint"] = joint_experiment(cfg, data, train, held_out, log, pruner=pruner)
     return result
 
 
@@ -1025,8 +1476,7 @@ def run(quick: bool, seed: int, log) -> dict:
         )
 
     result = {
-        "config": {k: v for k, v in cfg.items() if k != "unseen"}
-        | {"unseen": {k: list(v) for k, v in cfg["unseen"].items()}},
+        "config": config_of(cfg),
         "editor": SETTINGS,
         "quick": quick,
         "seed": seed,
@@ -1052,6 +1502,9 @@ def run(quick: bool, seed: int, log) -> dict:
     result["parity"] = parity_experiment(cfg, data, train, held_out, log)
     result["other_ranges"] = other_ranges_experiment(cfg, data, train, held_out, result, log)
     add_gap_range_row(result, cfg)
+    result["joint"] = joint_experiment(
+        cfg, data, train, held_out, log, pruner=best_one_shot(result["sparsity"])
+    )
     wide, wide_s = population(data, [cfg["wide"]], cfg["n_wide"], cfg["epochs"], seed + 7)
     log(f"wide population in {wide_s:.1f}s")
     wide_cfg = dict(cfg, seeds=cfg["seeds"][:1])
@@ -1116,6 +1569,26 @@ def to_markdown(r: dict) -> str:
         "method's median round; elsewhere an edit is the median of 5 edits of the held-out "
         "networks.",
     ]
+    if "sparsity" in r:
+        out += single_requirement_tables(r)
+    if "joint" in r:
+        out += joint_tables(r["joint"])
+    p = r["population"]
+    if "make_population_s" in p:
+        out += [
+            "",
+            f"Population of {p['n_networks']} MLPs: make_population "
+            f"{p['make_population_s']:.1f} s, one skorch fit after another "
+            f"{p['sequential_skorch_s']:.1f} s (timed on {p['sequential_measured_on']}, "
+            "scaled; the two timed in turn, median of 3 rounds) "
+            f"→ {p['speedup']:.1f}x.",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def single_requirement_tables(r: dict) -> list[str]:
+    """The tables of the experiments on one requirement at a time."""
+    out: list[str] = []
     for key in ("sparsity", "sparsity_95"):
         block = r[key]
         out += [
@@ -1264,16 +1737,62 @@ def to_markdown(r: dict) -> str:
             f"{row['editor_s_per_network']:.4f} | {row['speedup_per_network']:.1f}x | "
             f"{row['editor_fit_s']:.0f} | {even} |"
         )
-    p = r["population"]
-    out += [
+    return out
+
+
+#: What each letter of the joint section's tables requires.
+JOINT_TITLES = {
+    "S": "sparsity 0.9",
+    "M": "the forbidden groups dropped",
+    "P": "parity gap (sex) within the target",
+}
+
+
+def joint_tables(block: dict) -> list[str]:
+    """The tables of the several-requirements experiment, one per combination."""
+    target = block["dp_target"]
+    out = [
         "",
-        f"Population of {p['n_networks']} MLPs: make_population "
-        f"{p['make_population_s']:.1f} s, one skorch fit after another "
-        f"{p['sequential_skorch_s']:.1f} s (timed on {p['sequential_measured_on']}, scaled; "
-        "the two timed in turn, median of 3 rounds) "
-        f"→ {p['speedup']:.1f}x.",
+        "### Several requirements at once",
+        "",
+        f"S: sparsity {block['sparsity']} (zero weights over all the weight matrices); M: "
+        f"the forbidden groups ({', '.join(block['groups'])}) dropped, so every method is "
+        f"blind to sex where M is required; P: selection-rate gap on {block['sensitive_feature']}"
+        f" within {target} on the test split. Where P is required without M, every method "
+        'drops the sex columns (as the parity editors do); "columns read" counts the '
+        "dropped columns the network's first layer still reads. Editors (Pipelines of single "
+        f"editors and the editor for several requirements) are fitted with one seed "
+        f"({block['editor_seed']}), each edit of the held-out networks the median of 5, "
+        "parity edits calibrated on the training rows; the classical sequence's pruner is "
+        f"{block['pruner']}, the sparsity section's better one-shot pruner; retraining is "
+        "timed per network. A network meets all when it meets every requirement of the "
+        "combination; a method that reads sex at prediction does not meet M.",
     ]
-    return "\n".join(out) + "\n"
+    for combination, entry in block["combinations"].items():
+        title = "; ".join(JOINT_TITLES[letter] for letter in combination.split("+"))
+        out += [
+            "",
+            f"#### Several requirements: {combination.replace('+', ' + ')} ({title})",
+            "",
+            "| method | test accuracy | gap | share with gap ≤ target | min sparsity | "
+            "columns read (max) | meets all | reads sex at predict | s / network | "
+            "editor fit s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in entry["rows"]:
+            if "missing" in row:
+                out.append(f"| {row['method']} | not available |  |  |  |  |  |  |  |  |")
+                continue
+            fit = row.get("editor_fit_seconds")
+            out.append(
+                f"| {row['method']} | {row['accuracy']:.4f} | {row['gap']:.4f} | "
+                f"{row['within']:.2f} | {row['min_sparsity']:.3f} | "
+                f"{row['max_dropped_read']} of {entry['dropped_columns']} | "
+                f"{row['meets_all']:.2f} | "
+                f"{'yes' if row['needs_sensitive_at_predict'] else 'no'} | "
+                f"{row['seconds_per_network']:.4f} | {'' if fit is None else f'{fit:.1f}'} |"
+            )
+    return out
 
 
 def main(argv=None) -> int:
@@ -1283,7 +1802,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--only",
-        choices=["parity"],
+        choices=["parity", "joint"],
         default=None,
         help="run this experiment alone and replace it in the results already in the "
         "output folder (the other experiments' results are kept as they are)",
@@ -1296,9 +1815,17 @@ def main(argv=None) -> int:
 
     folder = results_folder(args)
     if args.only:
-        existing = json.loads((folder / "editor.json").read_text())
-        result = rerun_parity(existing, args.quick, args.seed, log)
-        result["rerun_seconds"] = {args.only: time.perf_counter() - started}
+        path = folder / "editor.json"
+        existing = json.loads(path.read_text()) if path.exists() else None
+        if args.only == "parity":
+            if existing is None:
+                parser.error(f"--only parity needs a whole run's results in {folder}")
+            result = rerun_parity(existing, args.quick, args.seed, log)
+        else:
+            result = rerun_joint(existing, args.quick, args.seed, log)
+        result["rerun_seconds"] = result.get("rerun_seconds", {}) | {
+            args.only: time.perf_counter() - started
+        }
     else:
         result = run(args.quick, args.seed, log)
         result["total_seconds"] = time.perf_counter() - started

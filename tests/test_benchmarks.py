@@ -33,6 +33,7 @@ def _guarantees(name, payload):
         assert accuracy["MetanetEditor"]["mean"] > accuracy["magnitude"]["mean"]
         groups = payload["minimisation"]["forbidden_groups"]["accuracy"]
         assert groups["MetanetEditor"]["mean"] > groups["zero the columns"]["mean"]
+        _joint_guarantees(payload["joint"])
     if name == "projection_speed":
         rows = payload["cvxpylayers_vs_project_parity"]
         assert rows and all(r["max_abs_diff_z"] < 1e-4 for r in rows)
@@ -43,6 +44,22 @@ def _guarantees(name, payload):
         accuracy = {r["threads"]: r["accuracy"] for r in payload["summary"]}
         assert len(accuracy) == 2
         assert max(accuracy.values()) - min(accuracy.values()) <= 0.01
+
+
+def _joint_guarantees(joint):
+    """Several requirements at once: every method but the original networks reads none of
+    the dropped columns; the classical sequence and retraining reach the sparsity exactly;
+    the projection at test meets the gap on every network."""
+    assert list(joint["combinations"]) == ["S+M", "S+P", "M+P", "S+M+P"]
+    for combination, entry in joint["combinations"].items():
+        rows = [row for row in entry["rows"] if "missing" not in row]
+        assert rows[0]["method"] == "original" and len(rows) >= 5, combination
+        for row in rows[1:]:
+            assert row["max_dropped_read"] == 0, (combination, row["method"])
+            if "S" in combination and not row["method"].startswith(("Pipeline", "Metanet")):
+                assert row["min_sparsity"] >= joint["sparsity"], (combination, row["method"])
+            if row["method"].endswith("projection at test"):
+                assert row["within"] == 1.0, (combination, row["method"])
 
 
 def test_there_are_benchmarks():
@@ -82,7 +99,7 @@ def _rerun_parity_alone(script, folder, before):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     after = json.loads((folder / "editor.json").read_text())
-    for key in ("sparsity", "sparsity_95", "minimisation", "wide", "other_ranges"):
+    for key in ("sparsity", "sparsity_95", "minimisation", "wide", "other_ranges", "joint"):
         assert after[key] == before[key], key
     methods = [row["method"] for row in after["parity"]["rows"]]
     assert methods == [row["method"] for row in before["parity"]["rows"]]
