@@ -83,7 +83,8 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         weights that survive, so that the structural requirements hold exactly; with
         ``calibration`` rows a parity constraint's gap is met per network as a parity
         editor's is. Its ``target`` is a dict, ``target_range`` is not supported, and
-        the training settings are those of the parity constraint, else of sparsity.
+        the training settings are those of the parity constraint (at a temperature
+        of 0.3, which kept more accuracy there), else of sparsity.
     target : float, int or dict, default=None
         ``sparsity``: fraction of weights that are zero (default 0.5).
         ``data_minimisation``: number of input features to keep, chosen per network
