@@ -1298,8 +1298,13 @@ def joint_editor_row(cfg, data, train, held_out, combination, dropped, seed, log
         | {"seconds": per_net}
         for e in edited
     ]
+    SETTINGS.setdefault(" + ".join(requirement), editor.settings_)
+    # the editor's own report of its edits (with the same calibration rows): whether each
+    # network meets each requirement, by the editor's measures on the test rows
     report = editor.report(
-        held_out, data=TaskData(X_test.numpy(), data["y_test"], data["sex_test"])
+        held_out,
+        data=TaskData(X_test.numpy(), data["y_test"], data["sex_test"]),
+        **calibration,
     )
     return joint_row(
         method,
@@ -1308,6 +1313,8 @@ def joint_editor_row(cfg, data, train, held_out, combination, dropped, seed, log
         target,
         sensitive=False,
         editor_fit_seconds=editor.fit_seconds_,
+        # 0 where no checkpoint beat the untrained metanetwork (no residuals to calibrate)
+        selected_step=None if editor.selected_step_ is None else int(editor.selected_step_),
         report_meets={c: float(report[c].mean()) for c in report if c.startswith("meets_")},
     )
 
@@ -1437,6 +1444,8 @@ def rerun_joint(existing: dict | None, quick: bool, seed: int, log) -> dict:
     )
     pruner = best_one_shot(result.get("sparsity"))
     result["joint"] = joint_experiment(cfg, data, train, held_out, log, pruner=pruner)
+    SETTINGS.update(result.get("editor", {}) | SETTINGS)
+    result["editor"] = SETTINGS
     return result
 
 
