@@ -83,8 +83,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         weights that survive, so that the structural requirements hold exactly; with
         ``calibration`` rows a parity constraint's gap is met per network as a parity
         editor's is. Its ``target`` is a dict, ``target_range`` is not supported, and
-        the training settings are those of the parity constraint (at a temperature
-        of 0.3, which kept more accuracy there), else of sparsity.
+        the training settings are those of the parity constraint, else of sparsity.
     target : float, int or dict, default=None
         ``sparsity``: fraction of weights that are zero (default 0.5).
         ``data_minimisation``: number of input features to keep, chosen per network
@@ -237,9 +236,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     ``utility_weight=1.0``, ``target_margin=0.0`` and ``eval_every=50``; for
     ``"data_minimisation"`` one round of message passing (``num_layers=1``) at
     ``learning_rate=1e-3``, since the least-squares compensation does most of the work;
-    for the fairness requirements ``learning_rate=1e-3``, ``utility_weight=0.5``,
-    ``temperature=0.1`` and ``target_margin=0.02``, so that the gap measured on new rows
-    and networks stays below the target. :attr:`settings_` holds the values used.
+    for the fairness requirements ``learning_rate=1e-3``, ``utility_weight=0.5`` and
+    ``target_margin=0.02``, so that the gap measured on new rows and networks stays
+    below the target. :attr:`settings_` holds the values used.
 
     Examples
     --------

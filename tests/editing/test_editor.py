@@ -317,7 +317,7 @@ def parity_task():
     X, y, groups = make_biased_classification(1500, 6, bias=1.5, random_state=0)
     population = make_population(make_net(6, max_epochs=10), X, y, n_networks=8, random_state=0)
     editor = MetanetEditor(
-        "demographic_parity", target=0.05, max_steps=40, learning_rate=3e-3, random_state=0
+        "demographic_parity", target=0.05, max_steps=20, learning_rate=3e-3, random_state=0
     ).fit(population[:5], data=(X, y, groups))
     return X, y, groups, population[5:], editor
 
