@@ -41,10 +41,9 @@ from typing import Any
 
 import torch
 
-from ._graph import network_forward
 from ._measures import features_used
 from ._minimisation import DataMinimisation
-from ._parity import Fairness, least_strength
+from ._parity import Fairness, calibrated
 from ._requirement import Requirement, base_edit
 from ._sparsity import Sparsity
 
@@ -269,21 +268,14 @@ class JointRequirement(Requirement):
             return super().calibrated_edit(
                 item, edit, target, calibration, temperature=temperature
             )
-        X, y, groups, n_groups = calibration
-        fairness = self._fairness
-
-        def edited(strength):
-            scaled = dict(edit)
-            scaled["weight_residual"] = edit["weight_residual"] * strength
-            scaled["bias_residual"] = edit["bias_residual"] * strength
-            return self.edit(item, scaled, target, hard=True, temperature=temperature)
-
-        def gap_at(strength):
-            weights = edited(strength)
-            decisions = _decisions(item["module"], weights, X)
-            return fairness.measure(weights, decisions == 1, y, groups, n_groups)
-
-        return edited(least_strength(gap_at, float(target[fairness.name])))
+        return calibrated(
+            lambda scaled: self.edit(item, scaled, target, hard=True, temperature=temperature),
+            self._fairness,
+            item["module"],
+            edit,
+            calibration,
+            float(target[self._fairness.name]),
+        )
 
     # ------------------------------------------------------------------ the measure
 
@@ -328,7 +320,3 @@ class JointRequirement(Requirement):
         for part in self._parts_in_order():
             columns.update(part.report_columns(edited_weights, positive, y, groups, n_groups))
         return columns
-
-
-def _decisions(module, weights, X) -> torch.Tensor:
-    return network_forward(module, weights, X).argmax(dim=1)

@@ -24,7 +24,7 @@ from ._measures import (
 from ._minimisation import InputDropping
 from ._requirement import Requirement, base_edit
 
-__all__ = ["Fairness"]
+__all__ = ["Fairness", "calibrated", "least_strength"]
 
 #: The metanetwork reads a gap target as log(max(target, _GAP_FLOOR) / _GAP_UNIT).
 _GAP_UNIT = 0.05
@@ -95,6 +95,26 @@ def least_strength(
         else:
             low = middle
     return high
+
+
+def calibrated(edit_with, fairness, module, edit, calibration, goal: float):
+    """``edit_with(scaled)``, the exact edit with the metanetwork's residuals in ``edit``
+    scaled by the least strength (:func:`least_strength`) at which the gap of
+    ``fairness`` (a :class:`Fairness`) on the ``calibration`` rows ``(X, y, groups,
+    n_groups)`` is at most ``goal``; ``module`` is the network's architecture."""
+    X, y, groups, n_groups = calibration
+
+    def edited(strength):
+        scaled = dict(edit)
+        scaled["weight_residual"] = edit["weight_residual"] * strength
+        scaled["bias_residual"] = edit["bias_residual"] * strength
+        return edit_with(scaled)
+
+    def gap_at(strength):
+        decisions = network_forward(module, edited(strength), X).argmax(dim=1)
+        return float(fairness.gap((decisions == 1).float(), y, groups, n_groups))
+
+    return edited(least_strength(gap_at, goal))
 
 
 class Fairness(InputDropping, Requirement):
@@ -199,20 +219,14 @@ class Fairness(InputDropping, Requirement):
         Rows given at edit time set each network's own; they are read there and not
         kept.
         """
-        X, y, groups, n_groups = calibration
-
-        def edited(strength):
-            scaled = dict(edit)
-            scaled["weight_residual"] = edit["weight_residual"] * strength
-            scaled["bias_residual"] = edit["bias_residual"] * strength
-            return self.edit(item, scaled, target, hard=True, temperature=temperature)
-
-        def gap_at(strength):
-            weights = edited(strength)
-            decisions = network_forward(item["module"], weights, X).argmax(dim=1)
-            return self.measure(weights, decisions == 1, y, groups, n_groups)
-
-        return edited(least_strength(gap_at, float(target)))
+        return calibrated(
+            lambda scaled: self.edit(item, scaled, target, hard=True, temperature=temperature),
+            self,
+            item["module"],
+            edit,
+            calibration,
+            float(target),
+        )
 
     def violation(self, value, target):
         return max(0.0, value - target)
