@@ -92,7 +92,8 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         gap allowed on the task data's sensitive feature (default 0.05).
         A joint editor: a dict of each requirement's target, e.g. ``{"sparsity": 0.9,
         "demographic_parity": 0.05}``; those left out take their defaults. A
-        ``GridSearchCV`` searches it as any parameter (``{"target": [{...}, {...}]}``).
+        ``GridSearchCV`` searches it as any parameter (``{"target": [{...}, {...}]}``),
+        or each entry as ``target__<requirement>`` (see :meth:`set_params`).
     features : sequence of str or int, default=None
         The input features the edited networks may not use, as column names of the task
         data's ``X`` or as integer indices (``data_minimisation``, and the fairness
@@ -356,6 +357,33 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+
+    def set_params(self, **params: Any) -> MetanetEditor:
+        """Set the editor's parameters, as any scikit-learn estimator's.
+
+        A joint editor's targets are also reachable one by one as
+        ``target__<requirement>``, so that ``GridSearchCV`` searches a grid over each
+        requirement's target: ``{"target__sparsity": [0.8, 0.9],
+        "target__demographic_parity": [0.03, 0.05]}``. Each sets that entry of a copy of
+        the ``target`` dict (or of a new one, where ``target`` is None); the dict given
+        before is not changed.
+
+        Returns
+        -------
+        self : MetanetEditor
+        """
+        entries = {key: params.pop(key) for key in list(params) if key.startswith("target__")}
+        if entries:
+            target = params.get("target", self.target)
+            if target is not None and not isinstance(target, dict):
+                raise ValueError(
+                    f"{sorted(entries)} set entries of a dict target (an editor for several "
+                    f"requirements); target is {target!r}."
+                )
+            target = dict(target or {})
+            target.update({key.removeprefix("target__"): value for key, value in entries.items()})
+            params["target"] = target
+        return super().set_params(**params)
 
     # ------------------------------------------------------------------ fit
 

@@ -171,6 +171,18 @@ def test_joint_targets_are_searchable_and_the_editor_saves_loads_and_pickles(
     assert np.isfinite(scores.mean_test_score).all()
     # pruning less keeps more accuracy: the search picks it
     assert search.best_params_["target"] == {"sparsity": 0.5}
+    # or each requirement's target as a parameter of its own, on a grid
+    given = {"sparsity": 0.7}
+    editor = MetanetEditor(JOINT, target=given, features=FORBIDDEN, max_steps=0)
+    grid = {"target__sparsity": [0.5, 0.9], "target__data_minimisation": [3, 6]}
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(editor, grid, cv=KFold(2)).fit(population, data=TaskData(X, y))
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_params_ == {"target__sparsity": 0.5, "target__data_minimisation": 6}
+    assert search.best_estimator_.target == {"sparsity": 0.5, "data_minimisation": 6}
+    assert given == {"sparsity": 0.7} and editor.target is given  # nothing mutated
+    with pytest.raises(ValueError, match="set entries of a dict target"):
+        MetanetEditor("sparsity", target=0.5).set_params(target__sparsity=0.6)
     fitted = clone(editor).set_params(target={"sparsity": 0.8}).fit(population, data=(X, y))
     fitted = randomise_heads(fitted)
     save_editor(fitted, tmp_path / "joint.pt")
@@ -184,7 +196,7 @@ def test_joint_targets_are_searchable_and_the_editor_saves_loads_and_pickles(
     ):
         np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
         np.testing.assert_array_equal(a.predict_proba(X), c.predict_proba(X))
-    assert loaded.target_ == {"sparsity": 0.8, "data_minimisation": None}
+    assert loaded.target_ == {"sparsity": 0.8, "data_minimisation": None}  # the default
     assert weight_sparsity(weights_of(loaded.transform(population[:1])[0])) >= 0.8
 
 
