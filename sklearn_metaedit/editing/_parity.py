@@ -24,7 +24,7 @@ from ._measures import (
 from ._minimisation import InputDropping
 from ._requirement import Requirement, base_edit
 
-__all__ = ["Fairness", "calibrated", "least_strength"]
+__all__ = ["Fairness", "calibrated", "least_strength", "scaled_residuals"]
 
 #: The metanetwork reads a gap target as log(max(target, _GAP_FLOOR) / _GAP_UNIT).
 _GAP_UNIT = 0.05
@@ -97,18 +97,20 @@ def least_strength(
     return high
 
 
-def calibrated(edit_with, fairness, module, edit, calibration, goal: float):
-    """``edit_with(scaled)``, the exact edit with the metanetwork's residuals in ``edit``
-    scaled by the least strength (:func:`least_strength`) at which the gap of
-    ``fairness`` (a :class:`Fairness`) on the ``calibration`` rows ``(X, y, groups,
-    n_groups)`` is at most ``goal``; ``module`` is the network's architecture."""
-    X, y, groups, n_groups = calibration
+def scaled_residuals(edit: dict, strength: float) -> dict:
+    """``edit`` with the metanetwork's residuals scaled by ``strength`` (its gates kept)."""
+    scaled = dict(edit)
+    scaled["weight_residual"] = edit["weight_residual"] * strength
+    scaled["bias_residual"] = edit["bias_residual"] * strength
+    return scaled
 
-    def edited(strength):
-        scaled = dict(edit)
-        scaled["weight_residual"] = edit["weight_residual"] * strength
-        scaled["bias_residual"] = edit["bias_residual"] * strength
-        return edit_with(scaled)
+
+def calibrated(edited, fairness, module, calibration, goal: float):
+    """``edited(strength)``, the weights of an exact edit at the least strength
+    (:func:`least_strength`) at which the gap of ``fairness`` (a :class:`Fairness`) on
+    the ``calibration`` rows ``(X, y, groups, n_groups)`` is at most ``goal``;
+    ``module`` is the network's architecture."""
+    X, y, groups, n_groups = calibration
 
     def gap_at(strength):
         decisions = network_forward(module, edited(strength), X).argmax(dim=1)
@@ -220,10 +222,11 @@ class Fairness(InputDropping, Requirement):
         kept.
         """
         return calibrated(
-            lambda scaled: self.edit(item, scaled, target, hard=True, temperature=temperature),
+            lambda strength: self.edit(
+                item, scaled_residuals(edit, strength), target, hard=True, temperature=temperature
+            ),
             self,
             item["module"],
-            edit,
             calibration,
             float(target),
         )
