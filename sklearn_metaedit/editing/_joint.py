@@ -165,8 +165,11 @@ class JointRequirement(Requirement):
             part.check_task(n_classes=n_classes, has_groups=has_groups)
 
     def check_population(self, modules):
-        for part in self._parts_in_order():
-            part.check_population(modules)
+        """What the parts say of the networks, where sparsity is not among them (their
+        warnings about pruned networks recommend an editor that prunes as well)."""
+        if self._sparsity is None:
+            for part in self._parts_in_order():
+                part.check_population(modules)
 
     def default_target(self) -> dict[str, Any]:
         return {name: part.default_target() for name, part in self._parts.items()}

@@ -21,7 +21,7 @@ from ._gates import soft_top_k, top_k_mask
 from ._least_squares import refit_units
 from ._magnitude import DEAD
 from ._measures import features_used
-from ._requirement import Requirement, base_edit
+from ._requirement import Requirement, base_edit, count_pruned
 from ._sparsity import prune_and_refit
 
 __all__ = ["DataMinimisation", "InputDropping"]
@@ -200,11 +200,7 @@ class DataMinimisation(InputDropping, Requirement):
         """Warn where the networks are pruned (a tenth or more of their weights exactly
         zero): minimising a pruned network keeps its sparsity but has fewer weights to
         take up the dropped features than minimising first, then pruning."""
-        pruned = 0
-        for module in modules:
-            weights = [p for name, p in module.named_parameters() if name.endswith("weight")]
-            zeros = sum(int((w == 0).sum()) for w in weights)
-            pruned += zeros >= 0.1 * sum(w.numel() for w in weights)
+        pruned = count_pruned(modules)
         if pruned:
             warnings.warn(
                 f"{pruned} of the {len(modules)} networks are pruned (a tenth or more of "

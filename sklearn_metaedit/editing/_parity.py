@@ -9,6 +9,7 @@ group-blind network), which are then dropped as data minimisation drops them.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -22,7 +23,7 @@ from ._measures import (
     tensor_true_positive_rate_gap,
 )
 from ._minimisation import InputDropping
-from ._requirement import Requirement, base_edit
+from ._requirement import Requirement, base_edit, count_pruned
 
 __all__ = ["Fairness", "calibrated", "least_strength", "scaled_residuals"]
 
@@ -169,6 +170,24 @@ class Fairness(InputDropping, Requirement):
             raise ValueError(
                 f"requirement={self.name!r} needs binary classifiers (2 outputs); "
                 f"the networks have {n_classes}."
+            )
+
+    def check_population(self, modules):
+        """Warn where the networks are pruned (a tenth or more of their weights exactly
+        zero): a parity edit keeps their zeros, so it acts through the weights pruning
+        left, and cost more accuracy than editing parity before pruning or one editor
+        for both (``requirement=["sparsity", ...]``)."""
+        pruned = count_pruned(modules)
+        if pruned:
+            warnings.warn(
+                f"{pruned} of the {len(modules)} networks are pruned (a tenth or more of "
+                "their weights are zero): a parity edit keeps their zeros and acts through "
+                "the weights left. On Adult (12 held-out networks, sparsity 0.9, gap 0.05, "
+                "calibrated) pruning, then editing parity kept 0.811, editing parity, then "
+                "pruning 0.840 (with 7 of 12 gaps above the target), and one editor for "
+                "both requirements more (docs: the editing guide).",
+                UserWarning,
+                stacklevel=4,
             )
 
     def default_target(self):

@@ -28,7 +28,7 @@ import torch
 
 from ._graph import Weights, split_graph_values
 
-__all__ = ["Requirement", "base_edit", "input_statistics"]
+__all__ = ["Requirement", "base_edit", "count_pruned", "input_statistics"]
 
 #: Rows drawn from a Gaussian with the fit-time input mean and covariance, on which a
 #: pruned binary classifier's decision threshold is matched to the original's.
@@ -42,6 +42,17 @@ def input_statistics(X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     mean = X64.mean(dim=0)
     centred = X64 - mean
     return mean, centred.T @ centred / max(len(X64) - 1, 1)
+
+
+def count_pruned(modules: Sequence) -> int:
+    """How many of the networks are pruned: a tenth or more of their weights (not
+    biases) exactly zero."""
+    pruned = 0
+    for module in modules:
+        weights = [p for name, p in module.named_parameters() if name.endswith("weight")]
+        zeros = sum(int((w == 0).sum()) for w in weights)
+        pruned += zeros >= 0.1 * sum(w.numel() for w in weights)
+    return pruned
 
 
 def base_edit(weights: Weights, edit: dict[str, torch.Tensor]) -> Weights:

@@ -2,6 +2,7 @@
 
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -219,3 +220,20 @@ def test_joint_errors_say_what_is_wrong(task, population, requirement, params, m
     X, y = task
     with pytest.raises(ValueError, match=message):
         MetanetEditor(requirement, **params, max_steps=0).fit(population, data=(X, y))
+
+
+def test_a_parity_editor_fitted_on_pruned_networks_says_what_that_order_costs(biased):
+    X, y, groups, population = biased
+    data = TaskData(X, y, groups)
+    pruned = (
+        MetanetEditor("sparsity", target=0.6, max_steps=0)
+        .fit(population, data=data)
+        .transform(population)
+    )
+    with pytest.warns(UserWarning, match=r"6 of the 6 networks are pruned.*one editor"):
+        MetanetEditor("demographic_parity", max_steps=0).fit(pruned, data=data)
+    # on dense networks, or in an editor that prunes as well, nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetanetEditor("demographic_parity", max_steps=0).fit(population, data=data)
+        MetanetEditor(["sparsity", "demographic_parity"], max_steps=0).fit(pruned, data=data)
