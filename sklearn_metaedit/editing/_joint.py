@@ -226,7 +226,9 @@ class JointRequirement(Requirement):
     def _structural(self, item: dict, target: Mapping, edit: dict) -> dict:
         """Steps 1 and 2 of the module's description for ``item`` at ``target``, which
         read no output of the metanetwork: the network they make, as a prepared network
-        (``module`` and ``weights``); cached in ``item``."""
+        (``module`` and ``weights``; ``pruned``, the network step 2 pruned); cached in
+        ``item``. Beside a parity constraint, step 2 follows the parity edit
+        (:meth:`_pruned_parity_edit`) and is not made here (``weights`` is None)."""
         key = tuple(
             (name, target[name]) for name in self.names if self._parts[name] is not self._fairness
         )
@@ -242,7 +244,10 @@ class JointRequirement(Requirement):
                         edited, identity, budget, hard=True, temperature=1.0
                     )
                     edited = {"module": item["module"], "weights": weights}
-                if self._sparsity is not None:
+                if self._sparsity is not None and self._fairness is not None:
+                    # pruned after the parity edit (_pruned_parity_edit), not here
+                    edited = {"module": item["module"], "weights": None, "pruned": edited}
+                elif self._sparsity is not None:
                     weights = self._sparsity.edit(
                         edited, identity, target[Sparsity.name], hard=True, temperature=1.0
                     )
