@@ -30,6 +30,7 @@ from .._pickle_version import PickleVersionMixin
 from .._threads import with_thread_limit
 from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
 from ._initialisation import seeded_metanet
+from ._joint import with_target_entries
 from ._measures import report_rows
 from ._requirement import input_statistics
 from ._requirements import REQUIREMENTS, make_requirement
@@ -44,7 +45,7 @@ from ._task_data import (
     task_arrays,
     unpack_task_data,
 )
-from ._training import HISTORY_COLUMNS, MetanetTrainer, TrainingSettings
+from ._training import HISTORY_COLUMNS, MetanetTrainer, TrainingSettings, untrained_message
 
 __all__ = ["MetanetEditor"]
 
@@ -372,17 +373,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         -------
         self : MetanetEditor
         """
-        entries = {key: params.pop(key) for key in list(params) if key.startswith("target__")}
-        if entries:
-            target = params.get("target", self.target)
-            if target is not None and not isinstance(target, dict):
-                raise ValueError(
-                    f"{sorted(entries)} set entries of a dict target (an editor for several "
-                    f"requirements); target is {target!r}."
-                )
-            target = dict(target or {})
-            target.update({key.removeprefix("target__"): value for key, value in entries.items()})
-            params["target"] = target
+        params = with_target_entries(params, self.target)
         return super().set_params(**params)
 
     # ------------------------------------------------------------------ fit
@@ -494,7 +485,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             trainer = MetanetTrainer(
                 self.metanet_,
                 requirement,
-                self._training_settings(),
+                TrainingSettings.of(self.get_params(deep=False), self.settings_),
                 target=self.target_,
                 target_range=target_range,
                 n_groups=0 if self.groups_ is None else len(self.groups_),
@@ -504,45 +495,14 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             self.selected_step_ = trainer.selected_step_
             self.training_gain_ = trainer.training_gain_
             if self.selected_step_ == 0:
-                self._warn_untrained()
+                # stacklevel: the caller of fit, above scikit-learn's _fit_context wrapper
+                message = untrained_message(self.history_)
+                warnings.warn(message, ConvergenceWarning, stacklevel=4)
         else:
             self.selected_step_, self.training_gain_ = 0, 0.0
         self.metanet_.eval()
         self.fit_seconds_ = time.perf_counter() - started
         return self
-
-    def _warn_untrained(self) -> None:
-        """Say that training added nothing: its checkpoints never beat the untrained one."""
-        scores = self.history_["validation_score"]
-        later = self.history_.loc[(self.history_["step"] > 0) & scores.notna()]
-        best = later.loc[later["validation_score"].idxmax()]
-        warnings.warn(
-            f"training added nothing on the validation networks: the untrained editor "
-            f"(step 0) scored {scores.iloc[0]:.4f}, the best checkpoint after it "
-            f"{best['validation_score']:.4f} (step {int(best['step'])}), so the untrained "
-            "editor is kept and edits as with max_steps=0. More steps, another "
-            "learning_rate or more networks may help.",
-            ConvergenceWarning,
-            # the caller of fit, above scikit-learn's _fit_context wrapper
-            stacklevel=4,
-        )
-
-    def _training_settings(self) -> TrainingSettings:
-        settings = self.settings_
-        return TrainingSettings(
-            utility_weight=settings["utility_weight"],
-            divergence=self.divergence,
-            task_weight=self.task_weight,
-            target_margin=settings["target_margin"],
-            relative_margin=self.relative_margin,
-            temperature=settings["temperature"],
-            learning_rate=settings["learning_rate"],
-            max_steps=settings["max_steps"],
-            networks_per_step=self.networks_per_step,
-            rows_per_step=self.rows_per_step,
-            eval_every=settings["eval_every"],
-            verbose=self.verbose,
-        )
 
     # ------------------------------------------------------------------ edit
 

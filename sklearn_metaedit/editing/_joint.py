@@ -51,7 +51,7 @@ from ._parity import Fairness, calibrated, scaled_residuals
 from ._requirement import Requirement, base_edit
 from ._sparsity import Sparsity, refit_kept_weights
 
-__all__ = ["JointRequirement"]
+__all__ = ["JointRequirement", "with_target_entries"]
 
 #: The metanetwork's outputs (the other entries of an edit are scales).
 _OUTPUTS = ("weight_gate", "weight_residual", "bias_residual", "node_gate")
@@ -62,6 +62,26 @@ def _without_outputs(edit: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {
         key: torch.zeros_like(value) if key in _OUTPUTS else value for key, value in edit.items()
     }
+
+
+def with_target_entries(params: dict[str, Any], target: Any) -> dict[str, Any]:
+    """``params`` of ``set_params`` with its ``target__<requirement>`` entries set in a
+    copy of the ``target`` dict (``params``' own, else ``target``, the editor's; a new
+    dict where it is None): the dict given before is not changed."""
+    params = dict(params)
+    entries = {key: params.pop(key) for key in list(params) if key.startswith("target__")}
+    if not entries:
+        return params
+    target = params.get("target", target)
+    if target is not None and not isinstance(target, Mapping):
+        raise ValueError(
+            f"{sorted(entries)} set entries of a dict target (an editor for several "
+            f"requirements); target is {target!r}."
+        )
+    target = dict(target or {})
+    target.update({key.removeprefix("target__"): value for key, value in entries.items()})
+    params["target"] = target
+    return params
 
 
 class JointRequirement(Requirement):

@@ -21,7 +21,7 @@ the target; the checkpoint of best score is kept (the validation loss breaks tie
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -36,12 +36,27 @@ from ._measures import divergence
 from ._metanet import GraphMetanetwork
 from ._requirement import Requirement
 
-__all__ = ["HISTORY_COLUMNS", "MetanetTrainer", "TrainingSettings"]
+__all__ = ["HISTORY_COLUMNS", "MetanetTrainer", "TrainingSettings", "untrained_message"]
 
 #: Task rows on which checkpoints are compared (at most).
 VALIDATION_ROWS = 8192
 
 HISTORY_COLUMNS = ["step", "train_loss", "validation_loss", "validation_score"]
+
+
+def untrained_message(history: pd.DataFrame) -> str:
+    """What to say when training added nothing: its checkpoints (``history``, a
+    trainer's ``history_``) never beat the untrained one."""
+    scores = history["validation_score"]
+    later = history.loc[(history["step"] > 0) & scores.notna()]
+    best = later.loc[later["validation_score"].idxmax()]
+    return (
+        f"training added nothing on the validation networks: the untrained editor "
+        f"(step 0) scored {scores.iloc[0]:.4f}, the best checkpoint after it "
+        f"{best['validation_score']:.4f} (step {int(best['step'])}), so the untrained "
+        "editor is kept and edits as with max_steps=0. More steps, another "
+        "learning_rate or more networks may help."
+    )
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,12 @@ class TrainingSettings:
     rows_per_step: int
     eval_every: int
     verbose: int
+
+    @classmethod
+    def of(cls, params: dict[str, Any], settings: dict[str, Any]) -> TrainingSettings:
+        """An editor's: its ``settings_`` where they hold a field, else its parameter
+        (``params``, from ``get_params``)."""
+        return cls(**{f.name: settings.get(f.name, params.get(f.name)) for f in fields(cls)})
 
 
 class MetanetTrainer:
