@@ -278,7 +278,11 @@ class JointRequirement(Requirement):
         return cache[key]
 
     def apply(self, weights, edit, target, *, hard, temperature):
-        raise NotImplementedError("a joint edit needs the prepared network: see edit")
+        """Not defined for a joint requirement: its pruning refits the network's layers,
+        which needs the network's architecture; :meth:`edit` takes the prepared network."""
+        raise TypeError(
+            "a joint requirement edits prepared networks (edit), not bare weights (apply)."
+        )
 
     def edit(self, item, edit, target, *, hard, temperature):
         """The structural edit (steps 1 and 2, the same in training and at edit time),
