@@ -286,7 +286,12 @@ def graph_to_weights(graph: Data) -> Weights:
     return split_graph_values(graph.edge_weight, graph.bias, graph.layer_sizes)
 
 
-def network_forward(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> torch.Tensor:
+def network_forward(
+    module: nn.Sequential,
+    weights: Weights,
+    X: torch.Tensor,
+    first_output: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Logits of ``module`` with its ``Linear`` parameters replaced by ``weights``.
 
     Differentiable in ``weights``; dropout is inactive (edited networks are evaluated,
@@ -298,12 +303,15 @@ def network_forward(module: nn.Sequential, weights: Weights, X: torch.Tensor) ->
         The network's architecture (its own parameters are not used).
     weights : list of (Tensor, Tensor)
     X : Tensor of shape (n_samples, n_0)
+    first_output : Tensor of shape (n_samples, n_1), default=None
+        The first ``Linear`` layer's output on ``X``, where the caller has it (its
+        weights are then not read).
 
     Returns
     -------
     logits : Tensor of shape (n_samples, n_L)
     """
-    return _forward(module, weights, X)[0]
+    return _forward(module, weights, X, first_output)[0]
 
 
 def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> list[torch.Tensor]:
@@ -324,14 +332,17 @@ def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> li
     return _forward(module, weights, X)[1]
 
 
-def _forward(module, weights, X) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _forward(module, weights, X, first_output=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The logits and the input of every ``Linear`` layer (dropout inactive)."""
     out, inputs, layer = X.to(weights[0][0].dtype), [], 0
     for child in module:
         if isinstance(child, nn.Linear):
             inputs.append(out)
             weight, bias = weights[layer]
-            out = F.linear(out, weight, bias)
+            if layer == 0 and first_output is not None:
+                out = first_output
+            else:
+                out = F.linear(out, weight, bias)
             layer += 1
         elif isinstance(child, nn.Dropout | nn.Identity):
             continue

@@ -356,6 +356,18 @@ class JointRequirement(Requirement):
                     for (w0, b0), (w1, b1) in zip(start, end, strict=True)
                 ]
 
+            # the first layer's outputs move along a line too: two products, not one
+            # per strength tried
+            X = calibration[0].to(start[0][0].dtype)
+            first = [torch.nn.functional.linear(X, w, b) for w, b in (start[0], end[0])]
+
+            def first_output(strength):
+                return first[0] + strength * (first[1] - first[0])
+
+            return calibrated(
+                edited, self._fairness, item["module"], calibration, goal, first_output
+            )
+
         return calibrated(edited, self._fairness, item["module"], calibration, goal)
 
     # ------------------------------------------------------------------ the measure

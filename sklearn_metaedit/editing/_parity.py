@@ -106,17 +106,31 @@ def scaled_residuals(edit: dict, strength: float) -> dict:
     return scaled
 
 
-def calibrated(edited, fairness, module, calibration, goal: float):
+def calibrated(edited, fairness, module, calibration, goal: float, first_output=None):
     """``edited(strength)``, the weights of an exact edit at the least strength
     (:func:`least_strength`) at which the gap of ``fairness`` (a :class:`Fairness`) on
     the ``calibration`` rows ``(X, y, groups, n_groups)`` is at most ``goal``;
-    ``module`` is the network's architecture."""
+    ``module`` is the network's architecture.
+
+    ``first_output(strength)``, where given, is the first layer's output on ``X`` at a
+    strength, computed faster than from the weights (where they move along a line,
+    their first layer's outputs do too); the strength it finds is checked with the
+    edit's own weights, and found again from them where the two disagree on the goal.
+    """
     X, y, groups, n_groups = calibration
 
-    def gap_at(strength):
-        decisions = network_forward(module, edited(strength), X).argmax(dim=1)
+    def gap_of(weights, first=None):
+        decisions = network_forward(module, weights, X, first).argmax(dim=1)
         return float(fairness.gap((decisions == 1).float(), y, groups, n_groups))
 
+    def gap_at(strength):
+        return gap_of(edited(strength))
+
+    if first_output is not None:
+        strength = least_strength(lambda s: gap_of(edited(s), first_output(s)), goal)
+        weights = edited(strength)
+        if gap_of(weights) <= goal:
+            return weights
     return edited(least_strength(gap_at, goal))
 
 

@@ -188,3 +188,15 @@ def test_clone_module_falls_back_to_deepcopy_for_hooks_and_mutable_attributes():
     clone.notes.append("edited")
     assert tagged.notes == ["trained on 2024 data"]  # a copy, not the same list
     _same_copy(clone, tagged)
+
+
+def test_a_forward_from_the_first_layers_output_is_the_forward_from_the_rows():
+    torch.manual_seed(0)
+    net = MLP(5, hidden_sizes=(7, 4))
+    weights = extract_weights(net)
+    X = torch.randn(64, 5)
+    first = torch.nn.functional.linear(X, *weights[0])
+    assert torch.equal(network_forward(net, weights, X, first), network_forward(net, weights, X))
+    # the first layer's weights are not read when its output is given
+    zeroed = [(torch.zeros_like(weights[0][0]), weights[0][1]), *weights[1:]]
+    assert torch.equal(network_forward(net, zeroed, X, first), network_forward(net, weights, X))
