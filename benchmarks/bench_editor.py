@@ -63,7 +63,6 @@ import torch
 from _results import add_out_argument, results_folder
 from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import InvalidParameterError
 from skorch import NeuralNetClassifier
 from torch import nn
 
@@ -1265,10 +1264,9 @@ def retrained_row(cfg, data, held_out, combination, dropped) -> dict:
     return joint_row(how, networks, combination, target, sensitive="P" in combination)
 
 
-def joint_editor_row(cfg, data, train, held_out, combination, dropped, seed, log) -> dict:
+def joint_editor_row(cfg, data, train, held_out, combination, dropped, seed) -> dict:
     """The editor fitted for every requirement of ``combination`` at once; its edits of
-    the held-out networks calibrated on the training rows where P is required. An editor
-    that takes one requirement only gives a row marked missing."""
+    the held-out networks calibrated on the training rows where P is required."""
     target, X_test = cfg["dp_target"], torch.as_tensor(data["X_test"])
     letters = combination.split("+")
     requirement = [JOINT_REQUIREMENTS[letter] for letter in letters]
@@ -1284,13 +1282,7 @@ def joint_editor_row(cfg, data, train, held_out, combination, dropped, seed, log
         **EDITOR,
     )
     task = TaskData(data["X"], data["y"], data["sex"])
-    try:
-        editor.fit(train, data=task)
-    except InvalidParameterError as error:
-        if "'requirement' parameter" not in str(error):
-            raise
-        log(f"{combination}: no editor for several requirements ({error})")
-        return {"method": method, "missing": str(error), "needs_sensitive_at_predict": False}
+    editor.fit(train, data=task)
     calibration = {"calibration": task} if "P" in combination else {}
     edited, per_net = edit_timed(editor, held_out, **calibration)
     networks = [
@@ -1351,16 +1343,15 @@ def joint_experiment(cfg, data, train, held_out, log, pruner: str = CLASSICAL_PR
             *pipeline_rows(cfg, data, train, held_out, combination, dropped, seed),
             *classical_rows(cfg, data, held_out, combination, dropped, pruner),
             retrained_row(cfg, data, held_out, combination, dropped),
-            joint_editor_row(cfg, data, train, held_out, combination, dropped, seed, log),
+            joint_editor_row(cfg, data, train, held_out, combination, dropped, seed),
         ]
         for row in rows:
-            if "missing" not in row:
-                log(
-                    f"{combination} {row['method']}: acc {row['accuracy']:.4f} gap "
-                    f"{row['gap']:.4f} within {row['within']:.2f} sparsity "
-                    f"{row['min_sparsity']:.3f} dropped read {row['max_dropped_read']} "
-                    f"meets all {row['meets_all']:.2f} {row['seconds_per_network']:.3f}s"
-                )
+            log(
+                f"{combination} {row['method']}: acc {row['accuracy']:.4f} gap "
+                f"{row['gap']:.4f} within {row['within']:.2f} sparsity "
+                f"{row['min_sparsity']:.3f} dropped read {row['max_dropped_read']} "
+                f"meets all {row['meets_all']:.2f} {row['seconds_per_network']:.3f}s"
+            )
         out["combinations"][combination] = {
             "requirements": [JOINT_REQUIREMENTS[c] for c in combination.split("+")],
             "dropped_columns": len(dropped),
@@ -1789,9 +1780,6 @@ def joint_tables(block: dict) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in entry["rows"]:
-            if "missing" in row:
-                out.append(f"| {row['method']} | not available |  |  |  |  |  |  |  |  |")
-                continue
             fit = row.get("editor_fit_seconds")
             out.append(
                 f"| {row['method']} | {row['accuracy']:.4f} | {row['gap']:.4f} | "

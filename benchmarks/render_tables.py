@@ -302,7 +302,7 @@ def summary_rows() -> list[list[str]]:
 def joint_summary_row(section: dict, block: dict) -> list[str]:
     """The editor for sparsity, forbidden groups and parity at once, beside the best
     Pipeline of single editors, the best classical sequence and retraining."""
-    rows = {r["method"]: r for r in block["rows"] if "missing" not in r}
+    rows = {r["method"]: r for r in block["rows"]}
 
     def stated(method: str) -> str:
         r = rows[method]
