@@ -277,7 +277,7 @@ def summary_rows() -> list[list[str]]:
     rows.append(
         [
             f"parity gap ≤ {target} (sex) by editing, group-blind"
-            + (" (calibrated on the training rows)" if calibrated else "")
+            + (f" ({ours.split(', ', 1)[1]})" if calibrated else "")
             + ": accuracy, share of networks within",
             "`bench_editor.py`",
             f"MetanetEditor {within(ours)}",

@@ -20,10 +20,21 @@ from ._graph import Weights, extract_weights, load_weights, weights_to_graph
 from ._metanet import GraphMetanetwork, unbatch_edit
 from ._requirement import Requirement
 
-__all__ = ["N_INPUT_FLAGS", "edit_networks", "edited_copy", "prepare_network"]
+__all__ = [
+    "MET",
+    "N_INPUT_FLAGS",
+    "edit_networks",
+    "edited_copy",
+    "prepare_network",
+    "requirements_met",
+]
 
 #: Node inputs of the metanetwork that describe the task's input features.
 N_INPUT_FLAGS = 2
+
+#: The attribute of an edited network's module that records the requirements its edits
+#: met, ``{name: target}``, so that a later editor knows what it may undo.
+MET = "metaedit_requirements"
 
 
 def _input_flags(requirement: Requirement, n_nodes: int) -> torch.Tensor:
@@ -110,10 +121,13 @@ def copy_with_weights(network: Any, module: nn.Sequential, weights: Weights) -> 
     return edited
 
 
-def edited_copy(network: Any, module: nn.Sequential, weights: Weights, classes) -> Any:
+def edited_copy(
+    network: Any, module: nn.Sequential, weights: Weights, classes, met: dict | None = None
+) -> Any:
     """The edited network as a user gets it back: a copy of a skorch net with the edited
     weights, or a plain module wrapped in a fitted skorch ``NeuralNetClassifier`` whose
-    labels are ``classes``."""
+    labels are ``classes``. ``met`` (requirement names and targets) is added to what
+    the module records the edits met (:data:`MET`), the earlier edits' entries kept."""
     if isinstance(network, nn.Module):
         from skorch import NeuralNetClassifier
 
@@ -124,5 +138,14 @@ def edited_copy(network: Any, module: nn.Sequential, weights: Weights, classes) 
         )
         edited.initialize()
         edited.classes_inferred_ = classes
-        return edited
-    return copy_with_weights(network, module, weights)
+    else:
+        edited = copy_with_weights(network, module, weights)
+    if met:
+        setattr(edited.module_, MET, {**requirements_met(module), **met})
+    return edited
+
+
+def requirements_met(module: nn.Module) -> dict[str, Any]:
+    """What the edits that made ``module`` met: requirement names and their targets
+    (empty for a network no editor made)."""
+    return dict(getattr(module, MET, {}))

@@ -520,9 +520,8 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             networks = list(networks)
         modules = check_networks(networks, self.n_features_in_task_)
         check_outputs(networks, modules, self.classes_)
-        # the metanetwork is left in eval mode by fit and load_editor and is only read
-        # here (no mode switch), so that threads may share one fitted editor
-        out, details, seconds = [], [], []
+        # the metanetwork is in eval mode (fit, load_editor) and only read: threads share it
+        out, details, seconds, met = [], [], [], self.requirement_.targets_met(target)
         # several networks share one metanetwork pass (a batch of disjoint graphs), which
         # amortises the per-pass overhead; the edit of each is the same as alone
         for start in range(0, len(networks), _EDIT_CHUNK):
@@ -540,7 +539,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
                     calibration=calibration,
                 )
             out.extend(
-                edited_copy(networks[i], modules[i], weights, self.classes_)
+                edited_copy(networks[i], modules[i], weights, self.classes_, met)
                 for i, weights in zip(chunk, edited, strict=True)
             )
             elapsed = (time.perf_counter() - started) / len(items)
@@ -568,17 +567,18 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             Edit for this target instead of the fitted one (meaningful within
             ``target_range``).
         calibration : TaskData or tuple (X, y, sensitive_features), default=None
-            Parity requirements only: task rows on which each network's edit takes its
-            own strength: the metanetwork's residuals scaled by the least factor (up to
-            3) for which the edited network's gap on these rows is at most the target.
-            Without them one strength serves every network, and the gaps scatter around
-            the target. The rows are read here and not kept; the edited networks read
-            no more features than without them.
+            Parity requirements only: rows the networks were not trained on, on which
+            each edit takes its own strength: the residuals scaled by the least factor
+            (up to 3) for which the gap on these rows plus 2.326 standard errors (a 99%
+            upper bound on the population's gap) is at most the target. Without them
+            one strength serves every network, and the gaps scatter around the target.
+            Read here, not kept; the edits read no more features than without them.
 
         Returns
         -------
         edited : list of fitted skorch NeuralNetClassifier
-            Edited copies (plain modules come back wrapped in a skorch net), in order.
+            Edited copies (plain modules come back wrapped in a skorch net), in order;
+            ``module_.metaedit_requirements`` records what each edit met, by name.
 
         Examples
         --------

@@ -47,8 +47,8 @@ import torch
 
 from ._measures import features_used
 from ._minimisation import DataMinimisation
-from ._parity import Fairness, calibrated, scaled_residuals
-from ._requirement import Requirement, base_edit
+from ._parity import Fairness, calibrated, calibrated_on_line, scaled_residuals
+from ._requirement import Requirement, base_edit, warn_parity_unmeasured
 from ._sparsity import Sparsity, refit_kept_weights
 
 __all__ = ["JointRequirement", "with_target_entries"]
@@ -186,10 +186,16 @@ class JointRequirement(Requirement):
 
     def check_population(self, modules):
         """What the parts say of the networks, where sparsity is not among them (their
-        warnings about pruned networks recommend an editor that prunes as well)."""
+        warnings about pruned networks recommend an editor that prunes as well); without
+        a parity constraint, whether the networks were edited for one."""
         if self._sparsity is None:
             for part in self._parts_in_order():
                 part.check_population(modules)
+        elif self._fairness is None:
+            warn_parity_unmeasured(modules, self.name)
+
+    def targets_met(self, target: Mapping) -> dict[str, Any]:
+        return dict(target)
 
     def default_target(self) -> dict[str, Any]:
         return {name: part.default_target() for name, part in self._parts.items()}
@@ -326,8 +332,8 @@ class JointRequirement(Requirement):
 
     def calibrated_edit(self, item, edit, target, calibration, *, temperature):
         """The exact edit whose parity part is scaled by the least strength in ``[0, 3]``
-        at which the gap of the parity constraint on the calibration rows is at most its
-        target (:meth:`~._parity.Fairness.calibrated_edit`); the structural edit is not
+        at which the gap bound of the parity constraint on the calibration rows is at
+        most its target (:meth:`~._parity.Fairness.calibrated_edit`); the structural edit is not
         scaled. With sparsity, the strength moves the weights along the line from the
         unedited network refitted on the exact edit's nonzero weights (strength 0) to
         the exact edit (strength 1), on which every zero stays zero."""
@@ -336,37 +342,20 @@ class JointRequirement(Requirement):
                 item, edit, target, calibration, temperature=temperature
             )
         goal = float(target[self._fairness.name])
-        if self._sparsity is None:
-
-            def edited(strength):
-                scaled = scaled_residuals(edit, strength)
-                return self.edit(item, scaled, target, hard=True, temperature=temperature)
-
-        else:
+        if self._sparsity is not None:
             end = self.edit(item, edit, target, hard=True, temperature=temperature)
             base = self._structural(item, target, edit)["pruned"]["weights"]
             rows = self._sparsity.proxy_rows(end[0][0].device, torch.float64)
             with torch.no_grad():
                 base = [(w.detach(), b.detach()) for w, b in base]
                 start = refit_kept_weights(item["module"], base, end, rows)
-
-            def edited(strength):
-                return [
-                    (w0 + strength * (w1 - w0), b0 + strength * (b1 - b0))
-                    for (w0, b0), (w1, b1) in zip(start, end, strict=True)
-                ]
-
-            # the first layer's outputs move along a line too: two products, not one
-            # per strength tried
-            X = calibration[0].to(start[0][0].dtype)
-            first = [torch.nn.functional.linear(X, w, b) for w, b in (start[0], end[0])]
-
-            def first_output(strength):
-                return first[0] + strength * (first[1] - first[0])
-
-            return calibrated(
-                edited, self._fairness, item["module"], calibration, goal, first_output
+            return calibrated_on_line(
+                item["module"], start, end, self._fairness, calibration, goal
             )
+
+        def edited(strength):
+            scaled = scaled_residuals(edit, strength)
+            return self.edit(item, scaled, target, hard=True, temperature=temperature)
 
         return calibrated(edited, self._fairness, item["module"], calibration, goal)
 

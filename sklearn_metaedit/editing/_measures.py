@@ -21,6 +21,7 @@ __all__ = [
     "report_rows",
     "tensor_equalized_odds_gap",
     "tensor_selection_rate_gap",
+    "tensor_selection_rate_gap_bound",
     "tensor_true_positive_rate_gap",
     "weight_sparsity",
 ]
@@ -87,6 +88,48 @@ def tensor_selection_rate_gap(
         return positive.sum() * 0.0
     rates = sums[present] / counts[present]
     return rates.max() - rates.min()
+
+
+def tensor_selection_rate_gap_bound(
+    positive: torch.Tensor, groups: torch.Tensor, n_groups: int, z: float
+) -> torch.Tensor:
+    """An upper confidence bound on the selection-rate gap of the population the rows
+    are drawn from: over every pair of groups present, the difference of their rates
+    plus ``z`` standard errors of that difference (``sqrt(p_a (1 - p_a) / n_a +
+    p_b (1 - p_b) / n_b)``, the normal approximation); ``z = 2.326`` bounds each pair's
+    difference at 99%, one-sided.
+
+    Parameters
+    ----------
+    positive : Tensor of shape (n_samples,)
+        0/1 decisions.
+    groups : long Tensor of shape (n_samples,)
+    n_groups : int
+    z : float
+
+    Returns
+    -------
+    bound : scalar Tensor (0 with fewer than two groups present)
+
+    Examples
+    --------
+    >>> import torch
+    >>> positive, groups = torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([0, 0, 1, 1])
+    >>> round(float(tensor_selection_rate_gap_bound(positive, groups, 2, 0.0)), 3)
+    0.5
+    >>> round(float(tensor_selection_rate_gap_bound(positive, groups, 2, 1.0)), 3)
+    0.854
+    """
+    counts = torch.bincount(groups, minlength=n_groups).to(positive.dtype)
+    sums = torch.zeros(n_groups, dtype=positive.dtype, device=positive.device)
+    sums = sums.index_add(0, groups, positive)
+    present = counts > 0
+    if int(present.sum()) < 2:
+        return positive.sum() * 0.0
+    rates = sums[present] / counts[present]
+    variances = rates * (1 - rates) / counts[present]
+    bounds = rates[:, None] - rates[None, :] + z * (variances[:, None] + variances[None, :]).sqrt()
+    return bounds.max()
 
 
 def tensor_true_positive_rate_gap(

@@ -199,7 +199,9 @@ class DataMinimisation(InputDropping, Requirement):
     def check_population(self, modules):
         """Warn where the networks are pruned (a tenth or more of their weights exactly
         zero): minimising a pruned network keeps its sparsity but has fewer weights to
-        take up the dropped features than minimising first, then pruning."""
+        take up the dropped features than minimising first, then pruning; and where
+        they were edited for parity (:meth:`~._requirement.Requirement.check_population`)."""
+        super().check_population(modules)
         pruned = count_pruned(modules)
         if pruned:
             warnings.warn(

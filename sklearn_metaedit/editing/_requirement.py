@@ -18,6 +18,7 @@ The requirements themselves: :mod:`._sparsity`, :mod:`._minimisation`, :mod:`._p
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from numbers import Real
@@ -28,7 +29,17 @@ import torch
 
 from ._graph import Weights, split_graph_values
 
-__all__ = ["Requirement", "base_edit", "count_pruned", "input_statistics"]
+__all__ = [
+    "Requirement",
+    "base_edit",
+    "count_pruned",
+    "input_statistics",
+    "warn_parity_unmeasured",
+]
+
+#: What the benchmark measured of a parity edit followed by pruning (bench_editor.py,
+#: several requirements).
+_PARITY_THEN_PRUNING = "PARITY_THEN_PRUNING"
 
 #: Rows drawn from a Gaussian with the fit-time input mean and covariance, on which a
 #: pruned binary classifier's decision threshold is matched to the original's.
@@ -53,6 +64,28 @@ def count_pruned(modules: Sequence) -> int:
         zeros = sum(int((w == 0).sum()) for w in weights)
         pruned += zeros >= 0.1 * sum(w.numel() for w in weights)
     return pruned
+
+
+def warn_parity_unmeasured(modules: Sequence, name: str) -> None:
+    """Warn where networks were edited for a parity constraint (their modules'
+    ``metaedit_requirements``) that an editor for ``name``, which does not measure it,
+    is to edit again."""
+    from .._constraint_names import CONSTRAINTS
+
+    met = [getattr(module, "metaedit_requirements", {}) for module in modules]
+    edited = [m for m in met if any(c in m for c in CONSTRAINTS)]
+    if edited:
+        constraint = next(c for c in CONSTRAINTS if c in edited[0])
+        warnings.warn(
+            f"{len(edited)} of the {len(modules)} networks were edited for {constraint} "
+            f"(target {edited[0][constraint]}); requirement={name!r} does not measure it, "
+            "so that its edits move the gap, past the target on some networks. On Adult "
+            f"(12 held-out networks, sparsity 0.9, gap 0.05) {_PARITY_THEN_PRUNING}. Edit "
+            "for parity last, or use one editor for every requirement "
+            f"(MetanetEditor([..., {constraint!r}])).",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def base_edit(weights: Weights, edit: dict[str, torch.Tensor]) -> Weights:
@@ -147,9 +180,16 @@ class Requirement(ABC):
         return None
 
     def check_population(self, modules: Sequence) -> None:
-        """Say what the networks to fit on imply for this requirement's edits (nothing by
-        default)."""
-        return None
+        """Say what the networks to fit on imply for this requirement's edits: where an
+        editor edited them for parity and this requirement does not measure it, that
+        its edits may undo it."""
+        if not self.needs_sensitive:
+            warn_parity_unmeasured(modules, self.name)
+
+    def targets_met(self, target: Any) -> dict[str, Any]:
+        """What an edit at ``target`` meets, ``{name: target}``: recorded on the edited
+        networks (``module_.metaedit_requirements``), so that a later editor knows."""
+        return {self.name: target}
 
     def default_target(self) -> Any:
         """The target edits meet when the editor is given none."""

@@ -237,3 +237,31 @@ def test_a_parity_editor_fitted_on_pruned_networks_says_what_that_order_costs(bi
         warnings.simplefilter("error", UserWarning)
         MetanetEditor("demographic_parity", max_steps=0).fit(population, data=data)
         MetanetEditor(["sparsity", "demographic_parity"], max_steps=0).fit(pruned, data=data)
+
+
+def test_edited_networks_record_what_they_meet_and_pruning_a_parity_edit_says_so(biased):
+    X, y, groups, population = biased
+    data = TaskData(X, y, groups)
+    assert not hasattr(population[0].module_, "metaedit_requirements")
+    fair = (
+        MetanetEditor("demographic_parity", target=0.05, max_steps=0)
+        .fit(population, data=data)
+        .transform(population)
+    )
+    assert all(n.module_.metaedit_requirements == {"demographic_parity": 0.05} for n in fair)
+    assert not hasattr(population[0].module_, "metaedit_requirements")  # not mutated
+    # a structural editor fitted on them does not measure the gap it moves: it says so
+    with pytest.warns(UserWarning, match=r"6 of the 6 networks were edited for demographic_par"):
+        pruning = MetanetEditor("sparsity", target=0.6, max_steps=0).fit(fair, data=data)
+    with pytest.warns(UserWarning, match="were edited for demographic_parity"):
+        MetanetEditor(JOINT, target={"sparsity": 0.6}, features=[0], max_steps=0).fit(
+            fair, data=data
+        )
+    # the record grows with each edit, and survives a pickle of the edited network
+    both = pickle.loads(pickle.dumps(pruning.transform(fair)[0]))
+    assert both.module_.metaedit_requirements == {"demographic_parity": 0.05, "sparsity": 0.6}
+    # a parity editor measures the gap, and networks no editor made are not flagged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetanetEditor("demographic_parity", max_steps=0).fit(fair, data=data)
+        MetanetEditor("sparsity", target=0.6, max_steps=0).fit(population, data=data)

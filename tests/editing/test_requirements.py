@@ -22,6 +22,7 @@ from sklearn_metaedit.editing._measures import (
     features_used,
     tensor_equalized_odds_gap,
     tensor_selection_rate_gap,
+    tensor_selection_rate_gap_bound,
     tensor_true_positive_rate_gap,
     weight_sparsity,
 )
@@ -459,3 +460,107 @@ def test_prune_and_refit_keeps_each_layers_count_and_refits_its_mask():
         torch.equal(a, c) and torch.equal(b_, d)
         for (a, b_), (c, d) in zip(same, weights, strict=True)
     )
+
+
+def _brute_force_bound(decisions, groups, z):
+    """Over every ordered pair of groups: the rate difference plus z standard errors."""
+    best = 0.0
+    for a in np.unique(groups):
+        for b in np.unique(groups):
+            pa, pb = decisions[groups == a].mean(), decisions[groups == b].mean()
+            na, nb = (groups == a).sum(), (groups == b).sum()
+            se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+            best = max(best, pa - pb + z * se)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gap_bound_is_the_largest_pairwise_upper_bound(seed):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 3, 400)
+    decisions = (rng.random(400) < np.array([0.2, 0.35, 0.5])[groups]).astype(float)
+    for z in (0.0, 1.0, 2.326):
+        bound = tensor_selection_rate_gap_bound(
+            torch.as_tensor(decisions), torch.as_tensor(groups), 3, z
+        )
+        assert float(bound) == pytest.approx(_brute_force_bound(decisions, groups, z))
+    # without the errors the bound is the gap, as fairlearn measures it
+    zero = tensor_selection_rate_gap_bound(
+        torch.as_tensor(decisions), torch.as_tensor(groups), 3, 0
+    )
+    assert float(zero) == pytest.approx(
+        demographic_parity_difference(np.zeros(400), decisions, sensitive_features=groups)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "fairlearn_gap", "labels"),
+    [
+        ("demographic_parity", demographic_parity_difference, (None,)),
+        ("equal_opportunity", equal_opportunity_difference, (1,)),
+        ("equalized_odds", equalized_odds_difference, (0, 1)),
+    ],
+)
+def test_parity_gap_bound_conditions_on_the_constraint_labels(kind, fairlearn_gap, labels):
+    rng = np.random.default_rng(0)
+    y, groups = rng.integers(0, 2, 600), rng.integers(0, 2, 600)
+    decisions = (rng.random(600) < 0.25 + 0.2 * groups + 0.2 * y).astype(float)
+    requirement = Fairness(4, kind=kind)
+    args = (torch.as_tensor(decisions), torch.as_tensor(y), torch.as_tensor(groups), 2)
+    # z = 0: fairlearn's gap
+    assert float(requirement.gap_bound(*args, z=0.0)) == pytest.approx(
+        fairlearn_gap(y, decisions, sensitive_features=groups)
+    )
+    expected = max(
+        _brute_force_bound(
+            decisions if label is None else decisions[y == label],
+            groups if label is None else groups[y == label],
+            2.326,
+        )
+        for label in labels
+    )
+    assert float(requirement.gap_bound(*args)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_parity_exact_edit_is_affine_in_the_strength_of_its_residuals(pruned):
+    # a calibrated edit tries strengths on the line between the edits at 0 and 1: that
+    # is only the edit at each strength if the edit is affine in it (residuals scaled,
+    # forbidden columns dropped, their compensation, dense or refitted where the network
+    # has zero weights, linear in them)
+    from sklearn_metaedit.editing._parity import scaled_residuals
+    from sklearn_metaedit.editing._requirement import input_statistics
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
+    module = MLP(n_features=6, hidden_sizes=(8, 8)).double()
+    weights = extract_weights(module)
+    if pruned:
+        weights = [(w * (w.abs() > 0.2), b) for w, b in weights]
+    requirement = Fairness(6, forbidden=[0, 1])
+    requirement.set_input_statistics(*input_statistics(X))
+    n_edges = sum(w.numel() for w, _ in weights)
+    n_nodes = 6 + sum(b.numel() for _, b in weights)
+    generator = torch.Generator().manual_seed(1)
+    edit = {
+        "weight_residual": 0.1 * torch.randn(n_edges, generator=generator, dtype=torch.float64),
+        "bias_residual": 0.1 * torch.randn(n_nodes, generator=generator, dtype=torch.float64),
+        "edge_scale": torch.ones(n_edges, dtype=torch.float64),
+        "node_scale": torch.ones(n_nodes, dtype=torch.float64),
+        "weight_gate": torch.zeros(n_edges, dtype=torch.float64),
+        "node_gate": torch.zeros(n_nodes, dtype=torch.float64),
+    }
+    item = {"module": module, "weights": weights}
+
+    def at(strength):
+        scaled = scaled_residuals(edit, strength)
+        return requirement.edit(item, scaled, 0.05, hard=True, temperature=0.3)
+
+    ends = at(0.0), at(1.0)
+    for strength in (0.3, 1.7):
+        for (w, b), (w0, b0), (w1, b1) in zip(at(strength), *ends, strict=True):
+            torch.testing.assert_close(w, w0 + strength * (w1 - w0))
+            torch.testing.assert_close(b, b0 + strength * (b1 - b0))
+    first_end = ends[1][0][0]
+    assert not bool(first_end[:, :2].any())  # the forbidden columns are dropped
+    assert not torch.allclose(first_end, ends[0][0][0])  # and the residuals move the rest
