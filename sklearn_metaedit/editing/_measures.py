@@ -80,14 +80,19 @@ def tensor_selection_rate_gap(
     >>> float(tensor_selection_rate_gap(positive, torch.tensor([0, 0, 1, 1]), 2))
     0.5
     """
+    rates, _ = _group_rates(positive, groups, n_groups)
+    if len(rates) < 2:
+        return positive.sum() * 0.0
+    return rates.max() - rates.min()
+
+
+def _group_rates(positive, groups, n_groups) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean of ``positive`` and the number of rows of each group present."""
     counts = torch.bincount(groups, minlength=n_groups).to(positive.dtype)
     sums = torch.zeros(n_groups, dtype=positive.dtype, device=positive.device)
     sums = sums.index_add(0, groups, positive)
     present = counts > 0
-    if int(present.sum()) < 2:
-        return positive.sum() * 0.0
-    rates = sums[present] / counts[present]
-    return rates.max() - rates.min()
+    return sums[present] / counts[present], counts[present]
 
 
 def tensor_selection_rate_gap_bound(
@@ -120,14 +125,10 @@ def tensor_selection_rate_gap_bound(
     >>> round(float(tensor_selection_rate_gap_bound(positive, groups, 2, 1.0)), 3)
     0.854
     """
-    counts = torch.bincount(groups, minlength=n_groups).to(positive.dtype)
-    sums = torch.zeros(n_groups, dtype=positive.dtype, device=positive.device)
-    sums = sums.index_add(0, groups, positive)
-    present = counts > 0
-    if int(present.sum()) < 2:
+    rates, counts = _group_rates(positive, groups, n_groups)
+    if len(rates) < 2:
         return positive.sum() * 0.0
-    rates = sums[present] / counts[present]
-    variances = rates * (1 - rates) / counts[present]
+    variances = rates * (1 - rates) / counts
     bounds = rates[:, None] - rates[None, :] + z * (variances[:, None] + variances[None, :]).sqrt()
     return bounds.max()
 
