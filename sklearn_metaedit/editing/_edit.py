@@ -18,23 +18,12 @@ from torch_geometric.data import Batch
 
 from ._graph import Weights, extract_weights, load_weights, weights_to_graph
 from ._metanet import GraphMetanetwork, unbatch_edit
-from ._requirement import Requirement
+from ._requirement import MET, Requirement, requirements_met
 
-__all__ = [
-    "MET",
-    "N_INPUT_FLAGS",
-    "edit_networks",
-    "edited_copy",
-    "prepare_network",
-    "requirements_met",
-]
+__all__ = ["N_INPUT_FLAGS", "edit_networks", "edited_copy", "prepare_network"]
 
 #: Node inputs of the metanetwork that describe the task's input features.
 N_INPUT_FLAGS = 2
-
-#: The attribute of an edited network's module that records the requirements its edits
-#: met, ``{name: target}``, so that a later editor knows what it may undo.
-MET = "metaedit_requirements"
 
 
 def _input_flags(requirement: Requirement, n_nodes: int) -> torch.Tensor:
@@ -143,9 +132,3 @@ def edited_copy(
     if met:
         setattr(edited.module_, MET, {**requirements_met(module), **met})
     return edited
-
-
-def requirements_met(module: nn.Module) -> dict[str, Any]:
-    """What the edits that made ``module`` met: requirement names and their targets
-    (empty for a network no editor made)."""
-    return dict(getattr(module, MET, {}))

@@ -27,15 +27,22 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .._constraint_names import CONSTRAINTS
 from ._graph import Weights, split_graph_values
 
 __all__ = [
+    "MET",
     "Requirement",
     "base_edit",
     "count_pruned",
     "input_statistics",
+    "requirements_met",
     "warn_parity_unmeasured",
 ]
+
+#: The attribute of an edited network's module that records the requirements its edits
+#: met, ``{name: target}``, so that a later editor knows what it may undo.
+MET = "metaedit_requirements"
 
 #: What the editor benchmark measured of a parity edit followed by pruning (its
 #: several-requirements section, calibrated on validation rows).
@@ -69,13 +76,17 @@ def count_pruned(modules: Sequence) -> int:
     return pruned
 
 
-def warn_parity_unmeasured(modules: Sequence, name: str) -> None:
-    """Warn where networks were edited for a parity constraint (their modules'
-    ``metaedit_requirements``) that an editor for ``name``, which does not measure it,
-    is to edit again."""
-    from .._constraint_names import CONSTRAINTS
+def requirements_met(module) -> dict[str, Any]:
+    """What the edits that made ``module`` met: requirement names and their targets
+    (empty for a network no editor made)."""
+    return dict(getattr(module, MET, {}))
 
-    met = [getattr(module, "metaedit_requirements", {}) for module in modules]
+
+def warn_parity_unmeasured(modules: Sequence, name: str) -> None:
+    """Warn where networks were edited for a parity constraint (:func:`requirements_met`)
+    that an editor for ``name``, which does not measure it,
+    is to edit again."""
+    met = [requirements_met(module) for module in modules]
     edited = [m for m in met if any(c in m for c in CONSTRAINTS)]
     if edited:
         constraint = next(c for c in CONSTRAINTS if c in edited[0])
