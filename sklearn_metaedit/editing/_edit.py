@@ -10,6 +10,7 @@ weights (:meth:`~._requirement.Requirement.apply`, then
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import torch
@@ -81,14 +82,37 @@ def edit_networks(
     flags = torch.cat([item["flags"] for item in items])
     edits = unbatch_edit(metanet(batch, target_in, flags), graphs)
     if calibration is not None:
-        return [
+        edited = [
             requirement.calibrated_edit(item, edit, target, calibration, temperature=temperature)
             for item, edit, target in zip(items, edits, targets, strict=True)
         ]
+        warn_unmet_calibration(items)
+        return edited
     return [
         requirement.edit(item, edit, target, hard=hard, temperature=temperature)
         for item, edit, target in zip(items, edits, targets, strict=True)
     ]
+
+
+def warn_unmet_calibration(items: list[dict[str, Any]]) -> None:
+    """Warn where no strength of a calibrated edit brought the gap's upper confidence
+    bound on the calibration rows within the target (``item["calibration_bound"]``)."""
+    unmet = [
+        item["calibration_bound"]
+        for item in items
+        if item.get("calibration_bound", (0.0, 1.0))[0] > item["calibration_bound"][1]
+    ]
+    if unmet:
+        bound, target = min(unmet)
+        warnings.warn(
+            f"calibration: on {len(unmet)} of {len(items)} networks no strength of the edit "
+            "(up to 3) brings the gap's upper 99% confidence bound on the calibration rows "
+            f"(their gap plus 2.326 standard errors) within the target (least bound "
+            f"{bound:.3f}, target {target}); those edits take the strength of least bound, "
+            "and report shows the gaps they reach. More calibration rows narrow the bound.",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 def copy_with_weights(network: Any, module: nn.Sequential, weights: Weights) -> Any:

@@ -349,15 +349,18 @@ class JointRequirement(Requirement):
             with torch.no_grad():
                 base = [(w.detach(), b.detach()) for w, b in base]
                 start = refit_kept_weights(item["module"], base, end, rows)
-            return calibrated_on_line(
+            weights, bound = calibrated_on_line(
                 item["module"], start, end, self._fairness, calibration, goal
             )
+        else:
 
-        def edited(strength):
-            scaled = scaled_residuals(edit, strength)
-            return self.edit(item, scaled, target, hard=True, temperature=temperature)
+            def edited(strength):
+                scaled = scaled_residuals(edit, strength)
+                return self.edit(item, scaled, target, hard=True, temperature=temperature)
 
-        return calibrated(edited, self._fairness, item["module"], calibration, goal)
+            weights, bound = calibrated(edited, self._fairness, item["module"], calibration, goal)
+        item["calibration_bound"] = (bound, goal)
+        return weights
 
     # ------------------------------------------------------------------ the measure
 

@@ -100,9 +100,12 @@ def tensor_selection_rate_gap_bound(
 ) -> torch.Tensor:
     """An upper confidence bound on the selection-rate gap of the population the rows
     are drawn from: over every pair of groups present, the difference of their rates
-    plus ``z`` standard errors of that difference (``sqrt(p_a (1 - p_a) / n_a +
-    p_b (1 - p_b) / n_b)``, the normal approximation); ``z = 2.326`` bounds each pair's
-    difference at 99%, one-sided.
+    plus ``z`` standard errors of that difference, ``sqrt(q_a (1 - q_a) / (n_a + 2) +
+    q_b (1 - q_b) / (n_b + 2))`` with ``q = (positives + 1) / (n + 2)`` (one positive and
+    one negative added to each group, as in Agresti and Caffo's interval for a
+    difference of proportions, The American Statistician 54(4), 2000), so that a group
+    whose rows all take one decision does not count as known exactly; ``z = 2.326``
+    bounds each pair's difference at 99%, one-sided.
 
     Parameters
     ----------
@@ -123,12 +126,13 @@ def tensor_selection_rate_gap_bound(
     >>> round(float(tensor_selection_rate_gap_bound(positive, groups, 2, 0.0)), 3)
     0.5
     >>> round(float(tensor_selection_rate_gap_bound(positive, groups, 2, 1.0)), 3)
-    0.854
+    0.831
     """
     rates, counts = _group_rates(positive, groups, n_groups)
     if len(rates) < 2:
         return positive.sum() * 0.0
-    variances = rates * (1 - rates) / counts
+    adjusted = (rates * counts + 1) / (counts + 2)
+    variances = adjusted * (1 - adjusted) / (counts + 2)
     bounds = rates[:, None] - rates[None, :] + z * (variances[:, None] + variances[None, :]).sqrt()
     return bounds.max()
 

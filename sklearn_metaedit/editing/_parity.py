@@ -126,11 +126,12 @@ def scaled_residuals(edit: dict, strength: float) -> dict:
 
 
 def calibrated(edited, fairness, module, calibration, goal: float, first_output=None):
-    """``edited(strength)``, the weights of an exact edit at the least strength
-    (:func:`least_strength`) at which the gap of ``fairness`` (a :class:`Fairness`) on
-    the ``calibration`` rows ``(X, y, groups, n_groups)``, plus 2.326 standard errors
-    (:meth:`Fairness.gap_bound`), is at most ``goal``; ``module`` is the network's
-    architecture.
+    """``(weights, bound)``: ``edited(strength)``, the weights of an exact edit at the
+    least strength (:func:`least_strength`) at which the gap of ``fairness`` (a
+    :class:`Fairness`) on the ``calibration`` rows ``(X, y, groups, n_groups)``, plus
+    2.326 standard errors (:meth:`Fairness.gap_bound`), is at most ``goal``, and that
+    bound (above ``goal`` where no strength tried meets it); ``module`` is the
+    network's architecture.
 
     ``first_output(strength)``, where given, is the first layer's output on ``X`` at a
     strength, computed faster than from the weights (where they move along a line,
@@ -143,22 +144,27 @@ def calibrated(edited, fairness, module, calibration, goal: float, first_output=
         decisions = network_forward(module, weights, X, first).argmax(dim=1)
         return float(fairness.gap_bound((decisions == 1).float(), y, groups, n_groups))
 
+    gaps = {}
+
     def gap_at(strength):
-        return gap_of(edited(strength))
+        gaps[strength] = gap_of(edited(strength))
+        return gaps[strength]
 
     if first_output is not None:
         strength = least_strength(lambda s: gap_of(edited(s), first_output(s)), goal)
         weights = edited(strength)
-        if gap_of(weights) <= goal:
-            return weights
-    return edited(least_strength(gap_at, goal))
+        bound = gap_of(weights)
+        if bound <= goal:
+            return weights, bound
+    strength = least_strength(gap_at, goal)
+    return edited(strength), gaps[strength]
 
 
 def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
-    """:func:`calibrated` along the line from the weights ``start`` (strength 0) to
-    ``end`` (strength 1), whose zeros must be the same: every zero stays zero on it.
-    The first layer's outputs on the calibration rows move along the line too: two
-    products, not one per strength tried."""
+    """:func:`calibrated` (weights and bound) along the line from the weights ``start``
+    (strength 0) to ``end`` (strength 1), whose zeros must be the same: every zero stays
+    zero on it. The first layer's outputs on the calibration rows move along the line
+    too: two products, not one per strength tried."""
 
     def edited(strength):
         return [
@@ -323,7 +329,11 @@ class Fairness(InputDropping, Requirement):
                 )
                 for s in (0.0, 1.0)
             )
-        return calibrated_on_line(item["module"], start, end, self, calibration, float(target))
+        weights, bound = calibrated_on_line(
+            item["module"], start, end, self, calibration, float(target)
+        )
+        item["calibration_bound"] = (bound, float(target))
+        return weights
 
     def violation(self, value, target):
         return max(0.0, value - target)

@@ -330,14 +330,16 @@ def gaps_on(networks, X, groups):
 
 def bounds_on(networks, X, groups):
     """The selection-rate gap plus 2.326 standard errors of the difference of the two
-    groups' rates, from the decisions on the rows."""
+    groups' rates (one positive and one negative added to each group), from the
+    decisions on the rows."""
     out = []
     for net in networks:
         decisions = net.predict(X)
         rates = [decisions[groups == g].mean() for g in np.unique(groups)]
         sizes = [(groups == g).sum() for g in np.unique(groups)]
         high, low = int(np.argmax(rates)), int(np.argmin(rates))
-        se = np.sqrt(sum(rates[i] * (1 - rates[i]) / sizes[i] for i in (high, low)))
+        adjusted = [(rates[i] * sizes[i] + 1) / (sizes[i] + 2) for i in range(len(rates))]
+        se = np.sqrt(sum(adjusted[i] * (1 - adjusted[i]) / (sizes[i] + 2) for i in (high, low)))
         out.append(rates[high] - rates[low] + 2.326 * se)
     return np.array(out)
 
@@ -367,6 +369,20 @@ def test_calibrated_parity_edits_meet_the_target_on_the_calibration_rows(parity_
         MetanetEditor("sparsity", max_steps=0).fit(networks, data=(X, y)).transform(
             networks, calibration=(X, y, groups)
         )
+
+
+def test_calibration_that_cannot_meet_the_bound_says_so(parity_task):
+    X, y, groups, networks, editor = parity_task
+    # 40 rows: the bound's margin alone (2.326 standard errors of the rate difference)
+    # is several times the target, so that no strength meets it
+    few = (X[:40], y[:40], groups[:40])
+    with pytest.warns(UserWarning, match=r"calibration: on 3 of 3 networks no strength"):
+        edited = editor.transform(networks, calibration=few)
+    # the edits are still made, at the strength of least bound, and report says so
+    assert len(edited) == 3
+    with pytest.warns(UserWarning, match="calibration: on 3 of 3"):
+        report = editor.report(networks, data=(X, y, groups), calibration=few)
+    assert len(report) == 3
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -463,13 +463,16 @@ def test_prune_and_refit_keeps_each_layers_count_and_refits_its_mask():
 
 
 def _brute_force_bound(decisions, groups, z):
-    """Over every ordered pair of groups: the rate difference plus z standard errors."""
+    """Over every ordered pair of groups: the rate difference plus z standard errors,
+    from rates with one positive and one negative added to each group."""
     best = 0.0
     for a in np.unique(groups):
         for b in np.unique(groups):
             pa, pb = decisions[groups == a].mean(), decisions[groups == b].mean()
             na, nb = (groups == a).sum(), (groups == b).sum()
-            se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+            qa = (decisions[groups == a].sum() + 1) / (na + 2)
+            qb = (decisions[groups == b].sum() + 1) / (nb + 2)
+            se = math.sqrt(qa * (1 - qa) / (na + 2) + qb * (1 - qb) / (nb + 2))
             best = max(best, pa - pb + z * se)
     return best
 
