@@ -19,7 +19,7 @@ from torch_geometric.data import Batch
 
 from ._graph import Weights, extract_weights, load_weights, weights_to_graph
 from ._metanet import GraphMetanetwork, unbatch_edit
-from ._requirement import MET, Requirement, requirements_met
+from ._requirement import MET, Requirement, recorded
 
 __all__ = ["N_INPUT_FLAGS", "edit_networks", "edited_copy", "prepare_network"]
 
@@ -86,7 +86,7 @@ def edit_networks(
             requirement.calibrated_edit(item, edit, target, calibration, temperature=temperature)
             for item, edit, target in zip(items, edits, targets, strict=True)
         ]
-        warn_unmet_calibration(items)
+        warn_unmet_calibration(items, len(calibration[0]))
         return edited
     return [
         requirement.edit(item, edit, target, hard=hard, temperature=temperature)
@@ -94,24 +94,27 @@ def edit_networks(
     ]
 
 
-def warn_unmet_calibration(items: list[dict[str, Any]]) -> None:
+def warn_unmet_calibration(items: list[dict[str, Any]], n_rows: int) -> None:
     """Warn where no strength of a calibrated edit brought the gap's upper confidence
-    bound on the calibration rows within the target (``item["calibration_bound"]``)."""
+    bound on the ``n_rows`` calibration rows within the target
+    (``item["calibration_bound"]``)."""
     unmet = [
         item["calibration_bound"]
         for item in items
         if item.get("calibration_bound", (0.0, 1.0))[0] > item["calibration_bound"][1]
     ]
     if unmet:
-        bound, target = min(unmet)
+        bounds = sorted(bound for bound, _ in unmet)
         warnings.warn(
             f"calibration: on {len(unmet)} of {len(items)} networks no strength of the edit "
-            "(up to 3) brings the gap's upper 99% confidence bound on the calibration rows "
-            f"(their gap plus 2.326 standard errors) within the target (least bound "
-            f"{bound:.3f}, target {target}); those edits take the strength of least bound, "
-            "and report shows the gaps they reach. More calibration rows narrow the bound.",
+            "(up to 3) brings the gap's upper 99% confidence bound on the "
+            f"{n_rows} calibration rows within the target {unmet[0][1]} (bounds from "
+            f"{bounds[0]:.3f} to {bounds[-1]:.3f}); those edits take the strength of least "
+            "bound, and report's calibration_bound column shows it per network. The bound "
+            "adds about 2.3 / sqrt(rows) to the gap (two groups of equal size at rates near "
+            "one half): more rows, or a weaker requirement, leave room for it.",
             UserWarning,
-            stacklevel=5,
+            stacklevel=7,
         )
 
 
@@ -140,7 +143,7 @@ def edited_copy(
     """The edited network as a user gets it back: a copy of a skorch net with the edited
     weights, or a plain module wrapped in a fitted skorch ``NeuralNetClassifier`` whose
     labels are ``classes``. ``met`` (requirement names and targets) is added to what
-    the module records the edits met (:data:`MET`), the earlier edits' entries kept."""
+    the module records its edits were made for (:data:`MET`, :func:`recorded`)."""
     if isinstance(network, nn.Module):
         from skorch import NeuralNetClassifier
 
@@ -154,5 +157,5 @@ def edited_copy(
     else:
         edited = copy_with_weights(network, module, weights)
     if met:
-        setattr(edited.module_, MET, {**requirements_met(module), **met})
+        setattr(edited.module_, MET, recorded(module, met))
     return edited

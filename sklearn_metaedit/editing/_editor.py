@@ -570,15 +570,15 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             Parity requirements only: rows the networks were not trained on, on which
             each edit takes its own strength: the residuals scaled by the least factor
             (up to 3) for which the gap on these rows plus 2.326 standard errors (a 99%
-            upper bound on the population's gap) is at most the target. Without them
-            one strength serves every network, and the gaps scatter around the target.
-            Read here, not kept; the edits read no more features than without them.
+            upper bound per pair of groups; the editing guide) is at most the target (a
+            warning where none is). Without them one strength serves every network.
+            Read, not kept; the edits read no more features than without them.
 
         Returns
         -------
         edited : list of fitted skorch NeuralNetClassifier
             Edited copies (plain modules come back wrapped in a skorch net), in order;
-            ``module_.metaedit_requirements`` records what each edit met, by name.
+            ``module_.metaedit_requirements`` records what the edits were made for.
 
         Examples
         --------

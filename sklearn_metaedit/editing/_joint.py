@@ -186,13 +186,12 @@ class JointRequirement(Requirement):
 
     def check_population(self, modules):
         """What the parts say of the networks, where sparsity is not among them (their
-        warnings about pruned networks recommend an editor that prunes as well); without
-        a parity constraint, whether the networks were edited for one."""
+        warnings about pruned networks recommend an editor that prunes as well); whether
+        the networks were edited for a parity constraint it does not measure."""
         if self._sparsity is None:
             for part in self._parts_in_order():
-                part.check_population(modules)
-        elif self._fairness is None:
-            warn_parity_unmeasured(modules, self.name)
+                part.check_pruned(modules)
+        warn_parity_unmeasured(modules, self.name, self.targets_met(self.default_target()))
 
     def targets_met(self, target: Mapping) -> dict[str, Any]:
         return dict(target)

@@ -99,13 +99,14 @@ def tensor_selection_rate_gap_bound(
     positive: torch.Tensor, groups: torch.Tensor, n_groups: int, z: float
 ) -> torch.Tensor:
     """An upper confidence bound on the selection-rate gap of the population the rows
-    are drawn from: over every pair of groups present, the difference of their rates
+    are drawn from: over every pair of two groups present, the difference of their rates
     plus ``z`` standard errors of that difference, ``sqrt(q_a (1 - q_a) / (n_a + 2) +
     q_b (1 - q_b) / (n_b + 2))`` with ``q = (positives + 1) / (n + 2)`` (one positive and
     one negative added to each group, as in Agresti and Caffo's interval for a
     difference of proportions, The American Statistician 54(4), 2000), so that a group
     whose rows all take one decision does not count as known exactly; ``z = 2.326``
-    bounds each pair's difference at 99%, one-sided.
+    bounds each pair's difference at 99%, one-sided (per pair: with three groups or
+    more, the bound is not simultaneous over the pairs).
 
     Parameters
     ----------
@@ -134,7 +135,9 @@ def tensor_selection_rate_gap_bound(
     adjusted = (rates * counts + 1) / (counts + 2)
     variances = adjusted * (1 - adjusted) / (counts + 2)
     bounds = rates[:, None] - rates[None, :] + z * (variances[:, None] + variances[None, :]).sqrt()
-    return bounds.max()
+    # over pairs of two groups: a group against itself bounds no gap
+    eye = torch.eye(len(rates), dtype=torch.bool, device=rates.device)
+    return bounds.masked_fill(eye, -torch.inf).max()
 
 
 def tensor_true_positive_rate_gap(
@@ -257,6 +260,10 @@ def report_rows(requirement, details, seconds, task, target, feature_names) -> l
         value = requirement.measure(detail["weights"], positive["after"], y, groups, n_groups)
         row.update(requirement.compliance(value, target))
         row["violation"] = requirement.violation(value, target)
+        if "calibration_bound" in item:
+            # the gap's upper confidence bound on the calibration rows the edit met, or
+            # came closest to
+            row["calibration_bound"] = item["calibration_bound"][0]
         row["edit_seconds"] = seconds[index]
         rows.append(row)
     return rows

@@ -196,12 +196,10 @@ class DataMinimisation(InputDropping, Requirement):
     def apply(self, weights, edit, target, *, hard, temperature):
         return self._minimise(weights, edit, target, hard=hard, temperature=temperature)
 
-    def check_population(self, modules):
+    def check_pruned(self, modules):
         """Warn where the networks are pruned (a tenth or more of their weights exactly
         zero): minimising a pruned network keeps its sparsity but has fewer weights to
-        take up the dropped features than minimising first, then pruning; and where
-        they were edited for parity (:meth:`~._requirement.Requirement.check_population`)."""
-        super().check_population(modules)
+        take up the dropped features than minimising first, then pruning."""
         pruned = count_pruned(modules)
         if pruned:
             warnings.warn(
@@ -211,7 +209,7 @@ class DataMinimisation(InputDropping, Requirement):
                 "the dropped features. Minimising first, then pruning, kept more accuracy "
                 "(on a synthetic task, 0.935 against 0.927; docs: the editing guide).",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=6,
             )
 
     def edit(self, item, edit, target, *, hard, temperature):

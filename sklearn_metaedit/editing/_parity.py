@@ -234,7 +234,7 @@ class Fairness(InputDropping, Requirement):
                 f"the networks have {n_classes}."
             )
 
-    def check_population(self, modules):
+    def check_pruned(self, modules):
         """Warn where the networks are pruned (a tenth or more of their weights exactly
         zero): a parity edit keeps their zeros, so it acts through the weights pruning
         left, and cost more accuracy than editing parity before pruning or one editor
@@ -249,7 +249,7 @@ class Fairness(InputDropping, Requirement):
                 "pruning 0.841 (with 8 of 12 gaps above the target), and one editor for "
                 "both, MetanetEditor(['sparsity', ...]), 0.838 with every gap within it.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=6,
             )
 
     def default_target(self):

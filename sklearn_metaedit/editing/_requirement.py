@@ -36,12 +36,13 @@ __all__ = [
     "base_edit",
     "count_pruned",
     "input_statistics",
+    "recorded",
     "requirements_met",
     "warn_parity_unmeasured",
 ]
 
 #: The attribute of an edited network's module that records the requirements its edits
-#: met, ``{name: target}``, so that a later editor knows what it may undo.
+#: were made for, ``{name: target}``, so that a later editor knows what it may undo.
 MET = "metaedit_requirements"
 
 #: What the editor benchmark measured of a parity edit followed by pruning (its
@@ -77,28 +78,40 @@ def count_pruned(modules: Sequence) -> int:
 
 
 def requirements_met(module) -> dict[str, Any]:
-    """What the edits that made ``module`` met: requirement names and their targets
-    (empty for a network no editor made)."""
+    """What the edits that made ``module`` were made for: requirement names and their
+    targets (empty for a network no editor made)."""
     return dict(getattr(module, MET, {}))
 
 
-def warn_parity_unmeasured(modules: Sequence, name: str) -> None:
+def recorded(module, met: dict[str, Any]) -> dict[str, Any]:
+    """The record of a network that an edit made for ``met`` made from ``module``: the
+    earlier entries, less the parity constraints the edit does not measure (it moves
+    their gap), and ``met``."""
+    earlier = requirements_met(module)
+    return {k: v for k, v in earlier.items() if k not in CONSTRAINTS or k in met} | met
+
+
+def warn_parity_unmeasured(modules: Sequence, name: str, measured: Sequence[str] = ()) -> None:
     """Warn where networks were edited for a parity constraint (:func:`requirements_met`)
-    that an editor for ``name``, which does not measure it,
-    is to edit again."""
-    met = [requirements_met(module) for module in modules]
-    edited = [m for m in met if any(c in m for c in CONSTRAINTS)]
+    other than those in ``measured``, which an editor for ``name`` is to edit again
+    without measuring it."""
+    edited = [
+        (m, c)
+        for m in map(requirements_met, modules)
+        for c in CONSTRAINTS
+        if c in m and c not in measured
+    ]
     if edited:
-        constraint = next(c for c in CONSTRAINTS if c in edited[0])
+        met, constraint = edited[0]
         warnings.warn(
-            f"{len(edited)} of the {len(modules)} networks were edited for {constraint} "
-            f"(target {edited[0][constraint]}); requirement={name!r} does not measure it, "
-            "so that its edits move the gap, past the target on some networks. On Adult "
-            f"(12 held-out networks, sparsity 0.9, gap 0.05) {_PARITY_THEN_PRUNING}. Edit "
-            "for parity last, or use one editor for every requirement "
+            f"{len({id(m) for m, _ in edited})} of the {len(modules)} networks were edited "
+            f"for {constraint} (target {met[constraint]}); requirement={name!r} does not "
+            "measure it, so that its edits move the gap, past the target on some networks. "
+            f"On Adult (12 held-out networks, sparsity 0.9, gap 0.05) {_PARITY_THEN_PRUNING}. "
+            "Edit for parity last, or use one editor for every requirement "
             f"(MetanetEditor([..., {constraint!r}])).",
             UserWarning,
-            stacklevel=4,
+            stacklevel=6,
         )
 
 
@@ -194,15 +207,21 @@ class Requirement(ABC):
         return None
 
     def check_population(self, modules: Sequence) -> None:
-        """Say what the networks to fit on imply for this requirement's edits: where an
-        editor edited them for parity and this requirement does not measure it, that
-        its edits may undo it."""
-        if not self.needs_sensitive:
-            warn_parity_unmeasured(modules, self.name)
+        """Say what the networks to fit on imply for this requirement's edits: what
+        :meth:`check_pruned` says, and, where an editor edited them for a parity
+        constraint this requirement does not measure, that its edits may undo it."""
+        self.check_pruned(modules)
+        warn_parity_unmeasured(modules, self.name, self.targets_met(None))
+
+    def check_pruned(self, modules: Sequence) -> None:
+        """Say what pruned networks imply for this requirement's edits (nothing here)."""
+        return None
 
     def targets_met(self, target: Any) -> dict[str, Any]:
-        """What an edit at ``target`` meets, ``{name: target}``: recorded on the edited
-        networks (``module_.metaedit_requirements``), so that a later editor knows."""
+        """What an edit at ``target`` is made for, ``{name: target}``: recorded on the
+        edited networks (``module_.metaedit_requirements``), so that a later editor
+        knows; a parity constraint an edit does not measure is dropped from the record
+        (:func:`recorded`)."""
         return {self.name: target}
 
     def default_target(self) -> Any:

@@ -257,11 +257,24 @@ def test_edited_networks_record_what_they_meet_and_pruning_a_parity_edit_says_so
         MetanetEditor(JOINT, target={"sparsity": 0.6}, features=[0], max_steps=0).fit(
             fair, data=data
         )
-    # the record grows with each edit, and survives a pickle of the edited network
-    both = pickle.loads(pickle.dumps(pruning.transform(fair)[0]))
-    assert both.module_.metaedit_requirements == {"demographic_parity": 0.05, "sparsity": 0.6}
-    # a parity editor measures the gap, and networks no editor made are not flagged
+    # another parity constraint is not measured by an editor for this one either
+    with pytest.warns(UserWarning, match=r"edited for demographic_parity.*'equalized_odds'"):
+        MetanetEditor("equalized_odds", max_steps=0).fit(fair, data=data)
+    # pruning drops the parity entry (it moves the gap), and the record survives a pickle
+    pruned = pickle.loads(pickle.dumps(pruning.transform(fair)[0]))
+    assert pruned.module_.metaedit_requirements == {"sparsity": 0.6}
+    # editing parity after pruning keeps the zeros: the record grows
+    refair = (
+        MetanetEditor("demographic_parity", target=0.05, max_steps=0)
+        .fit([pruned], data=data)
+        .transform([pruned])[0]
+    )
+    assert refair.module_.metaedit_requirements == {"sparsity": 0.6, "demographic_parity": 0.05}
+    # an editor that measures the gap, and networks no editor made, are not flagged
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         MetanetEditor("demographic_parity", max_steps=0).fit(fair, data=data)
+        MetanetEditor(["data_minimisation", "demographic_parity"], features=[0], max_steps=0).fit(
+            fair, data=data
+        )
         MetanetEditor("sparsity", target=0.6, max_steps=0).fit(population, data=data)

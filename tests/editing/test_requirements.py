@@ -467,7 +467,7 @@ def _brute_force_bound(decisions, groups, z):
     from rates with one positive and one negative added to each group."""
     best = 0.0
     for a in np.unique(groups):
-        for b in np.unique(groups):
+        for b in np.unique(groups[groups != a]):
             pa, pb = decisions[groups == a].mean(), decisions[groups == b].mean()
             na, nb = (groups == a).sum(), (groups == b).sum()
             qa = (decisions[groups == a].sum() + 1) / (na + 2)
@@ -487,6 +487,14 @@ def test_gap_bound_is_the_largest_pairwise_upper_bound(seed):
             torch.as_tensor(decisions), torch.as_tensor(groups), 3, z
         )
         assert float(bound) == pytest.approx(_brute_force_bound(decisions, groups, z))
+    # a small group of rate 1/2 beside a large one of the same rate: the bound is the
+    # pair's, not a group's against itself
+    small = torch.cat([torch.zeros(50), torch.ones(5000)]).long()
+    halves = torch.tensor([1.0, 0.0]).repeat(2525)
+    expected = _brute_force_bound(halves.numpy(), small.numpy(), 2.326)
+    assert float(tensor_selection_rate_gap_bound(halves, small, 2, 2.326)) == pytest.approx(
+        expected
+    )
     # without the errors the bound is the gap, as fairlearn measures it
     zero = tensor_selection_rate_gap_bound(
         torch.as_tensor(decisions), torch.as_tensor(groups), 3, 0
