@@ -88,7 +88,17 @@ def recorded(module, met: dict[str, Any]) -> dict[str, Any]:
     earlier entries, less the parity constraints the edit does not measure (it moves
     their gap), and ``met``."""
     earlier = requirements_met(module)
-    return {k: v for k, v in earlier.items() if k not in CONSTRAINTS or k in met} | met
+    moved = [k for k in earlier if k in CONSTRAINTS and k not in met]
+    if moved:
+        warnings.warn(
+            f"a network edited for {moved[0]} (target {earlier[moved[0]]}) is edited for "
+            f"{', '.join(met)}, which does not measure its gap and moves it: the entry is "
+            "dropped from its record (module_.metaedit_requirements). Edit for parity "
+            "last, or use one editor for every requirement.",
+            UserWarning,
+            stacklevel=8,
+        )
+    return {k: v for k, v in earlier.items() if k not in moved} | met
 
 
 def warn_parity_unmeasured(modules: Sequence, name: str, measured: Sequence[str] = ()) -> None:
