@@ -98,11 +98,8 @@ def warn_unmet_calibration(items: list[dict[str, Any]], n_rows: int) -> None:
     """Warn where no strength of a calibrated edit brought the gap's upper confidence
     bound on the ``n_rows`` calibration rows within the target
     (``item["calibration_bound"]``)."""
-    unmet = [
-        item["calibration_bound"]
-        for item in items
-        if item.get("calibration_bound", (0.0, 1.0))[0] > item["calibration_bound"][1]
-    ]
+    bounds = [item["calibration_bound"] for item in items if "calibration_bound" in item]
+    unmet = [(bound, target) for bound, target in bounds if bound > target]
     if unmet:
         bounds = sorted(bound for bound, _ in unmet)
         warnings.warn(

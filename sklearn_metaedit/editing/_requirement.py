@@ -105,16 +105,16 @@ def warn_parity_unmeasured(modules: Sequence, name: str, measured: Sequence[str]
     """Warn where networks were edited for a parity constraint (:func:`requirements_met`)
     other than those in ``measured``, which an editor for ``name`` is to edit again
     without measuring it."""
+    records = [requirements_met(module) for module in modules]
     edited = [
-        (m, c)
-        for m in map(requirements_met, modules)
-        for c in CONSTRAINTS
-        if c in m and c not in measured
+        (record, [c for c in CONSTRAINTS if c in record and c not in measured])
+        for record in records
     ]
+    edited = [(record, moved) for record, moved in edited if moved]
     if edited:
-        met, constraint = edited[0]
+        met, constraint = edited[0][0], edited[0][1][0]
         warnings.warn(
-            f"{len({id(m) for m, _ in edited})} of the {len(modules)} networks were edited "
+            f"{len(edited)} of the {len(modules)} networks were edited "
             f"for {constraint} (target {met[constraint]}); requirement={name!r} does not "
             "measure it, so that its edits move the gap, past the target on some networks. "
             f"On Adult (12 held-out networks, sparsity 0.9, gap 0.05) {_PARITY_THEN_PRUNING}. "
