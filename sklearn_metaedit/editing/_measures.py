@@ -19,10 +19,8 @@ __all__ = [
     "divergence",
     "features_used",
     "report_rows",
-    "tensor_equalized_odds_gap",
     "tensor_selection_rate_gap",
     "tensor_selection_rate_gap_bound",
-    "tensor_true_positive_rate_gap",
     "weight_sparsity",
 ]
 
@@ -138,61 +136,6 @@ def tensor_selection_rate_gap_bound(
     # over pairs of two groups: a group against itself bounds no gap
     eye = torch.eye(len(rates), dtype=torch.bool, device=rates.device)
     return bounds.masked_fill(eye, -torch.inf).max()
-
-
-def tensor_true_positive_rate_gap(
-    y: torch.Tensor, positive: torch.Tensor, groups: torch.Tensor, n_groups: int
-) -> torch.Tensor:
-    """Selection-rate gap among the rows of true label 1 (binary tasks).
-
-    With 0/1 decisions this is fairlearn's ``equal_opportunity_difference``
-    (:func:`sklearn_metaedit.metrics.true_positive_rate_gap`).
-
-    Parameters
-    ----------
-    y : long Tensor of shape (n_samples,)
-        True labels in {0, 1}.
-    positive : Tensor of shape (n_samples,)
-    groups : long Tensor of shape (n_samples,)
-    n_groups : int
-
-    Returns
-    -------
-    gap : scalar Tensor (0 without rows of label 1)
-    """
-    rows = y == 1
-    if not bool(rows.any()):
-        return positive.sum() * 0.0
-    return tensor_selection_rate_gap(positive[rows], groups[rows], n_groups)
-
-
-def tensor_equalized_odds_gap(
-    y: torch.Tensor, positive: torch.Tensor, groups: torch.Tensor, n_groups: int
-) -> torch.Tensor:
-    """Largest selection-rate gap among rows of either true label (binary tasks).
-
-    With 0/1 decisions this is fairlearn's ``equalized_odds_difference``
-    (:func:`sklearn_metaedit.metrics.equalized_odds_gap`): the larger of the
-    true-positive-rate gap and the false-positive-rate gap.
-
-    Parameters
-    ----------
-    y : long Tensor of shape (n_samples,)
-        True labels in {0, 1}.
-    positive : Tensor of shape (n_samples,)
-    groups : long Tensor of shape (n_samples,)
-    n_groups : int
-
-    Returns
-    -------
-    gap : scalar Tensor
-    """
-    gaps = [
-        tensor_selection_rate_gap(positive[y == label], groups[y == label], n_groups)
-        for label in (0, 1)
-        if bool((y == label).any())
-    ]
-    return torch.stack(gaps).max() if gaps else positive.sum() * 0.0
 
 
 def divergence(

@@ -17,12 +17,7 @@ from torch.nn import functional as F
 
 from .._constraint_names import CONSTRAINTS
 from ._graph import network_forward
-from ._measures import (
-    tensor_equalized_odds_gap,
-    tensor_selection_rate_gap,
-    tensor_selection_rate_gap_bound,
-    tensor_true_positive_rate_gap,
-)
+from ._measures import tensor_selection_rate_gap, tensor_selection_rate_gap_bound
 from ._minimisation import InputDropping
 from ._requirement import Requirement, base_edit, count_pruned
 
@@ -43,20 +38,10 @@ _GRID = 24
 _BISECTIONS = 5
 
 
-def _demographic_parity_gap(y, positive, groups, n_groups):
-    return tensor_selection_rate_gap(positive, groups, n_groups)
-
-
-#: The gap of each parity constraint, as a function of (y, positive, groups, n_groups).
-_GAPS = {
-    "demographic_parity": _demographic_parity_gap,
-    "equal_opportunity": tensor_true_positive_rate_gap,
-    "equalized_odds": tensor_equalized_odds_gap,
-}
-assert set(_GAPS) == set(CONSTRAINTS), "every constraint needs its gap"
-
 #: The true labels whose rows each constraint's gap is measured on (None: every row);
-#: with several, the gap is the largest of theirs.
+#: with several, the gap is the largest of theirs: fairlearn's
+#: demographic_parity_difference, equal_opportunity_difference and
+#: equalized_odds_difference.
 _CONDITIONED_ON = {
     "demographic_parity": (None,),
     "equal_opportunity": (1,),
@@ -217,8 +202,8 @@ class Fairness(InputDropping, Requirement):
 
     def __init__(self, n_features, forbidden=(), *, kind="demographic_parity"):
         super().__init__(n_features, forbidden)
-        if kind not in _GAPS:
-            raise ValueError(f"kind must be one of {sorted(_GAPS)}, got {kind!r}.")
+        if kind not in _CONDITIONED_ON:
+            raise ValueError(f"kind must be one of {sorted(_CONDITIONED_ON)}, got {kind!r}.")
         self.name = kind
 
     def check_task(self, *, n_classes, has_groups):
@@ -274,20 +259,28 @@ class Fairness(InputDropping, Requirement):
 
     def gap(self, positive, y, groups, n_groups):
         """Gap of ``positive`` (decisions or probabilities), shape () Tensor."""
-        return _GAPS[self.name](y, positive, groups, n_groups)
+        return self._largest(
+            lambda rows: tensor_selection_rate_gap(positive[rows], groups[rows], n_groups), y
+        )
 
     def gap_bound(self, decisions, y, groups, n_groups, z: float = _CONFIDENCE_Z):
         """An upper confidence bound on the gap of 0/1 ``decisions`` in the population the
         rows are drawn from: each conditioning set's rate gap plus ``z`` standard errors
         (:func:`~._measures.tensor_selection_rate_gap_bound`), the largest of them."""
-        bounds = [
-            tensor_selection_rate_gap_bound(decisions[rows], groups[rows], n_groups, z)
-            for rows in (
-                slice(None) if label is None else y == label
-                for label in _CONDITIONED_ON[self.name]
-            )
-        ]
-        return torch.stack(bounds).max()
+        return self._largest(
+            lambda rows: tensor_selection_rate_gap_bound(
+                decisions[rows], groups[rows], n_groups, z
+            ),
+            y,
+        )
+
+    def _largest(self, measure, y):
+        """The largest of ``measure(rows)`` over the rows of each label the constraint
+        conditions on (:data:`_CONDITIONED_ON`)."""
+        rows = (
+            slice(None) if label is None else y == label for label in _CONDITIONED_ON[self.name]
+        )
+        return torch.stack([measure(r) for r in rows]).max()
 
     def loss(self, edited_logits, y, groups, n_groups, goal, temperature):
         # a sharpened sigmoid of the logit margin approximates the 0/1 decisions whose

@@ -20,10 +20,8 @@ from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import (
     divergence,
     features_used,
-    tensor_equalized_odds_gap,
     tensor_selection_rate_gap,
     tensor_selection_rate_gap_bound,
-    tensor_true_positive_rate_gap,
     weight_sparsity,
 )
 from sklearn_metaedit.editing._parity import Fairness
@@ -123,8 +121,8 @@ def test_gaps_of_decisions_equal_fairlearn_for_three_groups(seed):
     y, y_pred, groups = _decisions(seed)
     t = lambda a: torch.as_tensor(a)  # noqa: E731
     dp = tensor_selection_rate_gap(t(y_pred).float(), t(groups), 3)
-    tpr = tensor_true_positive_rate_gap(t(y), t(y_pred).float(), t(groups), 3)
-    eo = tensor_equalized_odds_gap(t(y), t(y_pred).float(), t(groups), 3)
+    tpr = Fairness(4, kind="equal_opportunity").gap(t(y_pred).float(), t(y), t(groups), 3)
+    eo = Fairness(4, kind="equalized_odds").gap(t(y_pred).float(), t(y), t(groups), 3)
     assert float(dp) == pytest.approx(
         demographic_parity_difference(y, y_pred, sensitive_features=groups), abs=1e-6
     )
