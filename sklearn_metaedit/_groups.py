@@ -47,9 +47,19 @@ def _is_infinite(value: Any) -> bool:
     return not math.isfinite(value)
 
 
+def _typed(column) -> bool:
+    """True for a numpy column of booleans, numbers or text (one type for every row)."""
+    return isinstance(column, np.ndarray) and column.dtype.kind in "biufU"
+
+
 def _refuse(column, is_bad, name: str, what: str, examples: str, rule: str) -> None:
     """Raise a ValueError naming the rows of ``column`` where ``is_bad`` holds."""
-    bad = np.fromiter((is_bad(v) for v in column), dtype=bool, count=len(column))
+    if _typed(column):  # only floats can be NaN or infinite, and then both tests read them
+        if column.dtype.kind != "f":
+            return
+        bad = np.isnan(column) if is_bad is _is_missing else np.isinf(column)
+    else:
+        bad = np.fromiter((is_bad(v) for v in column), dtype=bool, count=len(column))
     if bad.any():
         where = np.flatnonzero(bad)[:5].tolist()
         raise ValueError(
@@ -115,7 +125,9 @@ def check_sensitive_features(
     elif isinstance(sensitive_features, pd.Series):
         columns = [sensitive_features.to_numpy()]
     else:
-        array = np.asarray(sensitive_features, dtype=object)
+        array = sensitive_features
+        if not (_typed(array) and array.ndim in (1, 2)):
+            array = np.asarray(sensitive_features, dtype=object)
         if array.ndim == 0:
             raise ValueError(
                 f"{name} must be array-like with one entry per row, got a scalar "
@@ -162,7 +174,8 @@ def check_sensitive_features(
         )
     if len(columns) == 1:
         labels = np.empty(length, dtype=object)
-        labels[:] = [_plain(v) for v in columns[0]]
+        column = columns[0]
+        labels[:] = column.tolist() if _typed(column) else [_plain(v) for v in column]
     else:
         labels = np.empty(length, dtype=object)
         labels[:] = [tuple(_plain(v) for v in row) for row in zip(*columns, strict=True)]

@@ -333,21 +333,25 @@ def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> li
 
 
 def _forward(module, weights, X, first_output=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The logits and the input of every ``Linear`` layer (dropout inactive)."""
-    out, inputs, layer = X.to(weights[0][0].dtype), [], 0
+    """The logits and the input of every ``Linear`` layer (dropout inactive). Without
+    gradients, a ``ReLU`` after a layer's output made here acts in place (the pass reads
+    no pre-activation afterwards)."""
+    out, inputs, layer, made = X.to(weights[0][0].dtype), [], 0, False
+    in_place = not torch.is_grad_enabled()
     for child in module:
         if isinstance(child, nn.Linear):
             inputs.append(out)
             weight, bias = weights[layer]
-            if layer == 0 and first_output is not None:
-                out = first_output
-            else:
-                out = F.linear(out, weight, bias)
+            made = not (layer == 0 and first_output is not None)
+            out = F.linear(out, weight, bias) if made else first_output
             layer += 1
         elif isinstance(child, nn.Dropout | nn.Identity):
             continue
+        elif in_place and made and type(child) is nn.ReLU:
+            out = out.relu_()
         else:
-            out = child(out)
+            result = child(out)
+            made, out = made or result is not out, result
     return out, inputs
 
 

@@ -36,6 +36,9 @@ _MAX_STRENGTH = 3.0
 #: where the gap first meets the goal.
 _GRID = 24
 _BISECTIONS = 5
+#: Calibrations of more than twice as many rows scan the strengths on about this many
+#: first (:func:`calibrated`).
+_ROUGH_ROWS = 4096
 
 
 #: The true labels whose rows each constraint's gap is measured on (None: every row);
@@ -63,6 +66,7 @@ def least_strength(
     gap_at,
     goal: float,
     *,
+    rough=None,
     top: float = _MAX_STRENGTH,
     grid: int = _GRID,
     bisections: int = _BISECTIONS,
@@ -75,24 +79,32 @@ def least_strength(
     edit pushed too far favours the other group), so that a bisection over the whole
     range could land on the far side of the range that meets the goal.
 
+    ``rough(strength)``, where given, is a cheaper estimate of the gap (on a subsample of
+    the rows): the steps are scanned with it, and ``gap_at`` is read from the first step
+    where it meets the goal, down while the gap still meets it (up until it does). Where
+    no step meets it roughly, or none from there up meets it, the steps are scanned with
+    ``gap_at``.
+
     Examples
     --------
     >>> round(least_strength(lambda s: abs(0.2 - 0.1 * s), 0.05), 3)
     1.5
     """
-    step = top / grid
-    least = (math.inf, 0.0)
-    for index in range(grid + 1):
-        strength = index * step
-        gap = gap_at(strength)
-        if gap <= goal:
-            if index == 0:
-                return 0.0
-            low, high = strength - step, strength
-            break
-        least = min(least, (gap, strength))
-    else:
-        return least[1]
+    step, gaps = top / grid, {}
+
+    def at(index):
+        if index not in gaps:
+            gaps[index] = gap_at(index * step)
+        return gaps[index]
+
+    first = _first_step_meeting(
+        at, goal, grid, None if rough is None else lambda i: rough(i * step)
+    )
+    if first is None:
+        return min((at(index), index * step) for index in range(grid + 1))[1]
+    if first == 0:
+        return 0.0
+    low, high = (first - 1) * step, first * step
     for _ in range(bisections):
         middle = 0.5 * (low + high)
         if gap_at(middle) <= goal:
@@ -100,6 +112,21 @@ def least_strength(
         else:
             low = middle
     return high
+
+
+def _first_step_meeting(at, goal: float, grid: int, rough) -> int | None:
+    """The first of the steps ``0..grid`` where ``at(step) <= goal`` (:func:`least_strength`),
+    looked for from where ``rough`` first meets it; None where none does."""
+    hint = None if rough is None else next((i for i in range(grid + 1) if rough(i) <= goal), None)
+    if hint is not None:
+        if at(hint) <= goal:
+            while hint > 0 and at(hint - 1) <= goal:
+                hint -= 1
+            return hint
+        up = next((i for i in range(hint + 1, grid + 1) if at(i) <= goal), None)
+        if up is not None:
+            return up
+    return next((i for i in range(grid + 1) if at(i) <= goal), None)
 
 
 def scaled_residuals(edit: dict, strength: float) -> dict:
@@ -110,7 +137,29 @@ def scaled_residuals(edit: dict, strength: float) -> dict:
     return scaled
 
 
-def calibrated(edited, fairness, module, calibration, goal: float, first_output=None):
+def _bound_reader(fairness, module, rows, z: float, line=None):
+    """``bound(weights, strength=None)``: the gap bound of ``fairness`` (a
+    :class:`Fairness`, ``z`` standard errors) of the network ``module`` with ``weights``
+    on ``rows`` ``(X, y, groups, n_groups)``. ``line``, the first layer's ``(w, b)`` at
+    strengths 0 and 1 where the weights move along a line: the first layer's outputs at
+    ``strength`` then move along it too, one sum of two products made once."""
+    X, y, groups, n_groups = rows
+    if line is not None:
+        X = X.to(line[0][0].dtype)
+        (w0, b0), (w1, b1) = line
+        at_zero, change = F.linear(X, w0, b0), F.linear(X, w1 - w0, b1 - b0)
+
+    def bound(weights, strength=None):
+        first = None
+        if line is not None and strength is not None:
+            first = torch.add(at_zero, change, alpha=strength)
+        decisions = network_forward(module, weights, X, first).argmax(dim=1)
+        return float(fairness.gap_bound((decisions == 1).float(), y, groups, n_groups, z))
+
+    return bound
+
+
+def calibrated(edited, fairness, module, calibration, goal: float, line=None):
     """``(weights, bound)``: ``edited(strength)``, the weights of an exact edit at the
     least strength (:func:`least_strength`) at which the gap of ``fairness`` (a
     :class:`Fairness`) on the ``calibration`` rows ``(X, y, groups, n_groups)``, plus
@@ -118,38 +167,48 @@ def calibrated(edited, fairness, module, calibration, goal: float, first_output=
     bound (above ``goal`` where no strength tried meets it); ``module`` is the
     network's architecture.
 
-    ``first_output(strength)``, where given, is the first layer's output on ``X`` at a
-    strength, computed faster than from the weights (where they move along a line,
-    their first layer's outputs do too); the strength it finds is checked with the
-    edit's own weights, and found again from them where the two disagree on the goal.
+    Where there are more than ``2 * _ROUGH_ROWS`` rows, the strengths are first scanned
+    on every ``k``-th row, about ``_ROUGH_ROWS`` of them, with the standard errors of as
+    many rows as the calibration has (:func:`least_strength`'s ``rough`` estimate); the
+    strength found is always measured on every row.
+
+    ``line``, where the weights move along a line, is the first layer's ``(w, b)`` at
+    strengths 0 and 1 (:func:`calibrated_on_line`): the first layer's outputs on the rows
+    are then computed from two products, not from the weights of each strength; the
+    strength found is checked with the edit's own weights, and found again from them
+    where the two disagree on the goal.
     """
-    X, y, groups, n_groups = calibration
+    X, every = calibration[0], len(calibration[0]) // _ROUGH_ROWS
+    full = _bound_reader(fairness, module, calibration, _CONFIDENCE_Z, line)
+    rough = None
+    if every >= 2:
+        rows = (*(part[::every] for part in calibration[:3]), calibration[3])
+        z = _CONFIDENCE_Z * math.sqrt(len(rows[0]) / len(X))
+        rough_bound = _bound_reader(fairness, module, rows, z, line)
 
-    def gap_of(weights, first=None):
-        decisions = network_forward(module, weights, X, first).argmax(dim=1)
-        return float(fairness.gap_bound((decisions == 1).float(), y, groups, n_groups))
+        def rough(strength):
+            return rough_bound(edited(strength), strength)
 
+    if line is not None:
+        strength = least_strength(lambda s: full(edited(s), s), goal, rough=rough)
+        weights = edited(strength)
+        bound = full(weights)
+        if bound <= goal:
+            return weights, bound
     gaps = {}
 
     def gap_at(strength):
-        gaps[strength] = gap_of(edited(strength))
+        gaps[strength] = full(edited(strength))
         return gaps[strength]
 
-    if first_output is not None:
-        strength = least_strength(lambda s: gap_of(edited(s), first_output(s)), goal)
-        weights = edited(strength)
-        bound = gap_of(weights)
-        if bound <= goal:
-            return weights, bound
-    strength = least_strength(gap_at, goal)
+    strength = least_strength(gap_at, goal, rough=rough)
     return edited(strength), gaps[strength]
 
 
 def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     """:func:`calibrated` (weights and bound) along the line from the weights ``start``
     (strength 0) to ``end`` (strength 1), whose zeros must be the same: every zero stays
-    zero on it. The first layer's outputs on the calibration rows move along the line
-    too: two products, not one per strength tried."""
+    zero on it."""
 
     def edited(strength):
         return [
@@ -157,13 +216,7 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
             for (w0, b0), (w1, b1) in zip(start, end, strict=True)
         ]
 
-    X = calibration[0].to(start[0][0].dtype)
-    first = [F.linear(X, w, b) for w, b in (start[0], end[0])]
-
-    def first_output(strength):
-        return first[0] + strength * (first[1] - first[0])
-
-    return calibrated(edited, fairness, module, calibration, goal, first_output)
+    return calibrated(edited, fairness, module, calibration, goal, line=(start[0], end[0]))
 
 
 class Fairness(InputDropping, Requirement):

@@ -26,6 +26,7 @@ from sklearn_metaedit.demo import zero_columns
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
+from sklearn_metaedit.editing import _parity
 from sklearn_metaedit.editing._parity import Fairness, least_strength
 from sklearn_metaedit.editing._sparsity import prune_and_refit
 from sklearn_metaedit.metrics import selection_rate_gap
@@ -403,6 +404,58 @@ def test_least_strength_finds_the_first_strength_that_meets_the_goal_like_a_fine
     assert meets[0] - 1e-9 <= found <= meets[0] + 3 / 24 / 2**5 + 1e-9
     # none meets: the strength of least gap among those tried
     assert least_strength(lambda t: 1.0 + abs(t - 1.0), 0.5) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("offset", [-10.0, -0.05, -0.01, 0.0, 0.01, 0.05, 10.0])
+def test_least_strength_with_a_rough_estimate_finds_what_the_scan_of_every_step_finds(offset):
+    # the rough estimate is off by ``offset`` (it meets the goal steps early or late, at
+    # once or never): the strength found is the same, and where the estimate is close,
+    # the exact gap is read a few times only
+    def gap(strength):
+        return abs(0.15 * (1.7 - strength))
+
+    read = []
+
+    def counted(strength):
+        read.append(strength)
+        return gap(strength)
+
+    goal = 0.03
+    alone = least_strength(gap, goal)
+    assert least_strength(counted, goal, rough=lambda s: gap(s) + offset) == alone
+    if abs(offset) <= 0.01:  # a step off at most: one more step read
+        assert len(read) <= (2 if offset == 0 else 3) + _parity._BISECTIONS
+    # none meets the goal: the strength of least gap, as without the estimate
+    assert least_strength(lambda t: 1.0 + abs(t - 1.0), 0.5, rough=lambda t: 0.0) == 1.0
+
+
+def test_a_calibration_of_many_rows_reads_every_row_fewer_times_for_the_same_edit(
+    parity_task, monkeypatch
+):
+    X, y, groups, networks, editor = parity_task
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, len(X), 3 * _parity._ROUGH_ROWS)
+    noise = rng.normal(0.0, 0.3, (len(rows), X.shape[1])).astype(X.dtype)
+    many = (X[rows] + noise, y[rows], groups[rows])
+    sizes = []
+    forward = _parity.network_forward
+
+    def counted(module, weights, X, first=None):
+        sizes.append(len(X))
+        return forward(module, weights, X, first)
+
+    monkeypatch.setattr(_parity, "network_forward", counted)
+    fast = editor.transform(networks, 0.15, calibration=many)  # a target they can meet
+    fast_reads = sizes.count(len(rows))
+    sizes.clear()
+    monkeypatch.setattr(_parity, "_ROUGH_ROWS", len(rows))  # no subsample scanned first
+    exact = editor.transform(networks, 0.15, calibration=many)
+    assert sizes.count(len(rows)) == len(sizes)
+    assert fast_reads <= 0.7 * len(sizes)
+    for a, b in zip(fast, exact, strict=True):
+        for p, q in zip(a.module_.parameters(), b.module_.parameters(), strict=True):
+            assert torch.equal(p, q)
+    assert (bounds_on(fast, *many[::2]) <= 0.15 + 1e-9).all()
 
 
 def test_score_is_mean_accuracy_of_the_edits_minus_violation(task, population):
