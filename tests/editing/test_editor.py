@@ -23,10 +23,10 @@ from torch import nn
 from sklearn_metaedit import MLP, MetanetEditor, TaskData, make_population
 from sklearn_metaedit.datasets import make_biased_classification
 from sklearn_metaedit.demo import zero_columns
+from sklearn_metaedit.editing import _parity
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
-from sklearn_metaedit.editing import _parity
 from sklearn_metaedit.editing._parity import Fairness, least_strength
 from sklearn_metaedit.editing._sparsity import prune_and_refit
 from sklearn_metaedit.metrics import selection_rate_gap
