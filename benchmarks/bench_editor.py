@@ -45,7 +45,8 @@ torch thread; where a table compares times (sparsity, minimisation) the methods 
 in turn, five rounds, each method's median round. Writes
 ``benchmarks/results/editor.{json,md}`` (``results/quick/`` with ``--quick``).
 
-    python benchmarks/bench_editor.py [--quick] [--out FOLDER] [--only parity|joint]
+    python benchmarks/bench_editor.py [--quick] [--out FOLDER]
+        [--only parity|minimisation|other_ranges|joint]
 """
 
 from __future__ import annotations
@@ -1389,13 +1390,15 @@ def break_even(fit_seconds: float, edit_seconds: float, baseline_seconds: float)
 
 def add_gap_range_row(result: dict, cfg: dict) -> None:
     """The gap-range editor is a parity editor too: its edits at the parity target join
-    the parity table."""
+    the parity table (in place of the row an earlier run put there)."""
     gap_block = result["other_ranges"]["gap"]
     at_target = next(r for r in gap_block["rows"] if r["target"] == cfg["dp_target"])
-    result["parity"]["rows"].append(
+    method = f"MetanetEditor for gaps in {gap_block['range']}, at {cfg['dp_target']} "
+    rows = [r for r in result["parity"]["rows"] if not r["method"].startswith(method)]
+    result["parity"]["rows"] = rows
+    rows.append(
         {
-            "method": f"MetanetEditor for gaps in {gap_block['range']}, at {cfg['dp_target']} "
-            "(sex columns dropped)",
+            "method": method + "(sex columns dropped)",
             "accuracy": at_target["range_editor_accuracy"],
             "gap": at_target["range_editor_gap"],
             "within": at_target["range_editor_within"],
@@ -1423,16 +1426,30 @@ def config_of(cfg: dict) -> dict:
     }
 
 
-def rerun_parity(existing: dict, quick: bool, seed: int, log) -> dict:
-    """``existing`` results with the parity experiment run again (same data, population
-    and held-out networks as a whole run with this seed), for a change that touches it
-    alone; the cost table follows."""
+#: The experiments ``--only`` runs again on a whole run's results, by their key there:
+#: each ``experiment(cfg, data, train, held_out, result, log)``.
+RERUNNABLE = {
+    "parity": lambda cfg, data, train, held_out, _, log: parity_experiment(
+        cfg, data, train, held_out, log
+    ),
+    "minimisation": lambda cfg, data, train, held_out, _, log: minimisation_experiment(
+        cfg, data, train, held_out, log
+    ),
+    "other_ranges": other_ranges_experiment,
+}
+
+
+def rerun_one(existing: dict, name: str, quick: bool, seed: int, log) -> dict:
+    """``existing`` results with the experiment ``name`` (of :data:`RERUNNABLE`) run again
+    (same data, population and held-out networks as a whole run with this seed), for a
+    change that touches it alone; the cost table follows."""
     cfg, data, train, held_out = rerun_setup(quick, seed)
     result = dict(existing)
-    result["parity"] = parity_experiment(cfg, data, train, held_out, log)
-    SETTINGS.update(existing.get("editor", {}))
+    result[name] = RERUNNABLE[name](cfg, data, train, held_out, result, log)
+    SETTINGS.update(existing.get("editor", {}) | SETTINGS)
     result["editor"] = SETTINGS
-    add_gap_range_row(result, cfg)
+    if name in ("parity", "other_ranges"):
+        add_gap_range_row(result, cfg)
     result["cost"] = cost_table(result)
     return result
 
@@ -1833,7 +1850,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--only",
-        choices=["parity", "joint"],
+        choices=[*RERUNNABLE, "joint"],
         default=None,
         help="run this experiment alone and replace it in the results already in the "
         "output folder (the other experiments' results are kept as they are)",
@@ -1848,10 +1865,10 @@ def main(argv=None) -> int:
     if args.only:
         path = folder / "editor.json"
         existing = json.loads(path.read_text()) if path.exists() else None
-        if args.only == "parity":
+        if args.only in RERUNNABLE:
             if existing is None:
-                parser.error(f"--only parity needs a whole run's results in {folder}")
-            result = rerun_parity(existing, args.quick, args.seed, log)
+                parser.error(f"--only {args.only} needs a whole run's results in {folder}")
+            result = rerun_one(existing, args.only, args.quick, args.seed, log)
         else:
             result = rerun_joint(existing, args.quick, args.seed, log)
         result["rerun_seconds"] = result.get("rerun_seconds", {}) | {
