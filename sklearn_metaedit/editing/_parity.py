@@ -32,8 +32,8 @@ _DEFAULT_GAP = 0.05
 
 #: The strongest scaling of the metanetwork's residuals a calibrated edit tries.
 _MAX_STRENGTH = 3.0
-#: Steps of the scan of strengths from 0 to _MAX_STRENGTH, and bisections of the step
-#: where the gap first meets the goal.
+#: Steps of the scan of strengths from 0 to _MAX_STRENGTH; the step where the gap first
+#: meets the goal is narrowed to a 2 ** _BISECTIONS-th of it.
 _GRID = 24
 _BISECTIONS = 5
 #: Calibrations of more than twice as many rows scan the strengths on about this many
@@ -75,9 +75,10 @@ def least_strength(
     none of those tried meets it, the one of least gap.
 
     The strengths are scanned in ``grid`` steps, then the first step where the gap meets
-    the goal is bisected ``bisections`` times. A gap is not monotone in the strength (an
-    edit pushed too far favours the other group), so that a bisection over the whole
-    range could land on the far side of the range that meets the goal.
+    the goal is narrowed to a ``2 ** bisections``-th of a step (:func:`_narrowed`). A
+    gap is not monotone in the strength (an edit pushed too far favours the other
+    group), so that a search over the whole range could land on the far side of the
+    range that meets the goal.
 
     ``rough(strength)``, where given, is a cheaper estimate of the gap (on a subsample of
     the rows): the steps are scanned with it, and ``gap_at`` is read from the first step
@@ -104,14 +105,34 @@ def least_strength(
         return min((at(index), index * step) for index in range(grid + 1))[1]
     if first == 0:
         return 0.0
-    low, high = (first - 1) * step, first * step
-    for _ in range(bisections):
-        middle = 0.5 * (low + high)
-        if gap_at(middle) <= goal:
-            high = middle
+    bracket = ((first - 1) * step, at(first - 1)), (first * step, at(first))
+    return _narrowed(gap_at, goal, *bracket, width=step / 2**bisections)
+
+
+def _narrowed(gap_at, goal: float, low, high, *, width: float) -> float:
+    """The upper end of a bracket no wider than ``width`` inside ``(low, high)``, each a
+    ``(strength, gap)`` with ``gap_at`` above ``goal`` at the lower end and within it at
+    the upper: the strengths ``width / 2`` on either side of where the gap, interpolated
+    linearly between the ends, meets the goal are tried first (often the last two tried);
+    after each interpolation that does not end it, a bisection."""
+    interpolate = True
+    while high[0] - low[0] > width * (1 + 1e-9):
+        if interpolate:
+            share = (low[1] - goal) / (low[1] - high[1])
+            root = low[0] + share * (high[0] - low[0])
+            tries = [root - width / 2, root + width / 2]
         else:
-            low = middle
-    return high
+            tries = [0.5 * (low[0] + high[0])]
+        interpolate = not interpolate
+        for strength in tries:
+            if not low[0] < strength < high[0]:
+                continue
+            point = (strength, gap_at(strength))
+            if point[1] <= goal:
+                high = point
+                break
+            low = point
+    return high[0]
 
 
 def _first_step_meeting(at, goal: float, grid: int, rough) -> int | None:
