@@ -2,8 +2,9 @@
 
 A pruned layer's units keep different inputs; refitting them (the reconstruction step of
 one-shot pruners, and the compensation of dropped input features) solves one small
-system per unit. :func:`refit_units` solves them all in one batched call, and gives the
-diagonal of each inverse system that optimal-brain-surgeon saliencies divide by.
+system per unit. :func:`refit_units` solves them all in one batched call (one system where
+they keep the same inputs), and gives the diagonal of each inverse system that
+optimal-brain-surgeon saliencies divide by.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def refit_units(gram, rhs, penalty, kept, *, inverse_diagonal=False):
     """The least-squares weights of every unit over its kept inputs (n_units, n_inputs),
     zero elsewhere; with ``inverse_diagonal``, also the diagonal of each unit's inverse
     system (inf where an input is not kept), the denominator of the optimal-brain-surgeon
-    saliency. Where every unit keeps every input they share one system, solved once.
+    saliency. Where every unit keeps the same inputs they share one system, solved once.
 
     Unit ``i``'s weights ``w`` over its kept inputs ``K_i`` solve
     ``(gram_KK + diag(penalty_K)) w_K = rhs_iK``: with ``gram`` the inputs' second
@@ -66,14 +67,21 @@ def refit_units(gram, rhs, penalty, kept, *, inverse_diagonal=False):
     tensor([[0.3333, 0.3333],
             [0.5000, 0.0000]], dtype=torch.float64)
     """
-    if bool(kept.all()):
-        factor, info = torch.linalg.cholesky_ex(gram + torch.diag(penalty))
+    if bool(kept[0].any()) and bool((kept == kept[:1]).all()):
+        # every unit keeps the same inputs (a dense layer, or one whose dropped input
+        # columns are its only zeros): one system
+        shared = kept[0].nonzero().flatten()
+        system = gram[shared[:, None], shared[None, :]] + torch.diag(penalty[shared])
+        factor, info = torch.linalg.cholesky_ex(system)
         if int(info) == 0:
             inverse = torch.cholesky_inverse(factor)
-            solution = rhs @ inverse
+            solution = torch.zeros_like(rhs)
+            solution[:, shared] = rhs[:, shared] @ inverse
             if not inverse_diagonal:
                 return solution
-            return solution, inverse.diagonal().expand_as(rhs)
+            diagonal = torch.full_like(rhs, math.inf)
+            diagonal[:, shared] = inverse.diagonal().to(rhs.dtype)
+            return solution, diagonal
     index, valid, systems = unit_systems(gram, penalty, kept)
     right = (rhs.gather(1, index) * valid).unsqueeze(-1)
     factor, info = torch.linalg.cholesky_ex(systems)

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from sklearn_metaedit import MLP
 from sklearn_metaedit.editing._gates import soft_top_k, top_k_mask
 from sklearn_metaedit.editing._graph import extract_weights, layer_inputs
+from sklearn_metaedit.editing._least_squares import refit_units
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import (
     divergence,
@@ -573,3 +574,31 @@ def test_parity_exact_edit_is_affine_in_the_strength_of_its_residuals(pruned):
     first_end = ends[1][0][0]
     assert not bool(first_end[:, :2].any())  # the forbidden columns are dropped
     assert not torch.allclose(first_end, ends[0][0][0])  # and the residuals move the rest
+
+
+@pytest.mark.parametrize("masks", ["shared", "per unit", "all"])
+def test_refit_units_solves_each_units_ridge_system_over_its_kept_inputs(masks):
+    # against numpy, unit by unit: the solution over the kept inputs (zero elsewhere) and
+    # the diagonal of the inverse system (inf where an input is not kept), whether the
+    # units keep the same inputs (one system) or each their own (a batch)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 7))
+    gram = torch.as_tensor(a.T @ a / 200)
+    rhs = torch.as_tensor(rng.normal(size=(5, 7)))
+    penalty = torch.as_tensor(rng.uniform(0.01, 0.1, 7))
+    kept = torch.as_tensor(rng.uniform(size=(5, 7)) < 0.6)
+    if masks == "shared":
+        kept = torch.tensor([True, False, True, True, False, True, True]).expand(5, 7)
+    elif masks == "all":
+        kept = torch.ones(5, 7, dtype=torch.bool)
+    solution, diagonal = refit_units(gram, rhs, penalty, kept, inverse_diagonal=True)
+    for unit in range(5):
+        k = kept[unit].numpy()
+        system = gram.numpy()[np.ix_(k, k)] + np.diag(penalty.numpy()[k])
+        expected = np.zeros(7)
+        expected[k] = np.linalg.solve(system, rhs.numpy()[unit, k])
+        np.testing.assert_allclose(solution[unit].numpy(), expected, atol=1e-10)
+        inverse = np.full(7, np.inf)
+        inverse[k] = np.diag(np.linalg.inv(system))
+        np.testing.assert_allclose(diagonal[unit].numpy(), inverse, atol=1e-10)
+    assert torch.allclose(refit_units(gram, rhs, penalty, kept), solution, atol=1e-12)
