@@ -48,8 +48,9 @@ def _is_infinite(value: Any) -> bool:
 
 
 def _typed(column) -> bool:
-    """True for a numpy column of booleans, numbers or text (one type for every row)."""
-    return isinstance(column, np.ndarray) and column.dtype.kind in "biufU"
+    """True for a plain numpy column of booleans, numbers or text (one type for every
+    row; not a subclass: a masked array or a matrix reads differently)."""
+    return type(column) is np.ndarray and column.dtype.kind in "biufU"
 
 
 def _refuse(column, is_bad, name: str, what: str, examples: str, rule: str) -> None:

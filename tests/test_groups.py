@@ -50,6 +50,38 @@ def test_bad_sensitive_features_are_clear_errors(sf, match):
         check_sensitive_features(sf, 3)
 
 
+@pytest.mark.parametrize(
+    "column",
+    [
+        np.array([True, False, True]),
+        np.array([3, -1, 3], dtype=np.int8),
+        np.array([2, 0, 2], dtype=np.uint16),
+        np.array([0.5, 1.0, 0.5], dtype=np.float32),
+        np.array(["f", "m", "f"]),
+        np.array([[1, 2], [3, 4], [1, 2]]),
+        np.array([0.0, np.nan, 1.0]),
+        np.array([0.0, np.inf, 1.0], dtype=np.float32),
+        np.ma.masked_array([0.0, 1.0, 0.0], mask=[False, True, False]),
+        np.matrix([[1], [2], [1]]),
+    ],
+)
+def test_typed_arrays_read_as_the_same_values_held_as_objects(column):
+    # typed numpy columns are checked without a loop over their rows: the same labels,
+    # of the same Python types, or the same error, as the values held as objects
+    def read(values):
+        try:
+            return check_sensitive_features(values, 3).tolist()
+        except ValueError as exc:
+            return str(exc)
+
+    expected = read(np.asarray(np.asarray(column).tolist(), dtype=object))
+    got = read(column)
+    assert got == expected
+    assert [type(v) for v in np.ravel(np.asarray(got, dtype=object))] == [
+        type(v) for v in np.ravel(np.asarray(expected, dtype=object))
+    ]
+
+
 def test_unseen_group_is_named():
     groups = fit_groups(check_sensitive_features(["a", "b"], 2))
     with pytest.raises(ValueError, match=r"\['c'\] that were not seen in fit"):

@@ -36,9 +36,11 @@ _MAX_STRENGTH = 3.0
 #: meets the goal is narrowed to a 2 ** _BISECTIONS-th of it.
 _GRID = 24
 _BISECTIONS = 5
-#: Calibrations of more than twice as many rows scan the strengths on about this many
-#: first (:func:`calibrated`).
+#: Calibrations of at least four times as many rows read a subsample of about this many
+#: first, and skip the strengths where its gap, less _SKIP_Z of its standard errors (a
+#: lower 97.5% bound), is above the target (:func:`calibrated`).
 _ROUGH_ROWS = 4096
+_SKIP_Z = 1.96
 
 
 #: The true labels whose rows each constraint's gap is measured on (None: every row);
@@ -66,7 +68,7 @@ def least_strength(
     gap_at,
     goal: float,
     *,
-    rough=None,
+    clearly_above=None,
     top: float = _MAX_STRENGTH,
     grid: int = _GRID,
     bisections: int = _BISECTIONS,
@@ -80,11 +82,11 @@ def least_strength(
     group), so that a search over the whole range could land on the far side of the
     range that meets the goal.
 
-    ``rough(strength)``, where given, is a cheaper estimate of the gap (on a subsample of
-    the rows): the steps are scanned with it, and ``gap_at`` is read from the first step
-    where it meets the goal, down while the gap still meets it (up until it does). Where
-    no step meets it roughly, or none from there up meets it, the steps are scanned with
-    ``gap_at``.
+    ``clearly_above(strength)``, where given, is True where a cheaper reading (a lower
+    confidence bound on a subsample of the rows) puts the gap above the goal beyond
+    doubt: the scan does not read ``gap_at`` at those steps, but for the step below the
+    first that meets the goal (where that one meets it after all, the scan goes on
+    down), and all of them where none read meets it.
 
     Examples
     --------
@@ -98,11 +100,16 @@ def least_strength(
             gaps[index] = gap_at(index * step)
         return gaps[index]
 
-    first = _first_step_meeting(
-        at, goal, grid, None if rough is None else lambda i: rough(i * step)
-    )
+    def read(index):
+        return clearly_above is None or not clearly_above(index * step)
+
+    first = next((i for i in range(grid + 1) if read(i) and at(i) <= goal), None)
+    if first is None and clearly_above is not None:  # every step read after all
+        first = next((i for i in range(grid + 1) if at(i) <= goal), None)
     if first is None:
         return min((at(index), index * step) for index in range(grid + 1))[1]
+    while first > 0 and at(first - 1) <= goal:
+        first -= 1
     if first == 0:
         return 0.0
     bracket = ((first - 1) * step, at(first - 1)), (first * step, at(first))
@@ -133,21 +140,6 @@ def _narrowed(gap_at, goal: float, low, high, *, width: float) -> float:
                 break
             low = point
     return high[0]
-
-
-def _first_step_meeting(at, goal: float, grid: int, rough) -> int | None:
-    """The first of the steps ``0..grid`` where ``at(step) <= goal`` (:func:`least_strength`),
-    looked for from where ``rough`` first meets it; None where none does."""
-    hint = None if rough is None else next((i for i in range(grid + 1) if rough(i) <= goal), None)
-    if hint is not None:
-        if at(hint) <= goal:
-            while hint > 0 and at(hint - 1) <= goal:
-                hint -= 1
-            return hint
-        up = next((i for i in range(hint + 1, grid + 1) if at(i) <= goal), None)
-        if up is not None:
-            return up
-    return next((i for i in range(grid + 1) if at(i) <= goal), None)
 
 
 def scaled_residuals(edit: dict, strength: float) -> dict:
@@ -188,41 +180,46 @@ def calibrated(edited, fairness, module, calibration, goal: float, line=None):
     bound (above ``goal`` where no strength tried meets it); ``module`` is the
     network's architecture.
 
-    Where there are more than ``2 * _ROUGH_ROWS`` rows, the strengths are first scanned
-    on every ``k``-th row, about ``_ROUGH_ROWS`` of them, with the standard errors of as
-    many rows as the calibration has (:func:`least_strength`'s ``rough`` estimate); the
-    strength found is always measured on every row.
+    From ``4 * _ROUGH_ROWS`` rows on, a step of the scan is read on every row only where
+    the gap on every ``k``-th row (``k`` the number of rows over ``_ROUGH_ROWS``), less
+    1.96 of its standard errors, is within ``goal`` (:func:`least_strength`'s
+    ``clearly_above``); the strength found is always measured on every row.
 
     ``line``, where the weights move along a line, is the first layer's ``(w, b)`` at
     strengths 0 and 1 (:func:`calibrated_on_line`): the first layer's outputs on the rows
     are then computed from two products, not from the weights of each strength; the
     strength found is checked with the edit's own weights, and found again from them
-    where the two disagree on the goal.
+    where the two disagree on whether the goal is met.
     """
-    X, every = calibration[0], len(calibration[0]) // _ROUGH_ROWS
+    every = len(calibration[0]) // _ROUGH_ROWS
     full = _bound_reader(fairness, module, calibration, _CONFIDENCE_Z, line)
-    rough = None
-    if every >= 2:
+    clearly_above = None
+    if every >= 4:
         rows = (*(part[::every] for part in calibration[:3]), calibration[3])
-        z = _CONFIDENCE_Z * math.sqrt(len(rows[0]) / len(X))
-        rough_bound = _bound_reader(fairness, module, rows, z, line)
+        lower = _bound_reader(fairness, module, rows, -_SKIP_Z, line)
 
-        def rough(strength):
-            return rough_bound(edited(strength), strength)
+        def clearly_above(strength):
+            return lower(edited(strength), strength) > goal
 
+    gaps = {}
     if line is not None:
-        strength = least_strength(lambda s: full(edited(s), s), goal, rough=rough)
+
+        def on_line(strength):
+            gaps[strength] = full(edited(strength), strength)
+            return gaps[strength]
+
+        strength = least_strength(on_line, goal, clearly_above=clearly_above)
         weights = edited(strength)
         bound = full(weights)
-        if bound <= goal:
+        if bound <= goal or gaps[strength] > goal:
             return weights, bound
-    gaps = {}
+        gaps.clear()
 
     def gap_at(strength):
         gaps[strength] = full(edited(strength))
         return gaps[strength]
 
-    strength = least_strength(gap_at, goal, rough=rough)
+    strength = least_strength(gap_at, goal, clearly_above=clearly_above)
     return edited(strength), gaps[strength]
 
 
