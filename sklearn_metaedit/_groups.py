@@ -53,8 +53,22 @@ def _typed(column) -> bool:
     return type(column) is np.ndarray and column.dtype.kind in "biufU"
 
 
-def _refuse(column, is_bad, name: str, what: str, examples: str, rule: str) -> None:
-    """Raise a ValueError naming the rows of ``column`` where ``is_bad`` holds."""
+def _distinct(column) -> np.ndarray | None:
+    """The distinct values of a column of objects (the checks of each row read them
+    alone), or None for a typed column or one holding unhashable values."""
+    if _typed(column) or not isinstance(column, np.ndarray) or column.dtype.kind != "O":
+        return None
+    try:
+        return pd.unique(column)
+    except TypeError:
+        return None
+
+
+def _refuse(column, is_bad, name: str, what: str, examples: str, rule: str, distinct=None) -> None:
+    """Raise a ValueError naming the rows of ``column`` where ``is_bad`` holds (none
+    where it holds for none of its ``distinct`` values, where given)."""
+    if distinct is not None and not any(is_bad(v) for v in distinct):
+        return
     if _typed(column):  # only floats can be NaN or infinite, and then both tests read them
         if column.dtype.kind != "f":
             return
@@ -148,6 +162,7 @@ def check_sensitive_features(
             f"{name} has {length} entries but X has {n_samples} rows; pass one group "
             "label per row of X."
         )
+    distinct = [_distinct(column) for column in columns]
     for j, column in enumerate(columns):
         col = f" (column {j})" if len(columns) > 1 else ""
         _refuse(
@@ -157,8 +172,9 @@ def check_sensitive_features(
             "missing",
             "(NaN/None)",
             "every row needs a group label",
+            distinct[j],
         )
-        same = _same_text(column)
+        same = _same_text(column if distinct[j] is None else distinct[j])
         if same is not None:
             raise ValueError(
                 f"{name}{col} holds both {same[0]!r} and {same[1]!r}, a string and a number "
@@ -172,11 +188,17 @@ def check_sensitive_features(
             "infinite",
             "(inf/-inf)",
             "group labels must be finite",
+            distinct[j],
         )
     if len(columns) == 1:
         labels = np.empty(length, dtype=object)
         column = columns[0]
-        labels[:] = column.tolist() if _typed(column) else [_plain(v) for v in column]
+        if _typed(column):
+            labels[:] = column.tolist()
+        elif distinct[0] is not None and not any(isinstance(v, np.generic) for v in distinct[0]):
+            labels[:] = column  # plain Python values already
+        else:
+            labels[:] = [_plain(v) for v in column]
     else:
         labels = np.empty(length, dtype=object)
         labels[:] = [tuple(_plain(v) for v in row) for row in zip(*columns, strict=True)]

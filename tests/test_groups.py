@@ -26,6 +26,9 @@ def test_several_columns_make_intersectional_groups():
 def test_numpy_and_python_scalars_are_one_group():
     labels = check_sensitive_features(np.array([1, 2, 1], dtype=np.int64), 3)
     assert encode_groups(labels, fit_groups(np.array([1, 2], dtype=object))).tolist() == [0, 1, 0]
+    # held as objects, a numpy scalar among Python ones becomes a Python scalar too
+    mixed = check_sensitive_features(np.array([np.int64(1), 2, 1], dtype=object), 3)
+    assert mixed.tolist() == [1, 2, 1] and all(type(v) is int for v in mixed)
 
 
 def test_unsortable_labels_still_get_a_fixed_order():

@@ -291,6 +291,8 @@ def network_forward(
     weights: Weights,
     X: torch.Tensor,
     first_output: torch.Tensor | None = None,
+    *,
+    scratch: bool = False,
 ) -> torch.Tensor:
     """Logits of ``module`` with its ``Linear`` parameters replaced by ``weights``.
 
@@ -306,12 +308,15 @@ def network_forward(
     first_output : Tensor of shape (n_samples, n_1), default=None
         The first ``Linear`` layer's output on ``X``, where the caller has it (its
         weights are then not read).
+    scratch : bool, default=False
+        ``first_output`` was made for this pass alone: without gradients, the pass may
+        overwrite it.
 
     Returns
     -------
     logits : Tensor of shape (n_samples, n_L)
     """
-    return _forward(module, weights, X, first_output)[0]
+    return _forward(module, weights, X, first_output, scratch)[0]
 
 
 def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> list[torch.Tensor]:
@@ -332,18 +337,21 @@ def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> li
     return _forward(module, weights, X)[1]
 
 
-def _forward(module, weights, X, first_output=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _forward(
+    module, weights, X, first_output=None, scratch=False
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The logits and the input of every ``Linear`` layer (dropout inactive). Without
-    gradients, a ``ReLU`` after a layer's output made here acts in place (the pass reads
-    no pre-activation afterwards)."""
+    gradients, a ``ReLU`` after a layer's output made here (or a ``scratch`` first
+    output) acts in place (the pass reads no pre-activation afterwards)."""
     out, inputs, layer, made = X.to(weights[0][0].dtype), [], 0, False
     in_place = not torch.is_grad_enabled()
     for child in module:
         if isinstance(child, nn.Linear):
             inputs.append(out)
             weight, bias = weights[layer]
-            made = not (layer == 0 and first_output is not None)
-            out = F.linear(out, weight, bias) if made else first_output
+            given = layer == 0 and first_output is not None
+            out = first_output if given else F.linear(out, weight, bias)
+            made = scratch or not given
             layer += 1
         elif isinstance(child, nn.Dropout | nn.Identity):
             continue

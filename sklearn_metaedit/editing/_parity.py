@@ -166,7 +166,7 @@ def _bound_reader(fairness, module, rows, z: float, line=None):
         first = None
         if line is not None and strength is not None:
             first = torch.add(at_zero, change, alpha=strength)
-        decisions = network_forward(module, weights, X, first).argmax(dim=1)
+        decisions = network_forward(module, weights, X, first, scratch=True).argmax(dim=1)
         return float(fairness.gap_bound((decisions == 1).float(), y, groups, n_groups, z))
 
     return bound

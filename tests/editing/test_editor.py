@@ -478,9 +478,9 @@ def test_a_calibration_of_many_rows_reads_every_row_fewer_times_for_the_same_edi
     sizes = []
     forward = _parity.network_forward
 
-    def counted(module, weights, X, first=None):
+    def counted(module, weights, X, first=None, **kwargs):
         sizes.append(len(X))
-        return forward(module, weights, X, first)
+        return forward(module, weights, X, first, **kwargs)
 
     monkeypatch.setattr(_parity, "network_forward", counted)
     fast = editor.transform(networks, 0.15, calibration=many)  # a target they can meet

@@ -5,6 +5,7 @@ import pytest
 import torch
 from skorch import NeuralNetClassifier
 from torch import nn
+from torch.nn import functional as F
 from torch_geometric.data import Batch
 
 from sklearn_metaedit import MLP
@@ -200,3 +201,23 @@ def test_a_forward_from_the_first_layers_output_is_the_forward_from_the_rows():
     # the first layer's weights are not read when its output is given
     zeroed = [(torch.zeros_like(weights[0][0]), weights[0][1]), *weights[1:]]
     assert torch.equal(network_forward(net, zeroed, X, first), network_forward(net, weights, X))
+
+
+def test_network_forward_leaves_its_inputs_as_they_were_unless_told_they_are_scratch():
+    # without gradients, ReLUs act in place on what the pass made; X and a first output
+    # the caller passes are read only, unless the caller says it made it for this pass
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    weights = extract_weights(net)
+    X = torch.randn(30, 5)
+    first = F.linear(X, *weights[0])
+    X_before, first_before = X.clone(), first.clone()
+    with torch.no_grad():
+        expected = net(X)
+        plain = network_forward(net, weights, X)
+        given = network_forward(net, weights, X, first)
+        assert torch.equal(X, X_before) and torch.equal(first, first_before)
+        scratch = network_forward(net, weights, X, first, scratch=True)
+    for logits in (plain, given, scratch):
+        assert torch.allclose(logits, expected, atol=1e-6)
+    assert (first >= 0).all()  # the scratch output was overwritten by the ReLU
