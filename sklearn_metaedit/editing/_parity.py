@@ -150,18 +150,18 @@ def scaled_residuals(edit: dict, strength: float) -> dict:
     return scaled
 
 
-def _bound_reader(fairness, module, rows, z: float, line=None):
+def _bound_reader(fairness, module, rows, z: float, outputs=None):
     """``bound(weights, strength=None)``: the gap bound of ``fairness`` (a
     :class:`Fairness`, ``z`` standard errors) of the network ``module`` with ``weights``
-    on ``rows`` ``(X, y, groups, n_groups)``. ``line``, where the weights move along a
-    line, is the first layer's outputs on ``X`` at strength 0 and their change from 0 to
-    1: its outputs at ``strength`` are then one sum."""
+    on ``rows`` ``(X, y, groups, n_groups)``. ``outputs``, where the weights move along
+    a line, is the first layer's outputs on ``X`` at strength 0 and their change from 0
+    to 1: its outputs at ``strength`` are then one sum."""
     X, y, groups, n_groups = rows
 
     def bound(weights, strength=None):
         first = None
-        if line is not None and strength is not None:
-            first = torch.add(line[0], line[1], alpha=strength)
+        if outputs is not None and strength is not None:
+            first = torch.add(outputs[0], outputs[1], alpha=strength)
         decisions = network_forward(module, weights, X, first, scratch=True).argmax(dim=1)
         return float(fairness.gap_bound((decisions == 1).float(), y, groups, n_groups, z))
 
@@ -187,17 +187,18 @@ def calibrated(edited, fairness, module, calibration, goal: float, line=None):
     strength found is checked with the edit's own weights, and found again from them
     where the two disagree on whether the goal is met.
     """
+    outputs = None
     if line is not None:
         (w0, b0), (w1, b1) = line
         X = calibration[0].to(w0.dtype)
         calibration = (X, *calibration[1:])
-        line = (F.linear(X, w0, b0), F.linear(X, w1 - w0, b1 - b0))
+        outputs = (F.linear(X, w0, b0), F.linear(X, w1 - w0, b1 - b0))
     every = len(calibration[0]) // _ROUGH_ROWS
-    full = _bound_reader(fairness, module, calibration, _CONFIDENCE_Z, line)
+    full = _bound_reader(fairness, module, calibration, _CONFIDENCE_Z, outputs)
     clearly_above = None
     if every >= 4:
         rows = (*(part[::every] for part in calibration[:3]), calibration[3])
-        sub = None if line is None else tuple(part[::every] for part in line)
+        sub = None if outputs is None else tuple(part[::every] for part in outputs)
         lower = _bound_reader(fairness, module, rows, -_SKIP_Z, sub)
 
         def clearly_above(strength):
