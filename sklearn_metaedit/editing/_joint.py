@@ -47,7 +47,7 @@ import torch
 
 from ._measures import features_used
 from ._minimisation import DataMinimisation
-from ._parity import Fairness, calibrated, calibrated_on_line, scaled_residuals
+from ._parity import Fairness, calibrated_on_line, scaled_residuals
 from ._requirement import Requirement, base_edit, warn_parity_unmeasured
 from ._sparsity import Sparsity, refit_kept_weights
 
@@ -340,7 +340,9 @@ class JointRequirement(Requirement):
         most its target (:meth:`~._parity.Fairness.calibrated_edit`); the structural edit is not
         scaled. With sparsity, the strength moves the weights along the line from the
         unedited network refitted on the exact edit's nonzero weights (strength 0) to
-        the exact edit (strength 1), on which every zero stays zero."""
+        the exact edit (strength 1), on which every zero stays zero; without it, along
+        the line from the edit with no residuals to the edit, which is affine in their
+        scale."""
         if self._fairness is None:
             return super().calibrated_edit(
                 item, edit, target, calibration, temperature=temperature
@@ -356,13 +358,17 @@ class JointRequirement(Requirement):
             weights, bound = calibrated_on_line(
                 item["module"], start, end, self._fairness, calibration, goal
             )
-        else:
-
-            def edited(strength):
-                scaled = scaled_residuals(edit, strength)
-                return self.edit(item, scaled, target, hard=True, temperature=temperature)
-
-            weights, bound = calibrated(edited, self._fairness, item["module"], calibration, goal)
+        else:  # the residuals on the structural edit: the edit is affine in their scale
+            with torch.no_grad():
+                start, end = (
+                    self.edit(
+                        item, scaled_residuals(edit, s), target, hard=True, temperature=temperature
+                    )
+                    for s in (0.0, 1.0)
+                )
+            weights, bound = calibrated_on_line(
+                item["module"], start, end, self._fairness, calibration, goal
+            )
         item["calibration_bound"] = (bound, goal)
         return weights
 

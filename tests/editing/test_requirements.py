@@ -532,8 +532,10 @@ def test_parity_gap_bound_conditions_on_the_constraint_labels(kind, fairlearn_ga
     assert float(requirement.gap_bound(*args)) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("pruned", [False, True])
-def test_parity_exact_edit_is_affine_in_the_strength_of_its_residuals(pruned):
+@pytest.mark.parametrize(
+    ("pruned", "joint"), [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_parity_exact_edit_is_affine_in_the_strength_of_its_residuals(pruned, joint):
     # a calibrated edit tries strengths on the line between the edits at 0 and 1: that
     # is only the edit at each strength if the edit is affine in it (residuals scaled,
     # forbidden columns dropped, their compensation, dense or refitted where the network
@@ -548,6 +550,10 @@ def test_parity_exact_edit_is_affine_in_the_strength_of_its_residuals(pruned):
     if pruned:
         weights = [(w * (w.abs() > 0.2), b) for w, b in weights]
     requirement = Fairness(6, forbidden=[0, 1])
+    target = 0.05
+    if joint:  # data minimisation and parity at once, without sparsity
+        requirement = make_requirement(["data_minimisation", "demographic_parity"], 6, [0, 1])
+        target = {"data_minimisation": None, "demographic_parity": 0.05}
     requirement.set_input_statistics(*input_statistics(X))
     n_edges = sum(w.numel() for w, _ in weights)
     n_nodes = 6 + sum(b.numel() for _, b in weights)
@@ -564,7 +570,7 @@ def test_parity_exact_edit_is_affine_in_the_strength_of_its_residuals(pruned):
 
     def at(strength):
         scaled = scaled_residuals(edit, strength)
-        return requirement.edit(item, scaled, 0.05, hard=True, temperature=0.3)
+        return requirement.edit(item, scaled, target, hard=True, temperature=0.3)
 
     ends = at(0.0), at(1.0)
     for strength in (0.3, 1.7):
