@@ -47,7 +47,7 @@ import torch
 
 from ._measures import features_used
 from ._minimisation import DataMinimisation
-from ._parity import Fairness, calibrated_on_line, scaled_residuals
+from ._parity import Fairness, calibrated_on_line, calibrated_residuals
 from ._requirement import Requirement, base_edit, warn_parity_unmeasured
 from ._sparsity import Sparsity, refit_kept_weights
 
@@ -359,15 +359,8 @@ class JointRequirement(Requirement):
                 item["module"], start, end, self._fairness, calibration, goal
             )
         else:  # the residuals on the structural edit: the edit is affine in their scale
-            with torch.no_grad():
-                start, end = (
-                    self.edit(
-                        item, scaled_residuals(edit, s), target, hard=True, temperature=temperature
-                    )
-                    for s in (0.0, 1.0)
-                )
-            weights, bound = calibrated_on_line(
-                item["module"], start, end, self._fairness, calibration, goal
+            weights, bound = calibrated_residuals(
+                self, self._fairness, item, edit, target, calibration, goal, temperature
             )
         item["calibration_bound"] = (bound, goal)
         return weights

@@ -21,7 +21,14 @@ from ._measures import tensor_selection_rate_gap, tensor_selection_rate_gap_boun
 from ._minimisation import InputDropping
 from ._requirement import Requirement, base_edit, count_pruned
 
-__all__ = ["Fairness", "calibrated", "calibrated_on_line", "least_strength", "scaled_residuals"]
+__all__ = [
+    "Fairness",
+    "calibrated",
+    "calibrated_on_line",
+    "calibrated_residuals",
+    "least_strength",
+    "scaled_residuals",
+]
 
 #: The metanetwork reads a gap target as log(max(target, _GAP_FLOOR) / _GAP_UNIT).
 _GAP_UNIT = 0.05
@@ -240,6 +247,22 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     return calibrated(edited, fairness, module, calibration, goal, line=(start[0], end[0]))
 
 
+def calibrated_residuals(
+    requirement, fairness, item, edit, target, calibration, goal: float, temperature
+):
+    """:func:`calibrated_on_line` for ``requirement``'s exact edit of ``item``, affine in
+    the scale of the metanetwork's residuals ``edit``: along the line from the edit with
+    none (strength 0) to the edit with them (strength 1), the gap of ``fairness``."""
+    with torch.no_grad():
+        start, end = (
+            requirement.edit(
+                item, scaled_residuals(edit, s), target, hard=True, temperature=temperature
+            )
+            for s in (0.0, 1.0)
+        )
+    return calibrated_on_line(item["module"], start, end, fairness, calibration, goal)
+
+
 class Fairness(InputDropping, Requirement):
     """The gap of a parity constraint on the task data is at most ``target``.
 
@@ -389,15 +412,8 @@ class Fairness(InputDropping, Requirement):
         strengths tried are points on the line from the edit at 0 to the edit at 1
         (:func:`calibrated_on_line`).
         """
-        with torch.no_grad():
-            start, end = (
-                self.edit(
-                    item, scaled_residuals(edit, s), target, hard=True, temperature=temperature
-                )
-                for s in (0.0, 1.0)
-            )
-        weights, bound = calibrated_on_line(
-            item["module"], start, end, self, calibration, float(target)
+        weights, bound = calibrated_residuals(
+            self, self, item, edit, target, calibration, float(target), temperature
         )
         item["calibration_bound"] = (bound, float(target))
         return weights
