@@ -23,7 +23,6 @@ from ._requirement import Requirement, base_edit, count_pruned
 
 __all__ = [
     "Fairness",
-    "calibrated",
     "calibrated_on_line",
     "calibrated_residuals",
     "least_strength",
@@ -45,7 +44,7 @@ _GRID = 24
 _BISECTIONS = 5
 #: Calibrations of at least four times as many rows read a subsample of about this many
 #: first, and skip the strengths where its gap, less _SKIP_Z of its standard errors (a
-#: lower 97.5% bound), is above the target (:func:`calibrated`).
+#: lower 97.5% bound), is above the target (:func:`calibrated_on_line`).
 _ROUGH_ROWS = 4096
 _SKIP_Z = 1.96
 
@@ -157,86 +156,40 @@ def scaled_residuals(edit: dict, strength: float) -> dict:
     return scaled
 
 
-def _bound_reader(fairness, module, rows, z: float, outputs=None):
+def _bound_reader(fairness, module, rows, z: float, outputs):
     """``bound(weights, strength=None)``: the gap bound of ``fairness`` (a
     :class:`Fairness`, ``z`` standard errors) of the network ``module`` with ``weights``
-    on ``rows`` ``(X, y, groups, n_groups)``. ``outputs``, where the weights move along
-    a line, is the first layer's outputs on ``X`` at strength 0 and their change from 0
-    to 1: its outputs at ``strength`` are then one sum."""
+    on ``rows`` ``(X, y, groups, n_groups)``. ``outputs`` are the first layer's outputs
+    on ``X`` at strength 0 and their change from 0 to 1, where the weights move along a
+    line: with a ``strength``, its first layer's outputs are one sum of them, not a
+    product of its weights."""
     X, y, groups, n_groups = rows
 
     def bound(weights, strength=None):
-        first = None
-        if outputs is not None and strength is not None:
-            first = torch.add(outputs[0], outputs[1], alpha=strength)
+        first = None if strength is None else torch.add(*outputs, alpha=strength)
         decisions = network_forward(module, weights, X, first, scratch=True).argmax(dim=1)
         return float(fairness.gap_bound((decisions == 1).float(), y, groups, n_groups, z))
 
     return bound
 
 
-def calibrated(edited, fairness, module, calibration, goal: float, line=None):
-    """``(weights, bound)``: ``edited(strength)``, the weights of an exact edit at the
-    least strength (:func:`least_strength`) at which the gap of ``fairness`` (a
+def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
+    """``(weights, bound)``: the weights at the least strength (:func:`least_strength`) on
+    the line from ``start`` (strength 0) to ``end`` (strength 1), whose zeros must be
+    the same (every zero stays zero on it), at which the gap of ``fairness`` (a
     :class:`Fairness`) on the ``calibration`` rows ``(X, y, groups, n_groups)``, plus
     2.326 standard errors (:meth:`Fairness.gap_bound`), is at most ``goal``, and that
     bound (above ``goal`` where no strength tried meets it); ``module`` is the
     network's architecture.
 
-    From ``4 * _ROUGH_ROWS`` rows on, a step of the scan is read on every row only where
-    the gap on every ``k``-th row (``k`` the number of rows over ``_ROUGH_ROWS``), less
-    1.96 of its standard errors, is within ``goal`` (:func:`least_strength`'s
-    ``clearly_above``); the strength found is always measured on every row.
-
-    ``line``, where the weights move along a line, is the first layer's ``(w, b)`` at
-    strengths 0 and 1 (:func:`calibrated_on_line`): the first layer's outputs on the rows
-    are then computed from two products, not from the weights of each strength; the
-    strength found is checked with the edit's own weights, and found again from them
+    The first layer's outputs on the rows move along the line too: they are two
+    products, not one per strength tried. From ``4 * _ROUGH_ROWS`` rows on, a step of
+    the scan is read on every row only where the gap on every ``k``-th row (``k`` the
+    number of rows over ``_ROUGH_ROWS``), less 1.96 of its standard errors, is within
+    ``goal`` (:func:`least_strength`'s ``clearly_above``). The strength found is
+    measured with its own weights, on every row, and found again from the weights
     where the two disagree on whether the goal is met.
     """
-    outputs = None
-    if line is not None:
-        (w0, b0), (w1, b1) = line
-        X = calibration[0].to(w0.dtype)
-        calibration = (X, *calibration[1:])
-        outputs = (F.linear(X, w0, b0), F.linear(X, w1 - w0, b1 - b0))
-    every = len(calibration[0]) // _ROUGH_ROWS
-    full = _bound_reader(fairness, module, calibration, _CONFIDENCE_Z, outputs)
-    clearly_above = None
-    if every >= 4:
-        rows = (*(part[::every] for part in calibration[:3]), calibration[3])
-        sub = None if outputs is None else tuple(part[::every] for part in outputs)
-        lower = _bound_reader(fairness, module, rows, -_SKIP_Z, sub)
-
-        def clearly_above(strength):
-            return lower(edited(strength), strength) > goal
-
-    gaps = {}
-    if line is not None:
-
-        def on_line(strength):
-            gaps[strength] = full(edited(strength), strength)
-            return gaps[strength]
-
-        strength = least_strength(on_line, goal, clearly_above=clearly_above)
-        weights = edited(strength)
-        bound = full(weights)
-        if bound <= goal or gaps[strength] > goal:
-            return weights, bound
-        gaps.clear()
-
-    def gap_at(strength):
-        gaps[strength] = full(edited(strength))
-        return gaps[strength]
-
-    strength = least_strength(gap_at, goal, clearly_above=clearly_above)
-    return edited(strength), gaps[strength]
-
-
-def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
-    """:func:`calibrated` (weights and bound) along the line from the weights ``start``
-    (strength 0) to ``end`` (strength 1), whose zeros must be the same: every zero stays
-    zero on it."""
 
     def edited(strength):
         return [
@@ -244,7 +197,39 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
             for (w0, b0), (w1, b1) in zip(start, end, strict=True)
         ]
 
-    return calibrated(edited, fairness, module, calibration, goal, line=(start[0], end[0]))
+    (w0, b0), (w1, b1) = start[0], end[0]
+    X = calibration[0].to(w0.dtype)
+    calibration = (X, *calibration[1:])
+    outputs = (F.linear(X, w0, b0), F.linear(X, w1 - w0, b1 - b0))
+    full = _bound_reader(fairness, module, calibration, _CONFIDENCE_Z, outputs)
+    every, clearly_above = len(X) // _ROUGH_ROWS, None
+    if every >= 4:
+        rows = (*(part[::every] for part in calibration[:3]), calibration[3])
+        sub = tuple(part[::every] for part in outputs)
+        lower = _bound_reader(fairness, module, rows, -_SKIP_Z, sub)
+
+        def clearly_above(strength):
+            return lower(edited(strength), strength) > goal
+
+    gaps = {}
+
+    def on_line(strength):
+        gaps[strength] = full(edited(strength), strength)
+        return gaps[strength]
+
+    strength = least_strength(on_line, goal, clearly_above=clearly_above)
+    weights = edited(strength)
+    bound = full(weights)
+    if bound <= goal or gaps[strength] > goal:
+        return weights, bound
+    gaps.clear()  # rounding made the two disagree: found again from the weights
+
+    def from_weights(strength):
+        gaps[strength] = full(edited(strength))
+        return gaps[strength]
+
+    strength = least_strength(from_weights, goal, clearly_above=clearly_above)
+    return edited(strength), gaps[strength]
 
 
 def calibrated_residuals(
