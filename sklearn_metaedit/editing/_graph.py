@@ -319,8 +319,12 @@ def network_forward(
     return _forward(module, weights, X, first_output, scratch)[0]
 
 
-def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> list[torch.Tensor]:
-    """The input of each ``Linear`` layer of ``module`` with ``weights``, on rows ``X``.
+def layer_inputs(
+    module: nn.Sequential, weights: Weights, X: torch.Tensor, upto: int | None = None
+) -> list[torch.Tensor]:
+    """The input of each ``Linear`` layer of ``module`` with ``weights``, on rows ``X``
+    (with ``upto``, of the layers up to that one alone: the layers after it are not
+    computed).
 
     Parameters
     ----------
@@ -328,26 +332,31 @@ def layer_inputs(module: nn.Sequential, weights: Weights, X: torch.Tensor) -> li
         The network's architecture (its own parameters are not used).
     weights : list of (Tensor, Tensor)
     X : Tensor of shape (n_samples, n_0)
+    upto : int, default=None
 
     Returns
     -------
     inputs : list of Tensor
         ``inputs[l]`` has shape (n_samples, n_l): what layer ``l`` reads.
     """
-    return _forward(module, weights, X)[1]
+    return _forward(module, weights, X, upto=upto)[1]
 
 
 def _forward(
-    module, weights, X, first_output=None, scratch=False
+    module, weights, X, first_output=None, scratch=False, upto=None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The logits and the input of every ``Linear`` layer (dropout inactive). Without
-    gradients, a ``ReLU`` after a layer's output made here (or a ``scratch`` first
-    output) acts in place (the pass reads no pre-activation afterwards)."""
+    """The logits and the input of every ``Linear`` layer (dropout inactive); with
+    ``upto``, the inputs of the layers up to that one, and that layer's input in place of
+    the logits. Without gradients, a ``ReLU`` after a layer's output made here (or a
+    ``scratch`` first output) acts in place (the pass reads no pre-activation
+    afterwards)."""
     out, inputs, layer, made = X.to(weights[0][0].dtype), [], 0, False
     in_place = not torch.is_grad_enabled()
     for child in module:
         if isinstance(child, nn.Linear):
             inputs.append(out)
+            if upto is not None and layer == upto:
+                break
             weight, bias = weights[layer]
             given = layer == 0 and first_output is not None
             out = first_output if given else F.linear(out, weight, bias)

@@ -178,7 +178,7 @@ def prune_and_refit(
             )
             if untouched:
                 continue
-            inputs = torch.cat([layer_inputs(module, out, rows)[layer], ones], dim=1)
+            inputs = torch.cat([layer_inputs(module, out, rows, upto=layer)[layer], ones], 1)
             gram = inputs.T @ inputs / len(rows)
             penalty = torch.full((gram.shape[0],), damping * float(gram.diagonal()[:-1].mean()))
             penalty = (penalty + 1e-12).to(gram.dtype)

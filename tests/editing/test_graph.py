@@ -17,6 +17,7 @@ from sklearn_metaedit.editing._graph import (
     clone_module,
     extract_weights,
     graph_to_weights,
+    layer_inputs,
     load_weights,
     network_forward,
     weights_to_graph,
@@ -221,3 +222,24 @@ def test_network_forward_leaves_its_inputs_as_they_were_unless_told_they_are_scr
     for logits in (plain, given, scratch):
         assert torch.allclose(logits, expected, atol=1e-6)
     assert (first >= 0).all()  # the scratch output was overwritten by the ReLU
+
+
+def test_layer_inputs_up_to_a_layer_are_the_first_of_all_of_them():
+    # the inputs of the layers up to ``upto`` are those of the whole pass, the ReLUs in
+    # place included, and the later layers are not computed (their weights not read)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    weights = extract_weights(net)
+    X = torch.randn(20, 5)
+    with torch.no_grad():
+        every = layer_inputs(net, weights, X)
+        assert len(every) == 3 and torch.equal(every[0], X)
+        assert torch.allclose(every[1], F.relu(F.linear(X, *weights[0])))
+        for upto in range(3):
+            # weights of the layers from ``upto`` on are not read: NaN changes nothing
+            poisoned = weights[:upto] + [
+                (torch.full_like(w, torch.nan), b) for w, b in weights[upto:]
+            ]
+            some = layer_inputs(net, poisoned, X, upto=upto)
+            assert len(some) == upto + 1
+            assert all(torch.equal(a, b) for a, b in zip(some, every, strict=False))
