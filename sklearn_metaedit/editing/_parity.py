@@ -125,26 +125,38 @@ def least_strength(
 def _narrowed(gap_at, goal: float, low, high, *, width: float) -> float:
     """The upper end of a bracket no wider than ``width`` inside ``(low, high)``, each a
     ``(strength, gap)`` with ``gap_at`` above ``goal`` at the lower end and within it at
-    the upper: the strengths ``width / 2`` on either side of where the gap, interpolated
-    linearly between the ends, meets the goal are tried first (often the last two tried);
-    after each interpolation that does not end it, a bisection."""
+    the upper.
+
+    A round reads the ends of a window ``width`` wide, centred where the gap,
+    interpolated linearly between the ends of the bracket, meets the goal (moved inside
+    the bracket): its lower end first (unless it is the bracket's), then its upper end
+    where the lower is above the goal, else the strength ``width`` below it. Where the
+    gap is near linear within the bracket (over a step of the scan it often is), those
+    two are the bracket found. After each round that does not end it, a bisection."""
     interpolate = True
+
+    def met_at(strength):
+        nonlocal low, high
+        point = (strength, gap_at(strength))
+        if point[1] <= goal:
+            high = point
+        else:
+            low = point
+        return point[1] <= goal
+
     while high[0] - low[0] > width * (1 + 1e-9):
         if interpolate:
             share = (low[1] - goal) / (low[1] - high[1])
             root = low[0] + share * (high[0] - low[0])
-            tries = [root - width / 2, root + width / 2]
+            lower = min(max(root - width / 2, low[0]), high[0] - width)
+            if lower <= low[0] or not met_at(lower):
+                if lower + width < high[0]:
+                    met_at(lower + width)
+            elif lower - width > low[0]:
+                met_at(lower - width)
         else:
-            tries = [0.5 * (low[0] + high[0])]
+            met_at(0.5 * (low[0] + high[0]))
         interpolate = not interpolate
-        for strength in tries:
-            if not low[0] < strength < high[0]:
-                continue
-            point = (strength, gap_at(strength))
-            if point[1] <= goal:
-                high = point
-                break
-            low = point
     return high[0]
 
 
@@ -167,8 +179,13 @@ def _bound_reader(fairness, module, rows, z: float, outputs):
 
     def bound(weights, strength=None):
         first = None if strength is None else torch.add(*outputs, alpha=strength)
-        decisions = network_forward(module, weights, X, first, scratch=True).argmax(dim=1)
-        return float(fairness.gap_bound((decisions == 1).float(), y, groups, n_groups, z))
+        # a binary classifier's decision is the sign of its logit margin: one output
+        (w, b), margin = weights[-1], None
+        if len(w) == 2:
+            margin = [*weights[:-1], (w[1:] - w[:1], b[1:] - b[:1])]
+        logits = network_forward(module, margin or weights, X, first, scratch=True)
+        positive = logits[:, 0] > 0 if margin else logits.argmax(dim=1) == 1
+        return float(fairness.gap_bound(positive.float(), y, groups, n_groups, z))
 
     return bound
 
