@@ -191,13 +191,14 @@ def _bound_reader(fairness, module, rows, z: float, outputs):
 
 
 def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
-    """``(weights, bound)``: the weights at the least strength (:func:`least_strength`) on
+    """``(weights, bound, gap)``: the weights at the least strength (:func:`least_strength`) on
     the line from ``start`` (strength 0) to ``end`` (strength 1), whose zeros must be
     the same (every zero stays zero on it), at which the gap of ``fairness`` (a
     :class:`Fairness`) on the ``calibration`` rows ``(X, y, groups, n_groups)``, plus
     2.326 standard errors (:meth:`Fairness.gap_bound`), is at most ``goal``, and that
-    bound (above ``goal`` where no strength tried meets it); ``module`` is the
-    network's architecture.
+    bound (above ``goal`` where no strength tried meets it); where it is above, also the
+    gap on the rows alone (without the standard errors; else None), which says whether
+    the edit or the number of rows fell short. ``module`` is the network's architecture.
 
     The first layer's outputs on the rows move along the line too: they are two
     products, not one per strength tried. From ``4 * _ROUGH_ROWS`` rows on, a step of
@@ -237,16 +238,18 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     strength = least_strength(on_line, goal, clearly_above=clearly_above)
     weights = edited(strength)
     bound = full(weights)
-    if bound <= goal or gaps[strength] > goal:
-        return weights, bound
-    gaps.clear()  # rounding made the two disagree: found again from the weights
+    if bound > goal and gaps[strength] <= goal:
+        gaps.clear()  # rounding made the two disagree: found again from the weights
 
-    def from_weights(strength):
-        gaps[strength] = full(edited(strength))
-        return gaps[strength]
+        def from_weights(strength):
+            gaps[strength] = full(edited(strength))
+            return gaps[strength]
 
-    strength = least_strength(from_weights, goal, clearly_above=clearly_above)
-    return edited(strength), gaps[strength]
+        strength = least_strength(from_weights, goal, clearly_above=clearly_above)
+        weights, bound = edited(strength), gaps[strength]
+    if bound <= goal:
+        return weights, bound, None
+    return weights, bound, _bound_reader(fairness, module, calibration, 0.0, outputs)(weights)
 
 
 def calibrated_residuals(
@@ -414,10 +417,10 @@ class Fairness(InputDropping, Requirement):
         strengths tried are points on the line from the edit at 0 to the edit at 1
         (:func:`calibrated_on_line`).
         """
-        weights, bound = calibrated_residuals(
+        weights, bound, gap = calibrated_residuals(
             self, self, item, edit, target, calibration, float(target), temperature
         )
-        item["calibration_bound"] = (bound, float(target))
+        item["calibration_bound"] = (bound, float(target), gap)
         return weights
 
     def violation(self, value, target):

@@ -412,6 +412,34 @@ def test_calibration_that_cannot_meet_the_bound_says_so(parity_task):
     assert len(report) == 3
 
 
+def test_calibration_says_whether_the_edit_or_the_rows_fell_short(parity_task):
+    X, y, groups, networks, editor = parity_task
+    # a target no strength reaches on any number of rows: the gap on the rows (no
+    # margin) is above it too, and the warning says more rows would not help
+    with pytest.warns(UserWarning) as caught:
+        edited = editor.transform(networks, 1e-4, calibration=(X, y, groups))
+    message = " ".join(str(w.message) for w in caught)
+    gaps = gaps_on(edited, X, groups)
+    assert (gaps > 1e-4).all()
+    assert (
+        f"On 3 of them the gap on the rows itself stays above the target (from {gaps.min():.3f}"
+        in message
+    )
+    assert "more rows would not change that" in message and "leave room" not in message
+    # where some gaps are within the target and only their bounds are not, it says which
+    # is which: counted here from the edits' own decisions on the rows
+    rows = np.arange(0, len(X), 2)
+    half = (X[rows], y[rows], groups[rows])
+    with pytest.warns(UserWarning) as caught:
+        edited = editor.transform(networks, 0.05, calibration=half)
+    message = " ".join(str(w.message) for w in caught)
+    gaps, bounds = gaps_on(edited, X[rows], groups[rows]), bounds_on(edited, X[rows], groups[rows])
+    short, rows_short = (bounds > 0.05) & (gaps > 0.05), (bounds > 0.05) & (gaps <= 0.05)
+    assert short.sum() >= 1 and rows_short.sum() >= 1  # both kinds, in this task
+    assert f"On {short.sum()} of them the gap on the rows itself stays above" in message
+    assert f"On {rows_short.sum()} the gap is within the target but not its bound" in message
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_least_strength_finds_the_first_strength_that_meets_the_goal_like_a_fine_scan(seed):
     rng = np.random.default_rng(seed)
