@@ -108,7 +108,7 @@ def warn_unmet_calibration(items: list[dict[str, Any]], n_rows: int) -> None:
     short = sorted(gap for _, target, gap in unmet if gap > target)
     message = (
         f"calibration: on {len(unmet)} of {len(items)} networks no strength of the edit "
-        "(up to 3) brings the gap's upper 99% confidence bound on the "
+        "(up to 6) brings the gap's upper 99% confidence bound on the "
         f"{n_rows} calibration rows within the target {unmet[0][1]} (bounds from "
         f"{bounds[0]:.3f} to {bounds[-1]:.3f}); those edits take the strength of least "
         "bound, and report's calibration_bound column shows it per network."

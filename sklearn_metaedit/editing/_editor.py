@@ -569,7 +569,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         calibration : TaskData or tuple (X, y, sensitive_features), default=None
             Parity requirements only: rows the networks were not trained on, on which
             each edit takes its own strength: the residuals scaled by the least factor
-            (up to 3) for which the gap on these rows plus 2.326 standard errors (a 99%
+            (up to 6) for which the gap on these rows plus 2.326 standard errors (a 99%
             upper bound per pair of groups; the editing guide) is at most the target (a
             warning where none is). Without them one strength serves every network.
             Read, not kept; the edits read no more features than without them.

@@ -335,7 +335,7 @@ class JointRequirement(Requirement):
             )
 
     def calibrated_edit(self, item, edit, target, calibration, *, temperature):
-        """The exact edit whose parity part is scaled by the least strength in ``[0, 3]``
+        """The exact edit whose parity part is scaled by the least strength in ``[0, 6]``
         at which the gap bound of the parity constraint on the calibration rows is at
         most its target (:meth:`~._parity.Fairness.calibrated_edit`); the structural edit is not
         scaled. With sparsity, the strength moves the weights along the line from the
