@@ -683,7 +683,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             Edit for this target instead of the fitted one.
         calibration : TaskData or tuple (X, y, sensitive_features), default=None
             Parity requirements only: report the edits that :meth:`transform` makes with
-            these calibration rows (read, not kept).
+            these calibration rows (read, not kept), made again at transform's cost.
 
         Returns
         -------
