@@ -94,31 +94,49 @@ def edit_networks(
     ]
 
 
+#: A calibrated edit within this much of the accuracy of one decision for every row (on
+#: the calibration rows) is said to have met its target by (nearly) constant decisions.
+_CONSTANT_MARGIN = 0.01
+
+
 def warn_unmet_calibration(items: list[dict[str, Any]], n_rows: int) -> None:
-    """Warn where no strength of a calibrated edit brought the gap's upper confidence
-    bound on the ``n_rows`` calibration rows within the target
-    (``item["calibration_bound"]``: the bound, the target and, where the bound is above
-    it, the gap on the rows alone), and say what fell short: the edit, where the gap
-    itself stays above the target, else the number of rows."""
-    unmet = [item["calibration_bound"] for item in items if "calibration_bound" in item]
-    unmet = [(bound, target, gap) for bound, target, gap in unmet if bound > target]
+    """Warn where a calibrated edit (``item["calibrated"]``, a
+    :class:`~._parity.Calibrated`) did not bring the gap's upper confidence bound on the
+    ``n_rows`` calibration rows within the target, saying what fell short at the
+    strength of least bound: the edit, where the gap itself is above the target there,
+    else the number of rows; and where an edit is no more accurate on the rows than one
+    decision for every row (within :data:`_CONSTANT_MARGIN`), met or not."""
+    results = [item["calibrated"] for item in items if "calibrated" in item]
+    unmet = [result for result in results if result.bound > result.target]
+    constant = [r for r in results if r.accuracy <= r.majority + _CONSTANT_MARGIN]
+    if constant:
+        warnings.warn(
+            f"calibration: on {len(constant)} of {len(items)} networks the calibrated edit "
+            "is no more accurate on the calibration rows than one decision for every row "
+            f"(accuracy from {min(r.accuracy for r in constant):.3f} to "
+            f"{max(r.accuracy for r in constant):.3f}, against "
+            f"{max(r.majority for r in constant):.3f} for the most frequent label): the "
+            "target is met, where it is, by (nearly) constant decisions. A weaker "
+            "requirement keeps a useful classifier.",
+            UserWarning,
+            stacklevel=7,
+        )
     if not unmet:
         return
-    bounds = sorted(bound for bound, _, _ in unmet)
-    short = sorted(gap for _, target, gap in unmet if gap > target)
+    bounds = sorted(result.bound for result in unmet)
+    short = sorted(result.gap for result in unmet if result.gap > result.target)
     message = (
         f"calibration: on {len(unmet)} of {len(items)} networks no strength of the edit "
         "(up to 6) brings the gap's upper 99% confidence bound on the "
-        f"{n_rows} calibration rows within the target {unmet[0][1]} (bounds from "
+        f"{n_rows} calibration rows within the target {unmet[0].target} (bounds from "
         f"{bounds[0]:.3f} to {bounds[-1]:.3f}); those edits take the strength of least "
         "bound, and report's calibration_bound column shows it per network."
     )
     if short:
         message += (
-            f" On {len(short)} of them the gap on the rows itself stays above the target "
-            f"(from {short[0]:.3f} to {short[-1]:.3f}): the edit does not move these "
-            "networks' gap that far at any strength, and more rows would not change that; "
-            "a weaker requirement would."
+            f" On {len(short)} of them the gap on the rows itself is above the target at "
+            f"that strength (from {short[0]:.3f} to {short[-1]:.3f}): the edit falls short "
+            "there, which more rows alone need not change; a weaker requirement would."
         )
     if len(short) < len(unmet):
         message += (

@@ -355,14 +355,14 @@ class JointRequirement(Requirement):
             with torch.no_grad():
                 base = [(w.detach(), b.detach()) for w, b in base]
                 start = refit_kept_weights(item["module"], base, end, rows)
-            weights, bound, gap = calibrated_on_line(
+            weights, calibrated = calibrated_on_line(
                 item["module"], start, end, self._fairness, calibration, goal
             )
         else:  # the residuals on the structural edit: the edit is affine in their scale
-            weights, bound, gap = calibrated_residuals(
+            weights, calibrated = calibrated_residuals(
                 self, self._fairness, item, edit, target, calibration, goal, temperature
             )
-        item["calibration_bound"] = (bound, goal, gap)
+        item["calibrated"] = calibrated
         return weights
 
     # ------------------------------------------------------------------ the measure

@@ -203,10 +203,10 @@ def report_rows(requirement, details, seconds, task, target, feature_names) -> l
         value = requirement.measure(detail["weights"], positive["after"], y, groups, n_groups)
         row.update(requirement.compliance(value, target))
         row["violation"] = requirement.violation(value, target)
-        if "calibration_bound" in item:
+        if "calibrated" in item:
             # the gap's upper confidence bound on the calibration rows the edit met, or
             # came closest to
-            row["calibration_bound"] = item["calibration_bound"][0]
+            row["calibration_bound"] = item["calibrated"].bound
         row["edit_seconds"] = seconds[index]
         rows.append(row)
     return rows

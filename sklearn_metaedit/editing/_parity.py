@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from .._constraint_names import CONSTRAINTS
@@ -22,6 +23,7 @@ from ._minimisation import InputDropping
 from ._requirement import Requirement, base_edit, count_pruned
 
 __all__ = [
+    "Calibrated",
     "Fairness",
     "calibrated_on_line",
     "calibrated_residuals",
@@ -171,45 +173,67 @@ def scaled_residuals(edit: dict, strength: float) -> dict:
     return scaled
 
 
+def _reads_margin(module, weights) -> bool:
+    """Whether a binary classifier's decision is the sign of its logit margin computed
+    as one output (``w[1] - w[0]``, ``b[1] - b[0]``): where nothing but dropout follows
+    its last ``Linear`` layer (an activation after it acts on each logit) and that layer
+    is not its first (whose outputs a calibration pass may give in full)."""
+    children = list(module)
+    last = max(i for i, child in enumerate(children) if isinstance(child, nn.Linear))
+    return (
+        len(weights) >= 2
+        and len(weights[-1][0]) == 2
+        and all(isinstance(child, nn.Dropout | nn.Identity) for child in children[last + 1 :])
+    )
+
+
 def _bound_reader(fairness, module, rows, z: float, outputs):
-    """``bound(weights, strength=None)``: the gap bound of ``fairness`` (a
+    """``bound(weights, strength=None, exact=False)``: the gap bound of ``fairness`` (a
     :class:`Fairness`, ``z`` standard errors) of the network ``module`` with ``weights``
-    on ``rows`` ``(X, y, groups, n_groups)``. ``outputs`` are the first layer's outputs
-    on ``X`` at strength 0 and their change from 0 to 1, where the weights move along a
-    line: with a ``strength``, its first layer's outputs are one sum of them, not a
-    product of its weights."""
+    on ``rows`` ``(X, y, groups, n_groups)``; with ``exact``, also its decisions' accuracy
+    on the rows. ``outputs`` are the first layer's outputs on ``X`` at strength 0 and
+    their change from 0 to 1, where the weights move along a line: with a ``strength``,
+    its first layer's outputs are one sum of them, not a product of its weights.
+
+    The decisions of a scan are the sign of the logit margin where that is one output
+    (:func:`_reads_margin`); ``exact`` decisions are the argmax of the network's logits,
+    the decisions its users measure (the two can differ on a row whose logits tie to
+    rounding)."""
     X, y, groups, n_groups = rows
 
-    def bound(weights, strength=None):
+    def bound(weights, strength=None, exact=False):
         first = None if strength is None else torch.add(*outputs, alpha=strength)
-        # a binary classifier's decision is the sign of its logit margin: one output
-        (w, b), margin = weights[-1], None
-        if len(w) == 2:
+        if not exact and _reads_margin(module, weights):
+            w, b = weights[-1]
             margin = [*weights[:-1], (w[1:] - w[:1], b[1:] - b[:1])]
-        logits = network_forward(module, margin or weights, X, first, scratch=True)
-        positive = logits[:, 0] > 0 if margin else logits.argmax(dim=1) == 1
-        return float(fairness.gap_bound(positive.float(), y, groups, n_groups, z))
+            positive = network_forward(module, margin, X, first, scratch=True)[:, 0] > 0
+        else:
+            positive = network_forward(module, weights, X, first, scratch=True).argmax(1) == 1
+        value = float(fairness.gap_bound(positive.float(), y, groups, n_groups, z))
+        if not exact:
+            return value
+        return value, float((positive.long() == y).float().mean())
 
     return bound
 
 
 def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
-    """``(weights, bound, gap)``: the weights at the least strength (:func:`least_strength`) on
+    """``(weights, calibrated)``: the weights at the least strength (:func:`least_strength`) on
     the line from ``start`` (strength 0) to ``end`` (strength 1), whose zeros must be
     the same (every zero stays zero on it), at which the gap of ``fairness`` (a
     :class:`Fairness`) on the ``calibration`` rows ``(X, y, groups, n_groups)``, plus
     2.326 standard errors (:meth:`Fairness.gap_bound`), is at most ``goal``, and that
-    bound (above ``goal`` where no strength tried meets it); where it is above, also the
-    gap on the rows alone (without the standard errors; else None), which says whether
-    the edit or the number of rows fell short. ``module`` is the network's architecture.
+    bound (above ``goal`` where no strength tried meets it), with what else the edit
+    met on the rows (:class:`Calibrated`); ``module`` is the network's architecture.
 
     The first layer's outputs on the rows move along the line too: they are two
     products, not one per strength tried. From ``4 * _ROUGH_ROWS`` rows on, a step of
     the scan is read on every row only where the gap on every ``k``-th row (``k`` the
     number of rows over ``_ROUGH_ROWS``), less 1.96 of its standard errors, is within
     ``goal`` (:func:`least_strength`'s ``clearly_above``). The strength found is
-    measured with its own weights, on every row, and found again from the weights
-    where the two disagree on whether the goal is met.
+    measured with its own weights, on every row, with the decisions its users measure
+    (the argmax of its logits), and found again from those where the two disagree on
+    whether the goal is met.
     """
 
     def edited(strength):
@@ -240,19 +264,40 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
 
     strength = least_strength(on_line, goal, clearly_above=clearly_above)
     weights = edited(strength)
-    bound = full(weights)
+    bound, accuracy = full(weights, exact=True)
     if bound > goal and gaps[strength] <= goal:
-        gaps.clear()  # rounding made the two disagree: found again from the weights
+        gaps.clear()  # the scan and the exact decisions disagree: found again from the latter
 
         def from_weights(strength):
-            gaps[strength] = full(edited(strength))
+            gaps[strength] = full(edited(strength), exact=True)[0]
             return gaps[strength]
 
         strength = least_strength(from_weights, goal, clearly_above=clearly_above)
-        weights, bound = edited(strength), gaps[strength]
-    if bound <= goal:
-        return weights, bound, None
-    return weights, bound, _bound_reader(fairness, module, calibration, 0.0, outputs)(weights)
+        weights = edited(strength)
+        bound, accuracy = full(weights, exact=True)
+    gap = None
+    if bound > goal:
+        gap = _bound_reader(fairness, module, calibration, 0.0, outputs)(weights, exact=True)[0]
+    return weights, Calibrated(bound, goal, gap, accuracy, _majority_share(calibration[1]))
+
+
+def _majority_share(y) -> float:
+    """The share of the most frequent label among ``y``: the accuracy of a classifier
+    that predicts it for every row."""
+    return float(torch.bincount(y.long()).max()) / max(len(y), 1)
+
+
+class Calibrated(NamedTuple):
+    """What a calibrated edit met on its calibration rows: the gap's upper bound, the
+    target, the gap alone where the bound is above the target (else None), and the
+    accuracy of the edit's decisions against the share of the most frequent label (the
+    accuracy of one decision for every row)."""
+
+    bound: float
+    target: float
+    gap: float | None
+    accuracy: float
+    majority: float
 
 
 def calibrated_residuals(
@@ -420,10 +465,9 @@ class Fairness(InputDropping, Requirement):
         strengths tried are points on the line from the edit at 0 to the edit at 1
         (:func:`calibrated_on_line`).
         """
-        weights, bound, gap = calibrated_residuals(
+        weights, item["calibrated"] = calibrated_residuals(
             self, self, item, edit, target, calibration, float(target), temperature
         )
-        item["calibration_bound"] = (bound, float(target), gap)
         return weights
 
     def violation(self, value, target):

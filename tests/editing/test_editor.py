@@ -413,6 +413,66 @@ def test_calibration_that_cannot_meet_the_bound_says_so(parity_task):
     assert len(report) == 3
 
 
+@pytest.mark.parametrize(
+    "tail",
+    ["linear model", "none", "dropout", "sigmoid", "relu"],
+)
+def test_calibration_on_a_line_finds_what_the_networks_own_decisions_give(tail):
+    # whatever follows the last layer (an activation acts on each logit; a linear model's
+    # first layer is its last), the strength found and the bound returned are those of
+    # the module's own forward pass and argmax, against a fine scan of them
+    torch.manual_seed(0)
+    X = torch.randn(3000, 5)
+    groups, y = (X[:, 0] > 0).long(), (X[:, 1] + 0.5 * X[:, 0] > 0).long()
+    if tail == "linear model":
+        module = nn.Sequential(nn.Linear(5, 2))
+    else:
+        extra = {"none": [], "dropout": [nn.Dropout(0.5)], "sigmoid": [nn.Sigmoid()]}
+        extra["relu"] = [nn.ReLU()]
+        module = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2), *extra[tail])
+    module.eval()
+    # the end's positive decisions follow x1; the start's follow x1 + 3 x0 (the group's
+    # column); logit 0 is -0.5 (a ReLU after the logits ties them where logit 1 < 0)
+    end = [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in extract_weights(module)]
+    if tail == "linear model":
+        end[0][0][1, 1] = 1.0
+    else:
+        end[0][0][0, 1], end[0][0][1, 1] = 1.0, -1.0
+        end[1][0][1, 0], end[1][0][1, 1] = 1.0, -1.0
+        end[0][0][2:] = 0.1 * torch.randn(6, 5)
+    end[-1][1][0] = -0.5
+    start = [(w.clone(), b.clone()) for w, b in end]
+    if tail == "linear model":
+        start[0][0][1, 0] = 3.0
+    else:
+        start[0][0][:2, 0] = torch.tensor([3.0, -3.0])
+    fairness = Fairness(5)
+    rows = (X, y, groups, 2)
+
+    def exact_bound(strength):
+        weights = [
+            (w0 + strength * (w1 - w0), b0 + strength * (b1 - b0))
+            for (w0, b0), (w1, b1) in zip(start, end, strict=True)
+        ]
+        with torch.no_grad():
+            decisions = load_weights(module, weights)(X).argmax(1).float()
+        return float(fairness.gap_bound(decisions, y, groups, 2))
+
+    low, high = exact_bound(0.0), exact_bound(1.0)
+    assert low > high + 0.02, "the line must move the gap for the test to mean anything"
+    goal = 0.5 * (low + high)
+    weights, calibrated = _parity.calibrated_on_line(module, start, end, fairness, rows, goal)
+    # the scan reads the sign of the logit margin only where that is the argmax
+    assert _parity._reads_margin(module, end) == (tail in ("none", "dropout"))
+    row = 1 if tail == "linear model" else 0  # where the start's weight is 3, the end's 0
+    strength = float((start[0][0][row, 0] - weights[0][0][row, 0]) / 3.0)
+    fine = np.linspace(0, 1, 4001)
+    first = fine[next(i for i, t in enumerate(fine) if exact_bound(t) <= goal)]
+    assert calibrated.bound == pytest.approx(exact_bound(strength), abs=1e-9)
+    assert calibrated.bound <= goal
+    assert first - 1e-3 <= strength <= first + 6 / 48 / 2**5 + 1e-3
+
+
 def test_calibration_says_whether_the_edit_or_the_rows_fell_short(parity_task, monkeypatch):
     X, y, groups, networks, editor = parity_task
     rows = np.arange(0, len(X), 2)
@@ -420,27 +480,34 @@ def test_calibration_says_whether_the_edit_or_the_rows_fell_short(parity_task, m
 
     def said(target, calibration):
         # the warning's counts, against those of the edits' own decisions on the rows:
-        # a gap above the target (the edit fell short), or only its bound (the rows)
+        # a gap above the target (the edit fell short), or only its bound (the rows);
+        # and edits no more accurate than one decision for every row
         with pytest.warns(UserWarning) as caught:
             edited = editor.transform(networks, target, calibration=calibration)
         message = " ".join(str(w.message) for w in caught)
-        X_rows, _, groups_rows = calibration
+        X_rows, y_rows, groups_rows = calibration
         gaps, bounds = gaps_on(edited, X_rows, groups_rows), bounds_on(edited, X_rows, groups_rows)
         short, few = (bounds > target) & (gaps > target), (bounds > target) & (gaps <= target)
-        assert (f"On {short.sum()} of them the gap on the rows itself stays above" in message) == (
+        assert (f"On {short.sum()} of them the gap on the rows itself is above" in message) == (
             short.sum() > 0
         )
         assert (f"On {few.sum()} the gap is within the target but not its bound" in message) == (
             few.sum() > 0
         )
-        return short.sum(), few.sum()
+        majority = np.bincount(y_rows).max() / len(y_rows)
+        constant = [(net.predict(X_rows) == y_rows).mean() <= majority + 0.01 for net in edited]
+        assert (f"on {sum(constant)} of 3 networks the calibrated edit is no more" in message) == (
+            any(constant)
+        )
+        return short.sum(), few.sum(), sum(constant)
 
     # a target below what the rows can bound: edits pushed until every decision is the
-    # same, their gaps 0, their bounds still above it: the rows fell short
-    assert said(1e-4, half) == (0, 3)
+    # same, their gaps 0, their bounds still above it: the rows fell short, and the edits
+    # are constant classifiers
+    assert said(1e-4, half) == (0, 3, 3)
     # strengths up to 0.25 alone: the edits fall short whatever the rows
     monkeypatch.setattr(_parity, "least_strength", partial(least_strength, top=0.25, grid=2))
-    assert said(0.05, half) == (3, 0)
+    assert said(0.05, half) == (3, 0, 0)
 
 
 @pytest.mark.parametrize("seed", range(5))
