@@ -19,6 +19,7 @@ from torch_geometric.data import Batch
 
 from ._graph import Weights, extract_weights, load_weights, weights_to_graph
 from ._metanet import GraphMetanetwork, unbatch_edit
+from ._parity import _MAX_STRENGTH
 from ._requirement import MET, Requirement, recorded
 
 __all__ = ["N_INPUT_FLAGS", "edit_networks", "edited_copy", "prepare_network"]
@@ -127,7 +128,7 @@ def warn_unmet_calibration(items: list[dict[str, Any]], n_rows: int) -> None:
     short = sorted(result.gap for result in unmet if result.gap > result.target)
     message = (
         f"calibration: on {len(unmet)} of {len(items)} networks no strength of the edit "
-        "(up to 6) brings the gap's upper 99% confidence bound on the "
+        f"(up to {_MAX_STRENGTH:g}) brings the gap's upper 99% confidence bound on the "
         f"{n_rows} calibration rows within the target {unmet[0].target} (bounds from "
         f"{bounds[0]:.3f} to {bounds[-1]:.3f}); those edits take the strength of least "
         "bound, and report's calibration_bound column shows it per network."
