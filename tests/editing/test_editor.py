@@ -473,6 +473,46 @@ def test_calibration_on_a_line_finds_what_the_networks_own_decisions_give(tail):
     assert first - 1e-3 <= strength <= first + 6 / 48 / 2**5 + 1e-3
 
 
+@pytest.mark.parametrize("leading", [False, True])
+def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading):
+    # the scan leaves out the columns and units no weight on the line reads, and reads
+    # the logit margin alone: on pruned networks (an activation before the first layer
+    # or not), its bound at each strength is that of the module's own argmax
+    torch.manual_seed(1)
+    X = torch.randn(4000, 12)
+    groups, y = (X[:, 0] > 0).long(), (X[:, 1] + X[:, 2] > 0).long()
+    head = [nn.Tanh()] if leading else []
+    module = nn.Sequential(
+        *head, nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 2)
+    ).eval()
+    end = extract_weights(module)
+    masks = [torch.rand_like(w) < density for (w, _), density in zip(end, (0.2, 0.15, 0.6))]
+    end = [(w * m, b) for (w, b), m in zip(end, masks, strict=True)]
+    # the start has weights of its own besides: a unit either end reads is read
+    masks = [m | (torch.rand_like(m.float()) < 0.05) for m in masks]
+    start = [(w + 0.5 * torch.randn_like(w) * m, b.flip(0)) for (w, b), m in zip(end, masks)]
+    fairness, rows = Fairness(12), (X, y, groups, 2)
+    start_margin, end_margin = _parity._margin_line(module, start, end)
+    # units no later layer reads are left out: as many as the masks leave read
+    read_by_margin = masks[2].any(0)
+    assert len(end_margin[1][0]) == len(start_margin[1][0]) == int(read_by_margin.sum())
+    assert len(end_margin[0][0]) == int(masks[1][read_by_margin].any(0).sum())
+    scan = _parity._scan_reader(fairness, module, rows, 2.326, start, end)
+    exact = _parity._exact_reader(fairness, module, rows, 2.326)
+    for strength in (0.0, 0.3, 0.77, 1.0, 2.5):
+        weights = [
+            (w0 + strength * (w1 - w0), b0 + strength * (b1 - b0))
+            for (w0, b0), (w1, b1) in zip(start, end, strict=True)
+        ]
+        with torch.no_grad():
+            decisions = load_weights(module, weights)(X).argmax(1)
+        own = float(fairness.gap_bound(decisions.float(), y, groups, 2))
+        assert scan(strength) == pytest.approx(own, abs=1e-12)
+        bound, accuracy = exact(weights)
+        assert bound == pytest.approx(own, abs=1e-12)
+        assert accuracy == pytest.approx(float((decisions == y).float().mean()), abs=1e-12)
+
+
 def test_calibration_says_whether_the_edit_or_the_rows_fell_short(parity_task, monkeypatch):
     X, y, groups, networks, editor = parity_task
     rows = np.arange(0, len(X), 2)
