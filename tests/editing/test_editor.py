@@ -486,11 +486,15 @@ def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading):
         *head, nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 2)
     ).eval()
     end = extract_weights(module)
-    masks = [torch.rand_like(w) < density for (w, _), density in zip(end, (0.2, 0.15, 0.6))]
+    densities = (0.2, 0.15, 0.6)
+    masks = [torch.rand_like(w) < p for (w, _), p in zip(end, densities, strict=True)]
     end = [(w * m, b) for (w, b), m in zip(end, masks, strict=True)]
     # the start has weights of its own besides: a unit either end reads is read
     masks = [m | (torch.rand_like(m.float()) < 0.05) for m in masks]
-    start = [(w + 0.5 * torch.randn_like(w) * m, b.flip(0)) for (w, b), m in zip(end, masks)]
+    start = [
+        (w + 0.5 * torch.randn_like(w) * m, b.flip(0))
+        for (w, b), m in zip(end, masks, strict=True)
+    ]
     fairness, rows = Fairness(12), (X, y, groups, 2)
     start_margin, end_margin = _parity._margin_line(module, start, end)
     # units no later layer reads are left out: as many as the masks leave read
