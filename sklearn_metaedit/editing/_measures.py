@@ -18,6 +18,7 @@ from ._graph import Weights, network_forward
 __all__ = [
     "divergence",
     "features_used",
+    "rates_gap_bound",
     "report_rows",
     "tensor_selection_rate_gap",
     "tensor_selection_rate_gap_bound",
@@ -130,6 +131,12 @@ def tensor_selection_rate_gap_bound(
     rates, counts = _group_rates(positive, groups, n_groups)
     if len(rates) < 2:
         return positive.sum() * 0.0
+    return rates_gap_bound(rates, counts, z)
+
+
+def rates_gap_bound(rates: torch.Tensor, counts: torch.Tensor, z: float) -> torch.Tensor:
+    """:func:`tensor_selection_rate_gap_bound` from the rates and sizes of two or more
+    groups."""
     adjusted = (rates * counts + 1) / (counts + 2)
     variances = adjusted * (1 - adjusted) / (counts + 2)
     bounds = rates[:, None] - rates[None, :] + z * (variances[:, None] + variances[None, :]).sqrt()

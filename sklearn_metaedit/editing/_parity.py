@@ -18,7 +18,11 @@ from torch.nn import functional as F
 
 from .._constraint_names import CONSTRAINTS
 from ._graph import layer_inputs, network_forward
-from ._measures import tensor_selection_rate_gap, tensor_selection_rate_gap_bound
+from ._measures import (
+    rates_gap_bound,
+    tensor_selection_rate_gap,
+    tensor_selection_rate_gap_bound,
+)
 from ._minimisation import InputDropping
 from ._requirement import Requirement, base_edit, count_pruned
 
@@ -187,35 +191,36 @@ def _reads_margin(module, weights) -> bool:
     )
 
 
-def _margin_line(module, start, end):
-    """``(start, end)`` of a line of binary classifiers as the networks that compute
-    their logit margin alone (:func:`_reads_margin`), without the hidden units whose
-    outgoing weights are zero at both ends (so on the whole line: no later layer reads
-    them); None where the margin is not the decision. (Between the layers of the networks
-    the editor accepts are element-wise activations and dropout alone.)
+def _without_unread_units(networks, margin: bool):
+    """``networks`` (weights of one architecture) without the hidden units whose outgoing
+    weights are zero in every one of them (on a line between two networks, zero on the
+    whole line: no later layer reads them); with ``margin``, each binary classifier's
+    last layer as its logit margin (``w[1] - w[0]``, ``b[1] - b[0]``). (Between the
+    layers of the networks the editor accepts are element-wise activations and dropout
+    alone.)
 
-    A pruned network's margin reads a fraction of its units: on the 12 held-out Adult
-    networks of the editor benchmark (sparsity 0.9, parity 0.05), about a third of the
-    second hidden layer's. The margin is the same function of the rows; only the order
-    of the sums, and so their rounding, differs."""
-    if not _reads_margin(module, end):
-        return None
-    ends = [[*weights[:-1], (weights[-1][0][1:] - weights[-1][0][:1],
-                             weights[-1][1][1:] - weights[-1][1][:1])]
-            for weights in (start, end)]  # fmt: skip
-    units, read = [], torch.ones(1, dtype=torch.bool, device=end[0][0].device)
-    for layer in reversed(range(len(end))):
+    A pruned network reads a fraction of its units: on the 12 held-out Adult networks of
+    the editor benchmark (sparsity 0.9, parity 0.05), the margin reads about a third of
+    the second hidden layer's. The outputs are the same functions of the rows; only the
+    order of the sums, and so their rounding, differs."""
+    if margin:
+        networks = [[*weights[:-1], (weights[-1][0][1:] - weights[-1][0][:1],
+                                     weights[-1][1][1:] - weights[-1][1][:1])]
+                    for weights in networks]  # fmt: skip
+    last = networks[0][-1][0]
+    units, read = [], torch.ones(len(last), dtype=torch.bool, device=last.device)
+    for layer in reversed(range(len(networks[0]))):
         units.insert(0, read.nonzero().flatten())
-        read = torch.zeros_like(ends[1][layer][0][0], dtype=torch.bool)
-        for weights in ends:
+        read = torch.zeros(networks[0][layer][0].shape[1], dtype=torch.bool, device=last.device)
+        for weights in networks:
             read |= (weights[layer][0][units[0]] != 0).any(0)
-    return tuple(
+    return [
         [
             (w[units[layer]][:, units[layer - 1]] if layer else w[units[layer]], b[units[layer]])
             for layer, (w, b) in enumerate(weights)
         ]
-        for weights in ends
-    )
+        for weights in networks
+    ]
 
 
 def _scan_reader(fairness, module, rows, z: float, start, end):
@@ -228,13 +233,13 @@ def _scan_reader(fairness, module, rows, z: float, start, end):
     those read the columns of ``X`` that the layer reads somewhere on the line alone (on
     the benchmark's Adult networks pruned to 0.9, about a quarter of them). Where its
     decision is the sign of its logit margin, it is read as that alone, from the units
-    the margin reads (:func:`_margin_line`). Those decisions can differ from the argmax of
+    the margin reads (:func:`_without_unread_units`). Those decisions can differ from the argmax of
     the network's logits on a row whose logits tie to rounding: :func:`_exact_reader`
     reads those."""
     X, y, groups, n_groups = rows
-    margin = _margin_line(module, start, end)
-    if margin is not None:
-        start, end = margin
+    gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
+    margin = _reads_margin(module, end)
+    start, end = _without_unread_units([start, end], margin)
     (w0, b0), (w1, b1) = start[0], end[0]
     X, columns = _read_columns(module, X, w0, w1)
     w0, w1 = w0[:, columns], w1[:, columns]
@@ -248,8 +253,8 @@ def _scan_reader(fairness, module, rows, z: float, start, end):
         ]
         first = torch.add(*outputs, alpha=strength)
         logits = network_forward(module, weights, X, first, scratch=True)
-        positive = logits[:, 0] > 0 if margin is not None else logits.argmax(1) == 1
-        return float(fairness.gap_bound(positive.float(), y, groups, n_groups, z))
+        positive = logits[:, 0] > 0 if margin else logits.argmax(1) == 1
+        return gap_bound(positive.float())
 
     return bound
 
@@ -264,16 +269,18 @@ def _read_columns(module, X, *first):
 def _exact_reader(fairness, module, rows, z: float):
     """``read(weights)``: ``(bound, accuracy)`` of the network ``module`` with
     ``weights`` on ``rows`` ``(X, y, groups, n_groups)``: the gap bound of ``fairness``
-    (``z`` standard errors) and the accuracy of its decisions, the argmax of its logits.
-    Its first layer reads the columns of ``X`` its weights do not leave out alone, the
-    same outputs up to the order of their sums."""
+    (``z`` standard errors) and the accuracy of its decisions, the argmax of its logits,
+    computed from the columns of ``X`` and the units that its weights read
+    (:func:`_without_unread_units`): the same logits up to the order of their sums."""
     X, y, groups, n_groups = rows
+    gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
 
     def read(weights):
-        inputs, columns = _read_columns(module, X, weights[0][0])
-        first = F.linear(inputs, weights[0][0][:, columns], weights[0][1])
-        positive = network_forward(module, weights, X, first, scratch=True).argmax(1) == 1
-        value = float(fairness.gap_bound(positive.float(), y, groups, n_groups, z))
+        (reduced,) = _without_unread_units([weights], margin=False)
+        inputs, columns = _read_columns(module, X, reduced[0][0])
+        first = F.linear(inputs, reduced[0][0][:, columns], reduced[0][1])
+        positive = network_forward(module, reduced, X, first, scratch=True).argmax(1) == 1
+        value = gap_bound(positive.float())
         return value, float((positive.long() == y).float().mean())
 
     return read
@@ -485,6 +492,31 @@ class Fairness(InputDropping, Requirement):
             ),
             y,
         )
+
+    def gap_bound_reader(self, y, groups, n_groups, z: float = _CONFIDENCE_Z):
+        """``bound(decisions)``: :meth:`gap_bound` of 0/1 ``decisions`` (float) on rows of
+        labels ``y`` and ``groups``, as a float, with each conditioning set's rows and
+        group sizes found once (a calibration reads many decisions on the same rows)."""
+        sets = []
+        for label in _CONDITIONED_ON[self.name]:
+            rows = None if label is None else (y == label).nonzero().flatten()
+            codes = groups if rows is None else groups[rows]
+            sizes = torch.bincount(codes, minlength=n_groups)
+            sets.append((rows, codes, sizes > 0, sizes))
+
+        def bound(decisions):
+            values = []
+            for rows, codes, present, sizes in sets:
+                chosen = decisions if rows is None else decisions[rows]
+                counts = sizes[present].to(decisions.dtype)
+                if len(counts) < 2:
+                    values.append(0.0)
+                    continue
+                sums = torch.bincount(codes, weights=chosen, minlength=n_groups)[present]
+                values.append(float(rates_gap_bound(sums / counts, counts, z)))
+            return max(values)
+
+        return bound
 
     def _largest(self, measure, y):
         """The largest of ``measure(rows)`` over the rows of each label the constraint

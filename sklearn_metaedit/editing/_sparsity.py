@@ -15,6 +15,7 @@ of these corrections is made.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
@@ -178,8 +179,9 @@ def prune_and_refit(
             )
             if untouched:
                 continue
-            inputs = torch.cat([layer_inputs(module, out, rows, upto=layer)[layer], ones], 1)
-            gram = inputs.T @ inputs / len(rows)
+            inputs = layer_inputs(module, out, rows, upto=layer)[layer]
+            gram = _second_moments(inputs, remember=layer == 0)
+            inputs = torch.cat([inputs, ones], 1)
             penalty = torch.full((gram.shape[0],), damping * float(gram.diagonal()[:-1].mean()))
             penalty = (penalty + 1e-12).to(gram.dtype)
             penalty[-1] = 0.0  # none on the bias
@@ -209,6 +211,26 @@ def prune_and_refit(
             solution = refit_units(gram, rhs, penalty, kept)
             out[layer] = (solution[:, :-1], solution[:, -1])
     return [(w.to(dtype), b.to(dtype)) for w, b in out]
+
+
+#: The first-layer inputs whose second moments were computed last, (a weak reference to
+#: them, their version, those moments): every network an editor prunes reads the same
+#: proxy rows there.
+_LAST_MOMENTS = (None, None, None)
+
+
+def _second_moments(inputs: torch.Tensor, remember: bool) -> torch.Tensor:
+    """``[inputs, 1]^T [inputs, 1] / n``; for the tensor last computed with ``remember``,
+    unchanged since (the proxy rows, for every network), the moments computed then."""
+    global _LAST_MOMENTS
+    reference, version, moments = _LAST_MOMENTS
+    if reference is not None and reference() is inputs and inputs._version == version:
+        return moments
+    inputs_and_one = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], 1)
+    moments = inputs_and_one.T @ inputs_and_one / len(inputs)
+    if remember:
+        _LAST_MOMENTS = (weakref.ref(inputs), inputs._version, moments)
+    return moments
 
 
 def _threshold_shift(margin: torch.Tensor, share: float) -> torch.Tensor | None:

@@ -530,6 +530,16 @@ def test_parity_gap_bound_conditions_on_the_constraint_labels(kind, fairlearn_ga
         for label in labels
     )
     assert float(requirement.gap_bound(*args)) == pytest.approx(expected)
+    # the calibration's reader of many decisions on the same rows: the same bound, bit
+    # for bit, for 3 groups of which one is absent among the rows of a label
+    groups = np.where((groups == 1) & (rng.random(600) < 0.5), 2, groups)
+    groups[(y == 0) & (groups == 2)] = 1
+    args = (torch.as_tensor(decisions).float(), torch.as_tensor(y), torch.as_tensor(groups), 3)
+    for z in (0.0, 2.326, -1.96):
+        reader = requirement.gap_bound_reader(*args[1:], z)
+        for flip in range(3):
+            chosen = args[0].roll(flip * 17)
+            assert reader(chosen) == float(requirement.gap_bound(chosen, *args[1:], z))
 
 
 @pytest.mark.parametrize(
