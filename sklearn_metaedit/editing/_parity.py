@@ -223,21 +223,14 @@ def _without_unread_units(networks, margin: bool):
     ]
 
 
-def _scan_reader(fairness, module, rows, z: float, start, end):
-    """``bound(strength)``: the gap bound of ``fairness`` (a :class:`Fairness`, ``z``
-    standard errors) on ``rows`` ``(X, y, groups, n_groups)`` of the network
-    ``module`` at ``strength`` on the line from ``start`` (0) to ``end`` (1).
-
-    Its first layer's outputs are one sum of two products made once (those on ``X`` at 0
-    and their change from 0 to 1), not a product of its weights at each strength, and
-    those read the columns of ``X`` that the layer reads somewhere on the line alone (on
-    the benchmark's Adult networks pruned to 0.9, about a quarter of them). Where its
-    decision is the sign of its logit margin, it is read as that alone, from the units
-    the margin reads (:func:`_without_unread_units`). Those decisions can differ from the argmax of
-    the network's logits on a row whose logits tie to rounding: :func:`_exact_reader`
-    reads those."""
-    X, y, groups, n_groups = rows
-    gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
+def _prepared_line(module, X, start, end):
+    """The line from ``start`` (0) to ``end`` (1) made ready for :func:`_scan_reader` on
+    rows ``X``: ``(margin, start, changes, outputs)``, whether the decisions are read as
+    the sign of the logit margin (:func:`_reads_margin`), the weights at 0 and their
+    change from 0 to 1 without the units no layer reads (:func:`_without_unread_units`),
+    and the first layer's outputs on ``X`` at 0 and their change from 0 to 1, products
+    of the columns of ``X`` the layer reads somewhere on the line alone (on the
+    benchmark's Adult networks pruned to 0.9, about a quarter of them)."""
     margin = _reads_margin(module, end)
     start, end = _without_unread_units([start, end], margin)
     (w0, b0), (w1, b1) = start[0], end[0]
@@ -245,14 +238,35 @@ def _scan_reader(fairness, module, rows, z: float, start, end):
     w0, w1 = w0[:, columns], w1[:, columns]
     outputs = (F.linear(X, w0, b0), F.linear(X, w1 - w0, b1 - b0))
     changes = [(w1 - w0, b1 - b0) for (w0, b0), (w1, b1) in zip(start, end, strict=True)]
+    return margin, start, changes, outputs
+
+
+def _scan_reader(fairness, module, rows, z: float, line, every: int = 1):
+    """``bound(strength)``: the gap bound of ``fairness`` (a :class:`Fairness`, ``z``
+    standard errors) on every ``every``-th of ``rows`` ``(X, y, groups, n_groups)`` of
+    the network ``module`` at ``strength`` on a line (:func:`_prepared_line` on ``X``).
+
+    Its first layer's outputs are one sum of the two products of the line, not a product
+    of its weights at each strength; where its decision is the sign of its logit margin,
+    it is read as that alone, from the units the margin reads. Those decisions can
+    differ from the argmax of the network's logits on a row whose logits tie to
+    rounding: :func:`_exact_reader` reads those."""
+    X, y, groups, n_groups = rows
+    y, groups = y[::every], groups[::every]
+    gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
+    margin, start, changes, outputs = line
+    if every > 1:
+        outputs = tuple(part[::every].contiguous() for part in outputs)
+    scratch = torch.empty_like(outputs[0])  # each read's first outputs, made in place
 
     def bound(strength):
         weights = [start[0]] + [
             (torch.add(w, dw, alpha=strength), torch.add(b, db, alpha=strength))
             for (w, b), (dw, db) in zip(start[1:], changes[1:], strict=True)
         ]
-        first = torch.add(*outputs, alpha=strength)
-        logits = network_forward(module, weights, X, first, scratch=True)
+        first = torch.add(*outputs, alpha=strength, out=scratch)
+        # the pass reads no row of X past the first layer's outputs given
+        logits = network_forward(module, weights, X[:0], first, scratch=True)
         positive = logits[:, 0] > 0 if margin else logits.argmax(1) == 1
         return gap_bound(positive.float())
 
@@ -315,12 +329,12 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
 
     X = calibration[0].to(start[0][0].dtype)
     calibration = (X, *calibration[1:])
-    full = _scan_reader(fairness, module, calibration, _CONFIDENCE_Z, start, end)
+    line = _prepared_line(module, X, start, end)
+    full = _scan_reader(fairness, module, calibration, _CONFIDENCE_Z, line)
     exact = _exact_reader(fairness, module, calibration, _CONFIDENCE_Z)
     every, clearly_above = len(X) // _ROUGH_ROWS, None
     if every >= 4:
-        rows = (*(part[::every] for part in calibration[:3]), calibration[3])
-        lower = _scan_reader(fairness, module, rows, -_SKIP_Z, start, end)
+        lower = _scan_reader(fairness, module, calibration, -_SKIP_Z, line, every)
 
         def clearly_above(strength):
             return lower(strength) > goal

@@ -501,7 +501,9 @@ def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading):
     read_by_margin = masks[2].any(0)
     assert len(end_margin[1][0]) == len(start_margin[1][0]) == int(read_by_margin.sum())
     assert len(end_margin[0][0]) == int(masks[1][read_by_margin].any(0).sum())
-    scan = _parity._scan_reader(fairness, module, rows, 2.326, start, end)
+    line = _parity._prepared_line(module, X, start, end)
+    scan = _parity._scan_reader(fairness, module, rows, 2.326, line)
+    rough = _parity._scan_reader(fairness, module, rows, -1.96, line, every=3)
     exact = _parity._exact_reader(fairness, module, rows, 2.326)
     for strength in (0.0, 0.3, 0.77, 1.0, 2.5):
         weights = [
@@ -512,6 +514,9 @@ def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading):
             decisions = load_weights(module, weights)(X).argmax(1)
         own = float(fairness.gap_bound(decisions.float(), y, groups, 2))
         assert scan(strength) == pytest.approx(own, abs=1e-12)
+        # the rough reads: a lower bound on every third row
+        third = decisions[::3].float(), y[::3], groups[::3], 2
+        assert rough(strength) == pytest.approx(float(fairness.gap_bound(*third, -1.96)))
         bound, accuracy = exact(weights)
         assert bound == pytest.approx(own, abs=1e-12)
         assert accuracy == pytest.approx(float((decisions == y).float().mean()), abs=1e-12)
