@@ -28,7 +28,9 @@ def unit_systems(gram, penalty, kept):
     width = int(kept.sum(dim=1).max())
     index = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)[:, :width]
     valid = kept.gather(1, index).to(gram.dtype)
-    systems = gram[index[:, :, None], index[:, None, :]] * valid[:, :, None] * valid[:, None, :]
+    rows = gram.index_select(0, index.reshape(-1)).reshape(*index.shape, -1)
+    systems = rows.gather(2, index[:, None, :].expand(-1, width, -1))
+    systems = systems * valid[:, :, None] * valid[:, None, :]
     systems = systems + torch.diag_embed(penalty[index] * valid + (1.0 - valid))
     return index, valid, systems
 

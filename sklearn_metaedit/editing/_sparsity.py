@@ -18,6 +18,7 @@ import math
 import weakref
 
 import torch
+from torch import nn
 
 from ._gates import soft_top_k, top_k_mask
 from ._graph import layer_inputs, network_forward
@@ -165,6 +166,19 @@ def prune_and_refit(
         ]
         out = list(original)
         ones = rows.new_ones(len(rows), 1)
+        # each layer's inputs in the network pruned so far, from the layer before's (a
+        # pass through the children from that layer to this one)
+        children = list(module)
+        positions = [i for i, child in enumerate(children) if isinstance(child, nn.Linear)]
+        known = [0, layer_inputs(module, out, rows, upto=0)[0]]
+
+        def inputs_of(layer):
+            while known[0] < layer:
+                step = children[positions[known[0]] : positions[known[0] + 1] + 1]
+                known[1] = layer_inputs(step, out[known[0] :], known[1], upto=1)[1]
+                known[0] += 1
+            return known[1]
+
         untouched = True
         for layer, (target, n_keep) in enumerate(zip(targets, keep, strict=True)):
             weight, bias = original[layer]
@@ -179,7 +193,7 @@ def prune_and_refit(
             )
             if untouched:
                 continue
-            inputs = layer_inputs(module, out, rows, upto=layer)[layer]
+            inputs = inputs_of(layer)
             gram = _second_moments(inputs, remember=layer == 0)
             inputs = torch.cat([inputs, ones], 1)
             penalty = torch.full((gram.shape[0],), damping * float(gram.diagonal()[:-1].mean()))
