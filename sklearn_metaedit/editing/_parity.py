@@ -191,22 +191,16 @@ def _reads_margin(module, weights) -> bool:
     )
 
 
-def _without_unread_units(networks, margin: bool):
+def _without_unread_units(networks):
     """``networks`` (weights of one architecture) without the hidden units whose outgoing
     weights are zero in every one of them (on a line between two networks, zero on the
-    whole line: no later layer reads them); with ``margin``, each binary classifier's
-    last layer as its logit margin (``w[1] - w[0]``, ``b[1] - b[0]``). (Between the
-    layers of the networks the editor accepts are element-wise activations and dropout
-    alone.)
+    whole line: no later layer reads them). (Between the layers of the networks the
+    editor accepts are element-wise activations and dropout alone.)
 
     A pruned network reads a fraction of its units: on the 12 held-out Adult networks of
-    the editor benchmark (sparsity 0.9, parity 0.05), the margin reads about a third of
+    the editor benchmark (sparsity 0.9, parity 0.05), the logits read about a third of
     the second hidden layer's. The outputs are the same functions of the rows; only the
     order of the sums, and so their rounding, differs."""
-    if margin:
-        networks = [[*weights[:-1], (weights[-1][0][1:] - weights[-1][0][:1],
-                                     weights[-1][1][1:] - weights[-1][1][:1])]
-                    for weights in networks]  # fmt: skip
     last = networks[0][-1][0]
     units, read = [], torch.ones(len(last), dtype=torch.bool, device=last.device)
     for layer in reversed(range(len(networks[0]))):
@@ -224,53 +218,19 @@ def _without_unread_units(networks, margin: bool):
 
 
 def _prepared_line(module, X, start, end):
-    """The line from ``start`` (0) to ``end`` (1) made ready for :func:`_scan_reader` on
-    rows ``X``: ``(margin, start, changes, outputs)``, whether the decisions are read as
-    the sign of the logit margin (:func:`_reads_margin`), the weights at 0 and their
-    change from 0 to 1 without the units no layer reads (:func:`_without_unread_units`),
-    and the first layer's outputs on ``X`` at 0 and their change from 0 to 1, products
-    of the columns of ``X`` the layer reads somewhere on the line alone (on the
-    benchmark's Adult networks pruned to 0.9, about a quarter of them)."""
-    margin = _reads_margin(module, end)
-    start, end = _without_unread_units([start, end], margin)
+    """The line from ``start`` (0) to ``end`` (1) made ready for :func:`_line_reader` on
+    rows ``X``: ``(start, changes, outputs)``, the weights at 0 and their change from 0
+    to 1 without the units no layer reads (:func:`_without_unread_units`), and the first
+    layer's outputs on ``X`` at 0 and their change from 0 to 1, products of the columns
+    of ``X`` the layer reads somewhere on the line alone (on the benchmark's Adult
+    networks pruned to 0.9, about a quarter of them)."""
+    start, end = _without_unread_units([start, end])
     (w0, b0), (w1, b1) = start[0], end[0]
     X, columns = _read_columns(module, X, w0, w1)
     w0, w1 = w0[:, columns], w1[:, columns]
     outputs = (F.linear(X, w0, b0), F.linear(X, w1 - w0, b1 - b0))
     changes = [(w1 - w0, b1 - b0) for (w0, b0), (w1, b1) in zip(start, end, strict=True)]
-    return margin, start, changes, outputs
-
-
-def _scan_reader(fairness, module, rows, z: float, line, every: int = 1):
-    """``bound(strength)``: the gap bound of ``fairness`` (a :class:`Fairness`, ``z``
-    standard errors) on every ``every``-th of ``rows`` ``(X, y, groups, n_groups)`` of
-    the network ``module`` at ``strength`` on a line (:func:`_prepared_line` on ``X``).
-
-    Its first layer's outputs are one sum of the two products of the line, not a product
-    of its weights at each strength; where its decision is the sign of its logit margin,
-    it is read as that alone, from the units the margin reads. Those decisions can
-    differ from the argmax of the network's logits on a row whose logits tie to
-    rounding: :func:`_exact_reader` reads those."""
-    X, y, groups, n_groups = rows
-    y, groups = y[::every], groups[::every]
-    gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
-    margin, start, changes, outputs = line
-    if every > 1:
-        outputs = tuple(part[::every].contiguous() for part in outputs)
-    scratch = torch.empty_like(outputs[0])  # each read's first outputs, made in place
-
-    def bound(strength):
-        weights = [start[0]] + [
-            (torch.add(w, dw, alpha=strength), torch.add(b, db, alpha=strength))
-            for (w, b), (dw, db) in zip(start[1:], changes[1:], strict=True)
-        ]
-        first = torch.add(*outputs, alpha=strength, out=scratch)
-        # the pass reads no row of X past the first layer's outputs given
-        logits = network_forward(module, weights, X[:0], first, scratch=True)
-        positive = logits[:, 0] > 0 if margin else logits.argmax(1) == 1
-        return gap_bound(positive.float())
-
-    return bound
+    return start, changes, outputs
 
 
 def _read_columns(module, X, *first):
@@ -280,22 +240,42 @@ def _read_columns(module, X, *first):
     return layer_inputs(module, [(first[0], None)], X, upto=0)[0].index_select(1, columns), columns
 
 
-def _exact_reader(fairness, module, rows, z: float):
-    """``read(weights)``: ``(bound, accuracy)`` of the network ``module`` with
-    ``weights`` on ``rows`` ``(X, y, groups, n_groups)``: the gap bound of ``fairness``
-    (``z`` standard errors) and the accuracy of its decisions, the argmax of its logits,
-    computed from the columns of ``X`` and the units that its weights read
-    (:func:`_without_unread_units`): the same logits up to the order of their sums."""
-    X, y, groups, n_groups = rows
-    gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
+def _line_reader(fairness, module, rows, z: float, line, every: int = 1):
+    """``read(strength, exact=False)``: the gap bound of ``fairness`` (a
+    :class:`Fairness`, ``z`` standard errors) on every ``every``-th of ``rows`` ``(X, y,
+    groups, n_groups)`` of the network ``module`` at ``strength`` on a line
+    (:func:`_prepared_line` on ``X``); with ``exact``, ``(bound, accuracy)``.
 
-    def read(weights):
-        (reduced,) = _without_unread_units([weights], margin=False)
-        inputs, columns = _read_columns(module, X, reduced[0][0])
-        first = F.linear(inputs, reduced[0][0][:, columns], reduced[0][1])
-        positive = network_forward(module, reduced, X, first, scratch=True).argmax(1) == 1
-        value = gap_bound(positive.float())
-        return value, float((positive.long() == y).float().mean())
+    Its first layer's outputs are one sum of the two products of the line, not a product
+    of its weights at each strength. Its decisions are the argmax of its logits; where
+    that is the sign of its logit margin (:func:`_reads_margin`) and ``exact`` is not
+    asked for, that margin is computed alone (one output). The two can differ on a row
+    whose logits tie to rounding."""
+    X, y, groups, n_groups = rows
+    y, groups = y[::every], groups[::every]
+    gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
+    margin = _reads_margin(module, line[0])
+    start, changes, outputs = line
+    if every > 1:
+        outputs = tuple(part[::every].contiguous() for part in outputs)
+    scratch = torch.empty_like(outputs[0])  # each read's first outputs, made in place
+
+    def read(strength, exact=False):
+        weights = [start[0]] + [
+            (torch.add(w, dw, alpha=strength), torch.add(b, db, alpha=strength))
+            for (w, b), (dw, db) in zip(start[1:], changes[1:], strict=True)
+        ]
+        first = torch.add(*outputs, alpha=strength, out=scratch)
+        if margin and not exact:
+            w, b = weights[-1]
+            weights[-1] = (w[1:] - w[:1], b[1:] - b[:1])
+        # the pass reads no row of X past the first layer's outputs given
+        logits = network_forward(module, weights, X[:0], first, scratch=True)
+        positive = logits[:, 0] > 0 if margin and not exact else logits.argmax(1) == 1
+        bound = gap_bound(positive.float())
+        if not exact:
+            return bound
+        return bound, float((positive.long() == y).float().mean())
 
     return read
 
@@ -309,16 +289,16 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     bound (above ``goal`` where no strength tried meets it), with what else the edit
     met on the rows (:class:`Calibrated`); ``module`` is the network's architecture.
 
-    The scan reads the networks on the line as :func:`_scan_reader` does: the first
+    The networks on the line are read as :func:`_line_reader` reads them: the first
     layer's outputs on the rows move along the line too (two products, not one per
-    strength tried), and a binary classifier's margin is computed alone, from the
-    columns and units it reads. From ``4 * _ROUGH_ROWS`` rows on, a step of the scan is
-    read on every row only where the gap on every ``k``-th row (``k`` the number of rows
-    over ``_ROUGH_ROWS``), less 1.96 of its standard errors, is within ``goal``
-    (:func:`least_strength`'s ``clearly_above``). The strength found is measured with its
-    own weights, on every row, with the decisions its users measure (the argmax of its
-    logits, :func:`_exact_reader`), and found again from those where the two disagree on
-    whether the goal is met.
+    strength tried), from the columns and units the line reads. From ``4 *
+    _ROUGH_ROWS`` rows on, a step of the scan is read on every row only where the gap on
+    every ``k``-th row (``k`` the number of rows over ``_ROUGH_ROWS``), less 1.96 of its
+    standard errors, is within ``goal`` (:func:`least_strength`'s ``clearly_above``).
+    The scan reads a binary classifier's logit margin alone where that is its decision;
+    the strength found is measured on every row with the argmax of the logits (the
+    decisions its users measure, up to the rounding of the sums), and found again from
+    those where the two disagree on whether the goal is met.
     """
 
     def edited(strength):
@@ -330,11 +310,10 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     X = calibration[0].to(start[0][0].dtype)
     calibration = (X, *calibration[1:])
     line = _prepared_line(module, X, start, end)
-    full = _scan_reader(fairness, module, calibration, _CONFIDENCE_Z, line)
-    exact = _exact_reader(fairness, module, calibration, _CONFIDENCE_Z)
+    full = _line_reader(fairness, module, calibration, _CONFIDENCE_Z, line)
     every, clearly_above = len(X) // _ROUGH_ROWS, None
     if every >= 4:
-        lower = _scan_reader(fairness, module, calibration, -_SKIP_Z, line, every)
+        lower = _line_reader(fairness, module, calibration, -_SKIP_Z, line, every)
 
         def clearly_above(strength):
             return lower(strength) > goal
@@ -346,22 +325,21 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
         return gaps[strength]
 
     strength = least_strength(on_line, goal, clearly_above=clearly_above)
-    weights = edited(strength)
-    bound, accuracy = exact(weights)
+    bound, accuracy = full(strength, exact=True)
     if bound > goal and gaps[strength] <= goal:
         gaps.clear()  # the scan and the exact decisions disagree: found again from the latter
 
-        def from_weights(strength):
-            gaps[strength] = exact(edited(strength))[0]
+        def exactly(strength):
+            gaps[strength] = full(strength, exact=True)[0]
             return gaps[strength]
 
-        strength = least_strength(from_weights, goal, clearly_above=clearly_above)
-        weights = edited(strength)
-        bound, accuracy = exact(weights)
+        strength = least_strength(exactly, goal, clearly_above=clearly_above)
+        bound, accuracy = full(strength, exact=True)
     gap = None
     if bound > goal:
-        gap = _exact_reader(fairness, module, calibration, 0.0)(weights)[0]
-    return weights, Calibrated(bound, goal, gap, accuracy, _majority_share(calibration[1]))
+        gap = _line_reader(fairness, module, calibration, 0.0, line)(strength, exact=True)[0]
+    calibrated = Calibrated(bound, goal, gap, accuracy, _majority_share(calibration[1]))
+    return edited(strength), calibrated
 
 
 def _majority_share(y) -> float:

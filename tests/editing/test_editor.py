@@ -473,17 +473,24 @@ def test_calibration_on_a_line_finds_what_the_networks_own_decisions_give(tail):
     assert first - 1e-3 <= strength <= first + 6 / 48 / 2**5 + 1e-3
 
 
-@pytest.mark.parametrize("leading", [False, True])
-def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading):
+@pytest.mark.parametrize(("leading", "tail"), [(False, False), (True, False), (False, True)])
+def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading, tail):
     # the scan leaves out the columns and units no weight on the line reads, and reads
-    # the logit margin alone: on pruned networks (an activation before the first layer
-    # or not), its bound at each strength is that of the module's own argmax
+    # the logit margin alone where that is the decision: on pruned networks (with an
+    # activation before the first layer or after the last, or neither), its bound and
+    # accuracy at each strength are those of the module's own argmax
     torch.manual_seed(1)
     X = torch.randn(4000, 12)
     groups, y = (X[:, 0] > 0).long(), (X[:, 1] + X[:, 2] > 0).long()
-    head = [nn.Tanh()] if leading else []
+    head, end_layers = [nn.Tanh()] if leading else [], [nn.Sigmoid()] if tail else []
     module = nn.Sequential(
-        *head, nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 2)
+        *head,
+        nn.Linear(12, 16),
+        nn.ReLU(),
+        nn.Linear(16, 16),
+        nn.GELU(),
+        nn.Linear(16, 2),
+        *end_layers,
     ).eval()
     end = extract_weights(module)
     densities = (0.2, 0.15, 0.6)
@@ -496,15 +503,15 @@ def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading):
         for (w, b), m in zip(end, masks, strict=True)
     ]
     fairness, rows = Fairness(12), (X, y, groups, 2)
-    start_margin, end_margin = _parity._without_unread_units([start, end], margin=True)
+    reduced_start, reduced_end = _parity._without_unread_units([start, end])
     # units no later layer reads are left out: as many as the masks leave read
-    read_by_margin = masks[2].any(0)
-    assert len(end_margin[1][0]) == len(start_margin[1][0]) == int(read_by_margin.sum())
-    assert len(end_margin[0][0]) == int(masks[1][read_by_margin].any(0).sum())
+    read_by_logits = masks[2].any(0)
+    assert len(reduced_end[1][0]) == len(reduced_start[1][0]) == int(read_by_logits.sum())
+    assert len(reduced_end[0][0]) == int(masks[1][read_by_logits].any(0).sum())
     line = _parity._prepared_line(module, X, start, end)
-    scan = _parity._scan_reader(fairness, module, rows, 2.326, line)
-    rough = _parity._scan_reader(fairness, module, rows, -1.96, line, every=3)
-    exact = _parity._exact_reader(fairness, module, rows, 2.326)
+    assert _parity._reads_margin(module, line[0]) == (not tail)
+    read = _parity._line_reader(fairness, module, rows, 2.326, line)
+    rough = _parity._line_reader(fairness, module, rows, -1.96, line, every=3)
     for strength in (0.0, 0.3, 0.77, 1.0, 2.5):
         weights = [
             (w0 + strength * (w1 - w0), b0 + strength * (b1 - b0))
@@ -513,13 +520,13 @@ def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading):
         with torch.no_grad():
             decisions = load_weights(module, weights)(X).argmax(1)
         own = float(fairness.gap_bound(decisions.float(), y, groups, 2))
-        assert scan(strength) == pytest.approx(own, abs=1e-12)
+        assert read(strength) == pytest.approx(own, abs=1e-12)
+        bound, accuracy = read(strength, exact=True)
+        assert bound == pytest.approx(own, abs=1e-12)
+        assert accuracy == pytest.approx(float((decisions == y).float().mean()), abs=1e-12)
         # the rough reads: a lower bound on every third row
         third = decisions[::3].float(), y[::3], groups[::3], 2
         assert rough(strength) == pytest.approx(float(fairness.gap_bound(*third, -1.96)))
-        bound, accuracy = exact(weights)
-        assert bound == pytest.approx(own, abs=1e-12)
-        assert accuracy == pytest.approx(float((decisions == y).float().mean()), abs=1e-12)
 
 
 def test_calibration_says_whether_the_edit_or_the_rows_fell_short(parity_task, monkeypatch):
@@ -629,7 +636,7 @@ def test_a_calibration_of_many_rows_reads_every_row_fewer_times_for_the_same_edi
     forward = _parity.network_forward
 
     def counted(module, weights, X, first=None, **kwargs):
-        sizes.append(len(X))
+        sizes.append(len(X) if first is None else len(first))  # the rows read
         return forward(module, weights, X, first, **kwargs)
 
     monkeypatch.setattr(_parity, "network_forward", counted)
