@@ -30,8 +30,8 @@ def unit_systems(gram, penalty, kept):
     valid = kept.gather(1, index).to(gram.dtype)
     rows = gram.index_select(0, index.reshape(-1)).reshape(*index.shape, -1)
     systems = rows.gather(2, index[:, None, :].expand(-1, width, -1))
-    systems = systems * valid[:, :, None] * valid[:, None, :]
-    systems = systems + torch.diag_embed(penalty[index] * valid + (1.0 - valid))
+    systems = systems * (valid[:, :, None] * valid[:, None, :])  # 0/1: exact either way
+    systems.diagonal(dim1=1, dim2=2).add_(penalty[index] * valid + (1.0 - valid))
     return index, valid, systems
 
 
