@@ -38,16 +38,21 @@ def _input_flags(requirement: Requirement, n_nodes: int) -> torch.Tensor:
 
 
 def prepare_network(
-    module: nn.Sequential, requirement: Requirement, device: torch.device
+    module: nn.Sequential,
+    requirement: Requirement,
+    device: torch.device,
+    rows: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """A network as the metanetwork reads it.
+    """A network as the metanetwork reads it; ``rows``, where given, are the rows its
+    exact edit refits on in place of the proxy rows
+    (:meth:`~._requirement.Requirement.refit_rows`).
 
     Returns
     -------
     item : dict
         ``module`` (the network), ``weights`` (its (weight, bias) pairs on ``device``),
         ``graph`` (its parameter graph) and ``flags`` (node inputs of shape
-        (n_nodes, requirement.n_node_flags + N_INPUT_FLAGS)).
+        (n_nodes, requirement.n_node_flags + N_INPUT_FLAGS)); ``rows`` where given.
     """
     weights = [(w.to(device), b.to(device)) for w, b in extract_weights(module)]
     graph = weights_to_graph(weights)
@@ -55,7 +60,8 @@ def prepare_network(
         [requirement.node_flags(graph.layer_sizes), _input_flags(requirement, graph.num_nodes)],
         dim=1,
     ).to(device)
-    return {"module": module, "weights": weights, "graph": graph, "flags": flags}
+    item = {"module": module, "weights": weights, "graph": graph, "flags": flags}
+    return item if rows is None else {**item, "rows": rows}
 
 
 def edit_networks(

@@ -514,8 +514,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "metanet_")
         target = self.target_ if target is None else self.requirement_.check_target(target)
         device = next(self.metanet_.parameters()).device
-        if calibration is not None:
-            calibration = calibration_arrays(self, calibration, device)
+        calibration, rows = calibration_arrays(self, calibration, device)
         if not (isinstance(networks, nn.Module) or hasattr(networks, "module")):
             networks = list(networks)
         modules = check_networks(networks, self.n_features_in_task_)
@@ -527,7 +526,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         for start in range(0, len(networks), _EDIT_CHUNK):
             chunk = range(start, min(start + _EDIT_CHUNK, len(networks)))
             started = time.perf_counter()
-            items = [prepare_network(modules[i], self.requirement_, device) for i in chunk]
+            items = [prepare_network(modules[i], self.requirement_, device, rows) for i in chunk]
             with torch.no_grad():
                 edited = edit_networks(
                     self.metanet_,
@@ -566,13 +565,13 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         target : float or int, default=None
             Edit for this target instead of the fitted one (meaningful within
             ``target_range``).
-        calibration : TaskData or tuple (X, y, sensitive_features), default=None
-            Parity requirements only: rows the networks were not trained on, on which
-            each edit takes its own strength: the residuals scaled by the least factor
-            (up to 6) for which the gap on these rows plus 2.326 standard errors (a 99%
-            upper bound per pair of groups; the editing guide) is at most the target (a
-            warning where none is). Without them one strength serves every network.
-            Read, not kept; the edits read no more features than without them.
+        calibration : TaskData, tuple (X, y[, sensitive_features]) or X, default=None
+            Rows read at edit time, not kept. Parity requirements: rows the networks were
+            not trained on, on which each edit takes its own strength, the residuals
+            scaled by the least factor (up to 6) whose gap plus 2.326 standard errors (a
+            99% bound per pair of groups) is at most the target (a warning where none
+            is). Sparsity and data minimisation (alone or together): inputs the layers
+            are refitted on in place of rows drawn from the fit-time statistics.
 
         Returns
         -------
@@ -681,9 +680,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             ``classes_``.
         target : float, int or dict, default=None
             Edit for this target instead of the fitted one.
-        calibration : TaskData or tuple (X, y, sensitive_features), default=None
-            Parity requirements only: report the edits that :meth:`transform` makes with
-            these calibration rows (read, not kept), made again at transform's cost.
+        calibration : TaskData, tuple (X, y[, sensitive_features]) or X, default=None
+            Report the edits that :meth:`transform` makes with these calibration rows
+            (read, not kept), made again at transform's cost.
 
         Returns
         -------

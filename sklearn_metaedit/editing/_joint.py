@@ -145,6 +145,14 @@ class JointRequirement(Requirement):
         return self._fairness is not None
 
     @property
+    def refits_on_rows(self) -> bool:
+        """Without a parity constraint (whose calibration rows set the strength, the
+        refits keeping the proxy rows): whether a part refits on rows."""
+        return self._fairness is None and any(
+            part.refits_on_rows for part in self._parts_in_order()
+        )
+
+    @property
     def settings(self) -> dict[str, Any]:
         """The training settings of the requirement the metanetwork's residuals serve:
         the parity constraint's where there is one (its loss term needs them), else
@@ -266,14 +274,16 @@ class JointRequirement(Requirement):
         if key not in cache:
             self._synced()
             identity = _without_outputs(edit)
-            edited = {"module": item["module"], "weights": item["weights"]}
+            # rows given at edit time are refitted on in place of the proxy rows
+            given = {"rows": item["rows"]} if "rows" in item else {}
+            edited = {"module": item["module"], "weights": item["weights"], **given}
             with torch.no_grad():
                 if self._dropping is not None:
                     budget = target.get(DataMinimisation.name)
                     weights = self._dropping.edit(
                         edited, identity, budget, hard=True, temperature=1.0
                     )
-                    edited = {"module": item["module"], "weights": weights}
+                    edited = {"module": item["module"], "weights": weights, **given}
                 if self._sparsity is not None and self._fairness is not None:
                     # pruned after the parity edit (_pruned_parity_edit), not here
                     edited = {"module": item["module"], "weights": None, "pruned": edited}

@@ -151,6 +151,7 @@ class DataMinimisation(InputDropping, Requirement):
     """
 
     name = "data_minimisation"
+    refits_on_rows = True
     #: Whether an exact edit of a dense network refits its layers to the network's
     #: outputs (:meth:`edit`); a joint requirement's own steps refit after it instead.
     refit_layers: ClassVar[bool] = True
@@ -246,7 +247,7 @@ class DataMinimisation(InputDropping, Requirement):
         order.
         """
         weights = item["weights"]
-        rows = self.proxy_rows(weights[0][0].device, torch.float64) if hard else None
+        rows = self.refit_rows(item, weights[0][0].device, torch.float64) if hard else None
         if rows is None:
             return self.apply(weights, edit, target, hard=hard, temperature=temperature)
         if all(bool((w != 0).all()) for w, _ in weights):

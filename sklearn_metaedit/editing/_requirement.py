@@ -156,6 +156,9 @@ class Requirement(ABC):
     #: Whether exact edits can take their strength from task rows given at edit time
     #: (:meth:`calibrated_edit`).
     reads_calibration = False
+    #: Whether exact edits refit layers on rows (:meth:`refit_rows`): the proxy rows, or
+    #: rows given at edit time in their place.
+    refits_on_rows = False
     #: Whether the editor's ``features`` (inputs the edited network may not use) apply.
     reads_features = True
     #: Requirement-specific node inputs of the metanetwork (:meth:`node_flags`).
@@ -362,6 +365,16 @@ class Requirement(ABC):
             noise = torch.randn(_PROXY_ROWS, len(cov), generator=generator, dtype=cov.dtype)
             cache[key] = (self.input_mean + noise @ factor.T).to(device=device, dtype=dtype)
         return cache[key]
+
+    def refit_rows(self, item: dict, device, dtype) -> torch.Tensor | None:
+        """The rows an exact edit of the prepared network ``item`` refits on: the rows
+        given at edit time (``item["rows"]``, ``transform``'s ``calibration`` for a
+        requirement that does not take its strength from them), else
+        :meth:`proxy_rows`."""
+        rows = item.get("rows")
+        if rows is None:
+            return self.proxy_rows(device, dtype)
+        return rows.to(device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ the edit
 

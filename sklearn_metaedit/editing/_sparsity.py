@@ -285,6 +285,7 @@ class Sparsity(Requirement):
 
     name = "sparsity"
     reads_features = False
+    refits_on_rows = True
     n_target_anchors = 4
     #: Whether exact edits choose the weights kept within each layer by saliency and refit
     #: them by least squares (:meth:`edit`).
@@ -344,7 +345,7 @@ class Sparsity(Requirement):
         with other work).
         """
         weights = item["weights"]
-        rows = self.proxy_rows(weights[0][0].device, torch.float64) if hard else None
+        rows = self.refit_rows(item, weights[0][0].device, torch.float64) if hard else None
         if rows is None or not self.refit:
             edited = self.apply(weights, edit, target, hard=hard, temperature=temperature)
             return self.recalibrate(item, edited)
@@ -407,7 +408,7 @@ class Sparsity(Requirement):
         if edited[-1][0].shape[0] != 2:
             return edited
         w_last, b_last = edited[-1]
-        rows = self.proxy_rows(b_last.device, b_last.dtype)
+        rows = self.refit_rows(item, b_last.device, b_last.dtype)
         if rows is None:
             return edited
         if "proxy_positive" not in item:

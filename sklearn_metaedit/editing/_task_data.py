@@ -4,6 +4,7 @@ task data, the features it names, the networks."""
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 from typing import Any
 
@@ -311,17 +312,42 @@ def evaluation_arrays(editor, data: Any, method: str):
 
 
 def calibration_arrays(editor, calibration: Any, device) -> tuple:
-    """``transform``'s ``calibration`` as the tensors a calibrated edit reads, checked."""
-    if not editor.requirement_.reads_calibration:
+    """``transform``'s ``calibration``, checked: ``(rows, None)`` for a requirement that
+    takes its strength from them (the tensors ``(X, y, groups, n_groups)`` a calibrated
+    edit reads), ``(None, X)`` for one whose exact edits refit on rows (float64 inputs,
+    read in place of the proxy rows; labels and groups, where given, are not read), and
+    ``(None, None)`` without them."""
+    requirement = editor.requirement_
+    if calibration is None:
+        return None, None
+    if requirement.reads_calibration:
+        X_np, y_codes, codes, n_groups = evaluation_arrays(editor, calibration, "transform")
+        tensors = (X_np, y_codes, codes)
+        return (*(torch.as_tensor(part, device=device) for part in tensors), n_groups), None
+    if not requirement.refits_on_rows:
         raise ValueError(
-            f"calibration= sets the strength of the parity requirements' edits; "
-            f"requirement={editor.requirement!r} does not read it (its edits meet their "
-            "target exactly without task rows)."
+            f"calibration= sets the strength of the parity requirements' edits and the "
+            f"rows the others refit on; requirement={editor.requirement!r} reads neither."
         )
-    X_np, y_codes, codes, n_groups = evaluation_arrays(editor, calibration, "transform")
-    return (
-        torch.as_tensor(X_np, device=device),
-        torch.as_tensor(y_codes, device=device),
-        torch.as_tensor(codes, device=device),
-        n_groups,
+    X = (
+        unpack_task_data(calibration)[0]
+        if isinstance(calibration, TaskData | tuple)
+        else calibration
     )
+    n_rows = np.shape(X)[0] if np.ndim(X) else 0
+    X_np = task_arrays(X, np.zeros(n_rows), None, None)[0]
+    if X_np.shape[1] != editor.n_features_in_task_:
+        raise ValueError(
+            f"calibration's X has {X_np.shape[1]} columns; the editor was fitted on "
+            f"{editor.n_features_in_task_}."
+        )
+    if len(X_np) <= X_np.shape[1]:
+        warnings.warn(
+            f"calibration has {len(X_np)} rows for {X_np.shape[1]} inputs: the refit's "
+            "least squares is underdetermined on them, and its ridge keeps the weights "
+            "near those given. Pass more rows than inputs (thousands, for a refit that "
+            "follows them), or none for the rows drawn from the fit-time statistics.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return None, torch.as_tensor(X_np, device=device, dtype=torch.float64)

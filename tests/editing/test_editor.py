@@ -29,6 +29,7 @@ from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
 from sklearn_metaedit.editing._parity import Fairness, least_strength
+from sklearn_metaedit.editing._requirement import Requirement
 from sklearn_metaedit.editing._sparsity import prune_and_refit
 from sklearn_metaedit.metrics import selection_rate_gap
 
@@ -393,10 +394,50 @@ def test_calibrated_parity_edits_meet_the_target_on_the_calibration_rows(parity_
     # group-blind as before: no feature read that the plain edit does not read
     for a, b in zip(plain, calibrated, strict=True):
         assert set(features_used(weights_of(b))) <= set(features_used(weights_of(a)))
-    with pytest.raises(ValueError, match="calibration= sets the strength of the parity"):
-        MetanetEditor("sparsity", max_steps=0).fit(networks, data=(X, y)).transform(
-            networks, calibration=(X, y, groups)
-        )
+
+
+@pytest.mark.parametrize(
+    ("requirement", "params"),
+    [
+        ("data_minimisation", {"features": [0, 3]}),
+        ("sparsity", {"target": 0.7}),
+        (["sparsity", "data_minimisation"], {"features": [0, 3]}),
+    ],
+)
+def test_rows_given_at_edit_time_are_refitted_on_in_place_of_the_proxy_rows(
+    task, population, monkeypatch, requirement, params
+):
+    # a requirement that refits layers reads transform's calibration rows (inputs alone,
+    # in any of the forms data takes) where it would read the rows drawn from the
+    # fit-time statistics: the same edits as with those rows in place of the draws
+    X, y = task
+    editor = MetanetEditor(requirement, max_steps=0, **params).fit(population, data=(X, y))
+    rows = X[::2]
+    given = [editor.transform(population, calibration=c) for c in (rows, (rows, y[::2]))]
+    plain = editor.transform(population)
+    drawn = torch.as_tensor(rows, dtype=torch.float64)
+    monkeypatch.setattr(Requirement, "proxy_rows", lambda self, d, t: drawn.to(d, t))
+    swapped = editor.transform(population)
+    for edits in given:
+        for a, b in zip(edits, swapped, strict=True):
+            for p, q in zip(a.module_.parameters(), b.module_.parameters(), strict=True):
+                assert torch.equal(p, q)
+    changed = [
+        not all(torch.equal(p, q) for p, q in zip(a.module_.parameters(), b.module_.parameters()))
+        for a, b in zip(given[0], plain, strict=True)
+    ]
+    assert all(changed)
+    # the requirements hold as exactly as with the proxy rows
+    for net in given[0]:
+        weights = weights_of(net)
+        if "features" in params:
+            assert not set(features_used(weights)) & set(params["features"])
+        if "target" in params or isinstance(requirement, list):
+            assert weight_sparsity(weights) >= params.get("target", 0.5)
+    with pytest.raises(ValueError, match="calibration's X has 7 columns"):
+        editor.transform(population, calibration=X[:, :7])
+    with pytest.warns(UserWarning, match="calibration has 5 rows for 8 inputs"):
+        editor.transform(population[:1], calibration=X[:5])
 
 
 def test_calibration_that_cannot_meet_the_bound_says_so(parity_task):
