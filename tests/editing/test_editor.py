@@ -423,7 +423,7 @@ def test_rows_given_at_edit_time_are_refitted_on_in_place_of_the_proxy_rows(
             for p, q in zip(a.module_.parameters(), b.module_.parameters(), strict=True):
                 assert torch.equal(p, q)
     changed = [
-        not all(torch.equal(p, q) for p, q in zip(a.module_.parameters(), b.module_.parameters()))
+        not all(map(torch.equal, a.module_.parameters(), b.module_.parameters()))
         for a, b in zip(given[0], plain, strict=True)
     ]
     assert all(changed)
