@@ -367,6 +367,8 @@ def _forward(
         elif in_place and made and type(child) is nn.ReLU:
             out = out.relu_()
         else:
+            if not made and getattr(child, "inplace", False):
+                out = out.clone()  # an in-place activation before any layer: not the rows given
             result = child(out)
             made, out = made or result is not out, result
     return out, inputs

@@ -364,7 +364,8 @@ class JointRequirement(Requirement):
             rows = self._sparsity.proxy_rows(end[0][0].device, torch.float64)
             with torch.no_grad():
                 base = [(w.detach(), b.detach()) for w, b in base]
-                start = refit_kept_weights(item["module"], base, end, rows)
+                moments = self._sparsity.row_moments(rows)
+                start = refit_kept_weights(item["module"], base, end, rows, moments=moments)
             weights, calibrated = calibrated_on_line(
                 item["module"], start, end, self._fairness, calibration, goal
             )

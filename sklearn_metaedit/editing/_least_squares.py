@@ -13,7 +13,14 @@ import math
 
 import torch
 
-__all__ = ["refit_units", "unit_systems"]
+__all__ = ["refit_units", "second_moments", "unit_systems"]
+
+
+def second_moments(inputs: torch.Tensor) -> torch.Tensor:
+    """``[inputs, 1]^T [inputs, 1] / n``: the Gram matrix of a layer's inputs and a
+    constant (the bias's input) over ``n`` rows, the system of its least squares."""
+    inputs_and_one = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], 1)
+    return inputs_and_one.T @ inputs_and_one / len(inputs)
 
 
 def unit_systems(gram, penalty, kept):
@@ -28,8 +35,11 @@ def unit_systems(gram, penalty, kept):
     width = int(kept.sum(dim=1).max())
     index = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)[:, :width]
     valid = kept.gather(1, index).to(gram.dtype)
-    rows = gram.index_select(0, index.reshape(-1)).reshape(*index.shape, -1)
-    systems = rows.gather(2, index[:, None, :].expand(-1, width, -1))
+    if gram.shape[1] <= 5 * width:  # rows, then columns: fewer index computations
+        rows = gram.index_select(0, index.reshape(-1)).reshape(*index.shape, -1)
+        systems = rows.gather(2, index[:, None, :].expand(-1, width, -1))
+    else:  # the rows in full would be many times the systems (a wide, sparse layer)
+        systems = gram[index[:, :, None], index[:, None, :]]
     systems = systems * (valid[:, :, None] * valid[:, None, :])  # 0/1: exact either way
     systems.diagonal(dim1=1, dim2=2).add_(penalty[index] * valid + (1.0 - valid))
     return index, valid, systems

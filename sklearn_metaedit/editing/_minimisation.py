@@ -254,7 +254,8 @@ class DataMinimisation(InputDropping, Requirement):
             edited = self.apply(weights, edit, target, hard=True, temperature=temperature)
             if not self.refit_layers:
                 return edited
-            return refit_kept_weights(item["module"], weights, edited, rows)
+            moments = self.row_moments(rows)
+            return refit_kept_weights(item["module"], weights, edited, rows, moments=moments)
         # the features kept, without the compensation that the refit below replaces
         edited = self._minimise(
             weights, edit, target, hard=True, temperature=temperature, compensate=False
@@ -264,7 +265,8 @@ class DataMinimisation(InputDropping, Requirement):
         used[features_used(edited)] = True
         alive[0] = alive[0] & used[None, :]
         counts = [int((w != 0).sum()) for w, _ in weights]
-        return prune_and_refit(item["module"], weights, counts, rows, alive=alive)
+        moments = self.row_moments(rows)
+        return prune_and_refit(item["module"], weights, counts, rows, alive=alive, moments=moments)
 
     def measure(self, edited_weights, positive, y, groups, n_groups):
         return float(len(features_used(edited_weights)))

@@ -191,11 +191,13 @@ def _reads_margin(module, weights) -> bool:
     )
 
 
-def _without_unread_units(networks):
-    """``networks`` (weights of one architecture) without the hidden units whose outgoing
-    weights are zero in every one of them (on a line between two networks, zero on the
-    whole line: no later layer reads them). (Between the layers of the networks the
-    editor accepts are element-wise activations and dropout alone.)
+def _unread_units_left_out(networks):
+    """``(units, networks)``: the hidden units some later layer of one of ``networks``
+    (weights of one architecture) reads, per layer (every output unit is read), and
+    ``networks`` without the others (:func:`_units_kept`). On a line between two
+    networks, a unit whose outgoing weights are zero at both ends is read nowhere on it.
+    (Between the layers of the networks the editor accepts are element-wise activations
+    and dropout alone.)
 
     A pruned network reads a fraction of its units: on the 12 held-out Adult networks of
     the editor benchmark (sparsity 0.9, parity 0.05), the logits read about a third of
@@ -208,29 +210,42 @@ def _without_unread_units(networks):
         read = torch.zeros(networks[0][layer][0].shape[1], dtype=torch.bool, device=last.device)
         for weights in networks:
             read |= (weights[layer][0][units[0]] != 0).any(0)
+    return units, [_units_kept(weights, units) for weights in networks]
+
+
+def _units_kept(weights, units):
+    """``weights`` with each layer's output ``units`` alone (and the inputs the layer
+    before passes on from its own)."""
     return [
-        [
-            (w[units[layer]][:, units[layer - 1]] if layer else w[units[layer]], b[units[layer]])
-            for layer, (w, b) in enumerate(weights)
-        ]
-        for weights in networks
+        (w[units[layer]][:, units[layer - 1]] if layer else w[units[layer]], b[units[layer]])
+        for layer, (w, b) in enumerate(weights)
     ]
 
 
-def _prepared_line(module, X, start, end):
+class _Line(NamedTuple):
+    """A line of networks made ready for :func:`_line_reader` (:func:`_prepared_line`)."""
+
+    start: list  # the weights at 0, the units no layer reads left out
+    changes: list  # their change from 0 to 1
+    outputs: tuple  # the first layer's outputs on the rows at 0, and their change
+    units: list  # the units kept, per layer
+    columns: torch.Tensor  # the columns of the first layer's inputs read
+    inputs: torch.Tensor  # those columns on the rows
+
+
+def _prepared_line(module, X, start, end) -> _Line:
     """The line from ``start`` (0) to ``end`` (1) made ready for :func:`_line_reader` on
-    rows ``X``: ``(start, changes, outputs)``, the weights at 0 and their change from 0
-    to 1 without the units no layer reads (:func:`_without_unread_units`), and the first
-    layer's outputs on ``X`` at 0 and their change from 0 to 1, products of the columns
-    of ``X`` the layer reads somewhere on the line alone (on the benchmark's Adult
-    networks pruned to 0.9, about a quarter of them)."""
-    start, end = _without_unread_units([start, end])
+    rows ``X``: without the units no layer reads (:func:`_unread_units_left_out`), and
+    with the first layer's outputs on ``X`` at 0 and their change from 0 to 1, products
+    of the columns of ``X`` the layer reads somewhere on the line alone (on the
+    benchmark's Adult networks pruned to 0.9, about a quarter of them)."""
+    units, (start, end) = _unread_units_left_out([start, end])
     (w0, b0), (w1, b1) = start[0], end[0]
-    X, columns = _read_columns(module, X, w0, w1)
+    inputs, columns = _read_columns(module, X, w0, w1)
     w0, w1 = w0[:, columns], w1[:, columns]
-    outputs = (F.linear(X, w0, b0), F.linear(X, w1 - w0, b1 - b0))
+    outputs = (F.linear(inputs, w0, b0), F.linear(inputs, w1 - w0, b1 - b0))
     changes = [(w1 - w0, b1 - b0) for (w0, b0), (w1, b1) in zip(start, end, strict=True)]
-    return start, changes, outputs
+    return _Line(start, changes, outputs, units, columns, inputs)
 
 
 def _read_columns(module, X, *first):
@@ -240,32 +255,39 @@ def _read_columns(module, X, *first):
     return layer_inputs(module, [(first[0], None)], X, upto=0)[0].index_select(1, columns), columns
 
 
-def _line_reader(fairness, module, rows, z: float, line, every: int = 1):
-    """``read(strength, exact=False)``: the gap bound of ``fairness`` (a
+def _line_reader(fairness, module, rows, z: float, line: _Line, every: int = 1):
+    """``read(strength, weights=None)``: the gap bound of ``fairness`` (a
     :class:`Fairness`, ``z`` standard errors) on every ``every``-th of ``rows`` ``(X, y,
     groups, n_groups)`` of the network ``module`` at ``strength`` on a line
-    (:func:`_prepared_line` on ``X``); with ``exact``, ``(bound, accuracy)``.
+    (:func:`_prepared_line` on ``X``); with the network's own ``weights`` there,
+    ``(bound, accuracy)`` of the argmax of the logits those weights give.
 
-    Its first layer's outputs are one sum of the two products of the line, not a product
-    of its weights at each strength. Its decisions are the argmax of its logits; where
-    that is the sign of its logit margin (:func:`_reads_margin`) and ``exact`` is not
-    asked for, that margin is computed alone (one output). The two can differ on a row
-    whose logits tie to rounding."""
+    Without ``weights``, the first layer's outputs are one sum of the two products of the
+    line, not a product of its weights at each strength, and where the decision is the
+    sign of the logit margin (:func:`_reads_margin`), that margin is computed alone (one
+    output). With them, the first layer's product is of those weights (on the columns
+    and units they read), so that lines whose ends nearly cancel are read as the network
+    is. The two can differ on a row whose logits tie to rounding."""
     X, y, groups, n_groups = rows
     y, groups = y[::every], groups[::every]
     gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
-    margin = _reads_margin(module, line[0])
-    start, changes, outputs = line
+    margin = _reads_margin(module, line.start)
+    outputs, inputs = line.outputs, line.inputs[::every]
     if every > 1:
         outputs = tuple(part[::every].contiguous() for part in outputs)
     scratch = torch.empty_like(outputs[0])  # each read's first outputs, made in place
 
-    def read(strength, exact=False):
-        weights = [start[0]] + [
-            (torch.add(w, dw, alpha=strength), torch.add(b, db, alpha=strength))
-            for (w, b), (dw, db) in zip(start[1:], changes[1:], strict=True)
-        ]
-        first = torch.add(*outputs, alpha=strength, out=scratch)
+    def read(strength, weights=None):
+        if weights is None:
+            weights = [line.start[0]] + [
+                (torch.add(w, dw, alpha=strength), torch.add(b, db, alpha=strength))
+                for (w, b), (dw, db) in zip(line.start[1:], line.changes[1:], strict=True)
+            ]
+            first = torch.add(*outputs, alpha=strength, out=scratch)
+        else:
+            weights = _units_kept(weights, line.units)
+            first = F.linear(inputs, weights[0][0][:, line.columns], weights[0][1])
+        exact = first is not scratch
         if margin and not exact:
             w, b = weights[-1]
             weights[-1] = (w[1:] - w[:1], b[1:] - b[:1])
@@ -296,9 +318,9 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     every ``k``-th row (``k`` the number of rows over ``_ROUGH_ROWS``), less 1.96 of its
     standard errors, is within ``goal`` (:func:`least_strength`'s ``clearly_above``).
     The scan reads a binary classifier's logit margin alone where that is its decision;
-    the strength found is measured on every row with the argmax of the logits (the
-    decisions its users measure, up to the rounding of the sums), and found again from
-    those where the two disagree on whether the goal is met.
+    the strength found is measured on every row with the argmax of the logits its
+    weights give (the decisions its users measure, up to the order of the sums), and
+    found again from those where the two disagree on whether the goal is met.
     """
 
     def edited(strength):
@@ -325,21 +347,20 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
         return gaps[strength]
 
     strength = least_strength(on_line, goal, clearly_above=clearly_above)
-    bound, accuracy = full(strength, exact=True)
+    bound, accuracy = full(strength, edited(strength))
     if bound > goal and gaps[strength] <= goal:
         gaps.clear()  # the scan and the exact decisions disagree: found again from the latter
 
         def exactly(strength):
-            gaps[strength] = full(strength, exact=True)[0]
+            gaps[strength] = full(strength, edited(strength))[0]
             return gaps[strength]
 
         strength = least_strength(exactly, goal, clearly_above=clearly_above)
-        bound, accuracy = full(strength, exact=True)
-    gap = None
+        bound, accuracy = full(strength, edited(strength))
+    weights, gap = edited(strength), None
     if bound > goal:
-        gap = _line_reader(fairness, module, calibration, 0.0, line)(strength, exact=True)[0]
-    calibrated = Calibrated(bound, goal, gap, accuracy, _majority_share(calibration[1]))
-    return edited(strength), calibrated
+        gap = _line_reader(fairness, module, calibration, 0.0, line)(strength, weights)[0]
+    return weights, Calibrated(bound, goal, gap, accuracy, _majority_share(calibration[1]))
 
 
 def _majority_share(y) -> float:

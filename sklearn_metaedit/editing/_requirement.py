@@ -29,6 +29,7 @@ import torch
 
 from .._constraint_names import CONSTRAINTS
 from ._graph import Weights, split_graph_values
+from ._least_squares import second_moments
 
 __all__ = [
     "MET",
@@ -365,6 +366,19 @@ class Requirement(ABC):
             noise = torch.randn(_PROXY_ROWS, len(cov), generator=generator, dtype=cov.dtype)
             cache[key] = (self.input_mean + noise @ factor.T).to(device=device, dtype=dtype)
         return cache[key]
+
+    def row_moments(self, rows: torch.Tensor | None) -> torch.Tensor | None:
+        """The second moments of ``rows`` with a column of ones
+        (:func:`~._least_squares.second_moments`) where they are this requirement's
+        proxy rows, computed once and cached with them; None for other rows (rows given
+        at edit time are not kept, nor anything made of them)."""
+        cache = self.__dict__.get("_proxy_cache", {})
+        for key, proxy in list(cache.items()):
+            if proxy is rows:
+                if (key, "moments") not in cache:
+                    cache[(key, "moments")] = second_moments(rows)
+                return cache[(key, "moments")]
+        return None
 
     def refit_rows(self, item: dict, device, dtype) -> torch.Tensor | None:
         """The rows an exact edit of the prepared network ``item`` refits on: the rows

@@ -15,14 +15,13 @@ of these corrections is made.
 from __future__ import annotations
 
 import math
-import weakref
 
 import torch
 from torch import nn
 
 from ._gates import soft_top_k, top_k_mask
 from ._graph import layer_inputs, network_forward
-from ._least_squares import refit_units
+from ._least_squares import refit_units, second_moments
 from ._magnitude import DEAD, magnitudes, n_to_zero, prior_scores
 from ._measures import weight_sparsity
 from ._requirement import Requirement, base_edit
@@ -34,7 +33,7 @@ __all__ = ["Sparsity", "prune_and_refit", "refit_kept_weights"]
 _DAMPING = 1e-2
 
 
-def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING):
+def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING, moments=None):
     """Pruned weights whose kept entries (and biases) are refitted by least squares.
 
     Layer after layer, each output unit's kept weights and bias minimise
@@ -57,6 +56,8 @@ def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING
     rows : Tensor of shape (n_samples, n_features)
         Rows to fit on (no task rows are needed: draws from the input statistics do).
     damping : float, default=1e-2
+    moments : Tensor, default=None
+        As for :func:`prune_and_refit`.
 
     Returns
     -------
@@ -80,7 +81,7 @@ def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING
     alive = [w != 0 for w, _ in pruned]
     keep = [int(mask.sum()) for mask in alive]
     return prune_and_refit(
-        module, original, keep, rows, start=pruned, alive=alive, damping=damping
+        module, original, keep, rows, start=pruned, alive=alive, damping=damping, moments=moments
     )
 
 
@@ -95,6 +96,7 @@ def prune_and_refit(
     alive=None,
     rounds: int = 3,
     damping: float = _DAMPING,
+    moments=None,
 ):
     """Pruned weights, layer after layer: which weights each layer keeps chosen by
     optimal-brain-surgeon saliency in a few rounds, the weights kept refitted by least
@@ -138,6 +140,10 @@ def prune_and_refit(
         ``original``.
     rounds : int, default=3
     damping : float, default=1e-2
+    moments : Tensor of shape (n_features + 1, n_features + 1), default=None
+        ``[rows, 1]^T [rows, 1] / n_samples`` where the caller has them (a requirement's
+        proxy rows, the same for every network: :meth:`~._requirement.Requirement.
+        row_moments`); read for the first layer where it reads the rows as they are.
 
     Returns
     -------
@@ -194,7 +200,8 @@ def prune_and_refit(
             if untouched:
                 continue
             inputs = inputs_of(layer)
-            gram = _second_moments(inputs, remember=layer == 0)
+            given = layer == 0 and moments is not None and inputs is rows
+            gram = moments if given else second_moments(inputs)
             inputs = torch.cat([inputs, ones], 1)
             penalty = torch.full((gram.shape[0],), damping * float(gram.diagonal()[:-1].mean()))
             penalty = (penalty + 1e-12).to(gram.dtype)
@@ -225,26 +232,6 @@ def prune_and_refit(
             solution = refit_units(gram, rhs, penalty, kept)
             out[layer] = (solution[:, :-1], solution[:, -1])
     return [(w.to(dtype), b.to(dtype)) for w, b in out]
-
-
-#: The first-layer inputs whose second moments were computed last, (a weak reference to
-#: them, their version, those moments): every network an editor prunes reads the same
-#: proxy rows there.
-_LAST_MOMENTS = (None, None, None)
-
-
-def _second_moments(inputs: torch.Tensor, remember: bool) -> torch.Tensor:
-    """``[inputs, 1]^T [inputs, 1] / n``; for the tensor last computed with ``remember``,
-    unchanged since (the proxy rows, for every network), the moments computed then."""
-    global _LAST_MOMENTS
-    reference, version, moments = _LAST_MOMENTS
-    if reference is not None and reference() is inputs and inputs._version == version:
-        return moments
-    inputs_and_one = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], 1)
-    moments = inputs_and_one.T @ inputs_and_one / len(inputs)
-    if remember:
-        _LAST_MOMENTS = (weakref.ref(inputs), inputs._version, moments)
-    return moments
 
 
 def _threshold_shift(margin: torch.Tensor, share: float) -> torch.Tensor | None:
@@ -363,6 +350,7 @@ class Sparsity(Requirement):
             start=base_edit(weights, edit),
             adjust=logits,
             rounds=self.rounds,
+            moments=self.row_moments(rows),
         )
         return self.recalibrate(item, edited)
 

@@ -544,13 +544,13 @@ def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading, tail):
         for (w, b), m in zip(end, masks, strict=True)
     ]
     fairness, rows = Fairness(12), (X, y, groups, 2)
-    reduced_start, reduced_end = _parity._without_unread_units([start, end])
+    _, (reduced_start, reduced_end) = _parity._unread_units_left_out([start, end])
     # units no later layer reads are left out: as many as the masks leave read
     read_by_logits = masks[2].any(0)
     assert len(reduced_end[1][0]) == len(reduced_start[1][0]) == int(read_by_logits.sum())
     assert len(reduced_end[0][0]) == int(masks[1][read_by_logits].any(0).sum())
     line = _parity._prepared_line(module, X, start, end)
-    assert _parity._reads_margin(module, line[0]) == (not tail)
+    assert _parity._reads_margin(module, line.start) == (not tail)
     read = _parity._line_reader(fairness, module, rows, 2.326, line)
     rough = _parity._line_reader(fairness, module, rows, -1.96, line, every=3)
     for strength in (0.0, 0.3, 0.77, 1.0, 2.5):
@@ -562,12 +562,39 @@ def test_the_scan_reads_a_pruned_line_as_the_module_decides_it(leading, tail):
             decisions = load_weights(module, weights)(X).argmax(1)
         own = float(fairness.gap_bound(decisions.float(), y, groups, 2))
         assert read(strength) == pytest.approx(own, abs=1e-12)
-        bound, accuracy = read(strength, exact=True)
+        bound, accuracy = read(strength, weights)
         assert bound == pytest.approx(own, abs=1e-12)
         assert accuracy == pytest.approx(float((decisions == y).float().mean()), abs=1e-12)
         # the rough reads: a lower bound on every third row
         third = decisions[::3].float(), y[::3], groups[::3], 2
         assert rough(strength) == pytest.approx(float(fairness.gap_bound(*third, -1.96)))
+
+
+def test_the_final_read_of_a_line_whose_ends_nearly_cancel_is_the_networks_own():
+    # ends far apart around a network (weights of 1e4 either way): the line's products
+    # at 0 and 1 cancel to the network's outputs only up to large roundings, so the
+    # final read takes the product of the weights returned, as the network's users do
+    torch.manual_seed(2)
+    X = torch.randn(20000, 6)
+    groups, y = (X[:, 0] > 0).long(), (X[:, 1] + X[:, 2] > 0).long()
+    module = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
+    middle = extract_weights(module)
+    away = [(1e4 * torch.randn_like(w), 1e4 * torch.randn_like(b)) for w, b in middle]
+    start = [(w + a, b + c) for (w, b), (a, c) in zip(middle, away, strict=True)]
+    end = [(w - a, b - c) for (w, b), (a, c) in zip(middle, away, strict=True)]
+    fairness = Fairness(6)
+    read = _parity._line_reader(
+        fairness, module, (X, y, groups, 2), 2.326, _parity._prepared_line(module, X, start, end)
+    )
+    weights = [
+        (w0 + 0.5 * (w1 - w0), b0 + 0.5 * (b1 - b0))
+        for (w0, b0), (w1, b1) in zip(start, end, strict=True)
+    ]
+    with torch.no_grad():
+        decisions = load_weights(module, weights)(X).argmax(1)
+    bound, accuracy = read(0.5, weights)
+    assert bound == float(fairness.gap_bound(decisions.float(), y, groups, 2))
+    assert accuracy == float((decisions == y).float().mean())
 
 
 def test_calibration_says_whether_the_edit_or_the_rows_fell_short(parity_task, monkeypatch):

@@ -222,6 +222,12 @@ def test_network_forward_leaves_its_inputs_as_they_were_unless_told_they_are_scr
     for logits in (plain, given, scratch):
         assert torch.allclose(logits, expected, atol=1e-6)
     assert (first >= 0).all()  # the scratch output was overwritten by the ReLU
+    # an in-place activation before the first layer acts on a copy of X
+    leading = nn.Sequential(nn.ReLU(inplace=True), *net)
+    with torch.no_grad():
+        logits = network_forward(leading, weights, X)
+        assert torch.equal(X, X_before)
+        assert torch.allclose(logits, net(X.relu()), atol=1e-6)
 
 
 def test_layer_inputs_up_to_a_layer_are_the_first_of_all_of_them():
