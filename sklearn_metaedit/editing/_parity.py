@@ -278,7 +278,8 @@ def _line_reader(fairness, module, rows, z: float, line: _Line, every: int = 1):
     scratch = torch.empty_like(outputs[0])  # each read's first outputs, made in place
 
     def read(strength, weights=None):
-        if weights is None:
+        exact = weights is not None
+        if not exact:
             weights = [line.start[0]] + [
                 (torch.add(w, dw, alpha=strength), torch.add(b, db, alpha=strength))
                 for (w, b), (dw, db) in zip(line.start[1:], line.changes[1:], strict=True)
@@ -287,7 +288,6 @@ def _line_reader(fairness, module, rows, z: float, line: _Line, every: int = 1):
         else:
             weights = _units_kept(weights, line.units)
             first = F.linear(inputs, weights[0][0][:, line.columns], weights[0][1])
-        exact = first is not scratch
         if margin and not exact:
             w, b = weights[-1]
             weights[-1] = (w[1:] - w[:1], b[1:] - b[:1])
