@@ -21,7 +21,6 @@ from ._graph import layer_inputs, network_forward
 from ._measures import (
     rates_gap_bound,
     tensor_selection_rate_gap,
-    tensor_selection_rate_gap_bound,
 )
 from ._minimisation import InputDropping
 from ._requirement import Requirement, base_edit, count_pruned
@@ -498,18 +497,15 @@ class Fairness(InputDropping, Requirement):
     def gap_bound(self, decisions, y, groups, n_groups, z: float = _CONFIDENCE_Z):
         """An upper confidence bound on the gap of 0/1 ``decisions`` in the population the
         rows are drawn from: each conditioning set's rate gap plus ``z`` standard errors
-        (:func:`~._measures.tensor_selection_rate_gap_bound`), the largest of them."""
-        return self._largest(
-            lambda rows: tensor_selection_rate_gap_bound(
-                decisions[rows], groups[rows], n_groups, z
-            ),
-            y,
-        )
+        (:func:`~._measures.tensor_selection_rate_gap_bound`), the largest of them, as a
+        float (:meth:`gap_bound_reader` for one set of rows)."""
+        return self.gap_bound_reader(y, groups, n_groups, z)(decisions.float())
 
     def gap_bound_reader(self, y, groups, n_groups, z: float = _CONFIDENCE_Z):
-        """``bound(decisions)``: :meth:`gap_bound` of 0/1 ``decisions`` (float) on rows of
-        labels ``y`` and ``groups``, as a float, with each conditioning set's rows and
-        group sizes found once (a calibration reads many decisions on the same rows)."""
+        """``bound(decisions)``: the gap bound of 0/1 ``decisions`` (float) on rows of
+        labels ``y`` and ``groups`` (:meth:`gap_bound`), as a float, with each
+        conditioning set's rows and group sizes found once (a calibration reads many
+        decisions on the same rows)."""
         sets = []
         for label in _CONDITIONED_ON[self.name]:
             rows = None if label is None else (y == label).nonzero().flatten()
