@@ -48,10 +48,20 @@ import torch
 from ._measures import features_used
 from ._minimisation import DataMinimisation
 from ._parity import Fairness, calibrated_on_line, calibrated_residuals
-from ._requirement import Requirement, base_edit, identity_edit, warn_parity_unmeasured
+from ._requirement import Requirement, base_edit, warn_parity_unmeasured
 from ._sparsity import Sparsity, refit_kept_weights
 
 __all__ = ["JointRequirement", "with_target_entries"]
+
+#: The metanetwork's outputs (the other entries of an edit are scales).
+_OUTPUTS = ("weight_gate", "weight_residual", "bias_residual", "node_gate")
+
+
+def _without_outputs(edit: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``edit`` with the metanetwork's outputs at zero: the identity edit."""
+    return {
+        key: torch.zeros_like(value) if key in _OUTPUTS else value for key, value in edit.items()
+    }
 
 
 def with_target_entries(params: dict[str, Any], target: Any) -> dict[str, Any]:
@@ -263,7 +273,7 @@ class JointRequirement(Requirement):
         cache = item.setdefault("joint_structural", {})
         if key not in cache:
             self._synced()
-            identity = identity_edit(edit)
+            identity = _without_outputs(edit)
             # rows given at edit time are refitted on in place of the proxy rows
             given = {"rows": item["rows"]} if "rows" in item else {}
             edited = {"module": item["module"], "weights": item["weights"], **given}
@@ -308,7 +318,7 @@ class JointRequirement(Requirement):
             dense = base_edit(structural["pruned"]["weights"], edit)
             if not hard:
                 return dense
-            return self._pruned_parity_edit(item, dense, target, identity_edit(edit))
+            return self._pruned_parity_edit(item, dense, target, _without_outputs(edit))
         edited = base_edit(structural["weights"], edit)
         if self._fairness is None and self._sparsity is not None:
             edited = self._sparsity.recalibrate(structural["pruned"], edited)

@@ -23,8 +23,7 @@ from ._measures import (
     tensor_selection_rate_gap,
 )
 from ._minimisation import InputDropping
-from ._requirement import Requirement, base_edit, count_pruned, identity_edit
-from ._sparsity import prune_and_refit, refit_kept_weights, threshold_matched
+from ._requirement import Requirement, base_edit, count_pruned
 
 __all__ = [
     "Calibrated",
@@ -489,70 +488,6 @@ class Fairness(InputDropping, Requirement):
             return base_edit(weights, edit)
         return self._minimise(weights, edit, None, hard=hard, temperature=temperature)
 
-    def _free_entries(self, weights):
-        """For a pruned network (a zero weight outside the input columns it does not
-        read), the entries a parity edit may move: every entry but those of the columns
-        it does not read, which stay unread. None for other networks, and without input
-        statistics (an editor saved before they were recorded)."""
-        used = weights[0][0].ne(0).any(dim=0)
-        takes = [torch.ones_like(w, dtype=torch.bool) for w, _ in weights]
-        takes[0] = takes[0] & used[None, :]
-        pruned = any(
-            bool((mask & (w == 0)).any()) for mask, (w, _) in zip(takes, weights, strict=True)
-        )
-        return takes if pruned and self.input_cov is not None else None
-
-    def edit(self, item, edit, target, *, hard, temperature):
-        """:meth:`apply`, for a network with no zero weights but in the columns it does
-        not read. A pruned network is edited as a dense one and pruned again: the
-        residuals are added to every entry but those of the columns it does not read
-        (training's edit), the forbidden columns dropped with their least-squares
-        compensation in the columns read, and the exact edit then keeps as many weights
-        in each layer as the network had, chosen afresh by saliency and refitted to the
-        dense edit's layer outputs on the proxy rows, its decision threshold matched to
-        the dense edit's (:meth:`_pruned_again`): each layer's sparsity is the
-        network's, the zeros moved to where the edit needs weights.
-
-        Keeping the zeros instead leaves the edit the tenth of the weights that
-        pruning to 0.9 leaves: on Adult (the editor benchmark's S → P Pipeline, 12
-        held-out networks, seed 0, calibrated) the edits kept 0.8056 with the zeros
-        kept, and 0.8101 with the network pruned again (0.8149 and 0.8200 with 1,500
-        training steps instead of 500); editing parity before pruning, or one editor
-        for both, keeps more (the editing guide).
-        """
-        takes = self._free_entries(item["weights"])
-        if takes is None:
-            return super().edit(item, edit, target, hard=hard, temperature=temperature)
-        dense = self._minimise(
-            base_edit(item["weights"], edit, takes),
-            identity_edit(edit),
-            None,
-            hard=hard,
-            temperature=temperature,
-        )
-        return self._pruned_again(item, dense, takes) if hard else dense
-
-    def _pruned_again(self, item, dense, takes):
-        """``dense``, the dense edit of the pruned network ``item``, with each layer's
-        count of nonzero weights that of the network, among the entries ``takes`` marks
-        and ``dense`` does not drop (:func:`~._sparsity.prune_and_refit` on the proxy
-        rows), a binary classifier's decision threshold matched to ``dense``'s."""
-        module = item["module"]
-        counts = [int((w != 0).sum()) for w, _ in item["weights"]]
-        rows = self.proxy_rows(dense[0][0].device, torch.float64)
-        with torch.no_grad():
-            dense = [(w.detach(), b.detach()) for w, b in dense]
-            alive = [mask & (w != 0) for mask, (w, _) in zip(takes, dense, strict=True)]
-            pruned = prune_and_refit(
-                module, dense, counts, rows, alive=alive, moments=self.row_moments(rows)
-            )
-            if dense[-1][0].shape[0] != 2:
-                return pruned
-            rows = rows.to(dense[0][0].dtype)
-            logits = network_forward(module, dense, rows)
-            share = float((logits[:, 1] > logits[:, 0]).float().mean())
-            return threshold_matched(module, pruned, rows, share)
-
     def gap(self, positive, y, groups, n_groups):
         """Gap of ``positive`` (decisions or probabilities), shape () Tensor."""
         return self._largest(
@@ -631,28 +566,8 @@ class Fairness(InputDropping, Requirement):
         The exact edit is affine in the strength (the residuals are scaled, the columns
         dropped and their least-squares compensation linear in them), so that the
         strengths tried are points on the line from the edit at 0 to the edit at 1
-        (:func:`calibrated_on_line`). For a pruned network, whose exact edit is pruned
-        again (:meth:`edit`), the line runs from the unedited network (its forbidden
-        columns dropped) refitted on the exact edit's nonzero weights to the exact edit,
-        as a joint editor's for sparsity and parity does.
+        (:func:`calibrated_on_line`).
         """
-        if self._free_entries(item["weights"]) is not None:
-            # a pruned network: the line from the unedited network refitted on the exact
-            # edit's nonzero weights to the exact edit, on which every zero stays zero
-            end = self.edit(item, edit, target, hard=True, temperature=temperature)
-            rows = self.proxy_rows(end[0][0].device, torch.float64)
-            with torch.no_grad():
-                base = self.apply(
-                    item["weights"], identity_edit(edit), target, hard=True, temperature=1.0
-                )
-                base = [(w.detach(), b.detach()) for w, b in base]
-                start = refit_kept_weights(
-                    item["module"], base, end, rows, moments=self.row_moments(rows)
-                )
-            weights, item["calibrated"] = calibrated_on_line(
-                item["module"], start, end, self, calibration, float(target)
-            )
-            return weights
         weights, item["calibrated"] = calibrated_residuals(
             self, self, item, edit, target, calibration, float(target), temperature
         )

@@ -36,7 +36,6 @@ __all__ = [
     "Requirement",
     "base_edit",
     "count_pruned",
-    "identity_edit",
     "input_statistics",
     "recorded",
     "requirements_met",
@@ -127,32 +126,16 @@ def warn_parity_unmeasured(modules: Sequence, name: str, measured: Sequence[str]
         )
 
 
-def base_edit(
-    weights: Weights, edit: dict[str, torch.Tensor], takes: list[torch.Tensor] | None = None
-) -> Weights:
-    """Add the metanetwork's residuals, keeping the input's zero weights at zero; or, with
-    ``takes`` (bool masks of the weights' shapes), to the entries it marks, the others
-    kept at zero."""
+def base_edit(weights: Weights, edit: dict[str, torch.Tensor]) -> Weights:
+    """Add the metanetwork's residuals, keeping the input's zero weights at zero."""
     sizes = (weights[0][0].shape[1], *(w.shape[0] for w, _ in weights))
     residual_w = edit["weight_residual"] * edit["edge_scale"]
     residual_b = edit["bias_residual"] * edit["node_scale"]
     deltas = split_graph_values(residual_w, residual_b, sizes)
-    takes = [w != 0 for w, _ in weights] if takes is None else takes
     return [
-        (torch.where(mask, w + dw.to(w.dtype), torch.zeros_like(w)), b + db.to(b.dtype))
-        for (w, b), (dw, db), mask in zip(weights, deltas, takes, strict=True)
+        (torch.where(w != 0, w + dw.to(w.dtype), torch.zeros_like(w)), b + db.to(b.dtype))
+        for (w, b), (dw, db) in zip(weights, deltas, strict=True)
     ]
-
-
-#: The metanetwork's outputs in an edit (its other entries are scales).
-_OUTPUTS = ("weight_gate", "weight_residual", "bias_residual", "node_gate")
-
-
-def identity_edit(edit: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``edit`` with the metanetwork's outputs at zero: the identity edit."""
-    return {
-        key: torch.zeros_like(value) if key in _OUTPUTS else value for key, value in edit.items()
-    }
 
 
 class Requirement(ABC):

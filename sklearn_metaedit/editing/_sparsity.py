@@ -26,7 +26,7 @@ from ._magnitude import DEAD, magnitudes, n_to_zero, prior_scores
 from ._measures import weight_sparsity
 from ._requirement import Requirement, base_edit
 
-__all__ = ["Sparsity", "prune_and_refit", "refit_kept_weights", "threshold_matched"]
+__all__ = ["Sparsity", "prune_and_refit", "refit_kept_weights"]
 
 # ridge of the least-squares refit, relative to the mean input second moment: 1% keeps
 # the solve stable where kept inputs are nearly collinear (Adult's one-hot groups)
@@ -254,19 +254,6 @@ def _threshold_shift(margin: torch.Tensor, share: float) -> torch.Tensor | None:
     return -0.5 * (below + above)
 
 
-def threshold_matched(module, edited, rows, share: float):
-    """``edited``, a binary classifier's weights, with its output biases shifted so that
-    it labels positive a ``share`` of ``rows`` (:func:`_threshold_shift`; unchanged where
-    it does already); differentiable in ``edited``."""
-    w_last, b_last = edited[-1]
-    logits = network_forward(module, edited, rows)
-    shift = _threshold_shift(logits[:, 1] - logits[:, 0], share)
-    if shift is None:
-        return edited
-    half = (0.5 * shift).to(b_last.dtype)
-    return [*edited[:-1], (w_last, b_last + torch.stack([-half, half]))]
-
-
 def _log_kept(sparsity: float) -> float:
     """``log(1 - sparsity)``, with the kept fraction floored at 1e-6 (finite at 1)."""
     return math.log1p(-min(sparsity, 1.0 - 1e-6))
@@ -408,7 +395,7 @@ class Sparsity(Requirement):
         """
         if edited[-1][0].shape[0] != 2:
             return edited
-        b_last = edited[-1][1]
+        w_last, b_last = edited[-1]
         rows = self.refit_rows(item, b_last.device, b_last.dtype)
         if rows is None:
             return edited
@@ -416,7 +403,12 @@ class Sparsity(Requirement):
             with torch.no_grad():
                 logits = network_forward(item["module"], item["weights"], rows)
             item["proxy_positive"] = float((logits[:, 1] > logits[:, 0]).float().mean())
-        return threshold_matched(item["module"], edited, rows, item["proxy_positive"])
+        logits = network_forward(item["module"], edited, rows)
+        shift = _threshold_shift(logits[:, 1] - logits[:, 0], item["proxy_positive"])
+        if shift is None:
+            return edited
+        half = (0.5 * shift).to(b_last.dtype)
+        return [*edited[:-1], (w_last, b_last + torch.stack([-half, half]))]
 
     def measure(self, edited_weights, positive, y, groups, n_groups):
         return weight_sparsity(edited_weights)
