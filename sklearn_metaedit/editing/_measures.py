@@ -18,8 +18,8 @@ from ._graph import Weights, network_forward
 __all__ = [
     "divergence",
     "features_used",
-    "rates_gap_bound",
     "report_rows",
+    "selection_rate_gap_bound_reader",
     "tensor_selection_rate_gap",
     "tensor_selection_rate_gap_bound",
     "weight_sparsity",
@@ -128,13 +128,27 @@ def tensor_selection_rate_gap_bound(
     >>> round(float(tensor_selection_rate_gap_bound(positive, groups, 2, 1.0)), 3)
     0.831
     """
-    rates, counts = _group_rates(positive, groups, n_groups)
-    if len(rates) < 2:
-        return positive.sum() * 0.0
-    return rates_gap_bound(rates, counts, z)
+    return selection_rate_gap_bound_reader(groups, n_groups, z)(positive)
 
 
-def rates_gap_bound(rates: torch.Tensor, counts: torch.Tensor, z: float) -> torch.Tensor:
+def selection_rate_gap_bound_reader(groups: torch.Tensor, n_groups: int, z: float):
+    """``bound(positive)``: :func:`tensor_selection_rate_gap_bound` of 0/1 decisions
+    ``positive`` (float) on rows of these ``groups``, whose sizes are found once (a
+    calibration reads many decisions on the same rows)."""
+    sizes = torch.bincount(groups, minlength=n_groups)
+    present = sizes > 0
+
+    def bound(positive):
+        if int(present.sum()) < 2:
+            return positive.sum() * 0.0
+        counts = sizes[present].to(positive.dtype)
+        sums = torch.bincount(groups, weights=positive, minlength=n_groups)[present]
+        return _rates_gap_bound(sums / counts, counts, z)
+
+    return bound
+
+
+def _rates_gap_bound(rates: torch.Tensor, counts: torch.Tensor, z: float) -> torch.Tensor:
     """:func:`tensor_selection_rate_gap_bound` from the rates and sizes of two or more
     groups."""
     adjusted = (rates * counts + 1) / (counts + 2)

@@ -18,10 +18,7 @@ from torch.nn import functional as F
 
 from .._constraint_names import CONSTRAINTS
 from ._graph import layer_inputs, network_forward
-from ._measures import (
-    rates_gap_bound,
-    tensor_selection_rate_gap,
-)
+from ._measures import selection_rate_gap_bound_reader, tensor_selection_rate_gap
 from ._minimisation import InputDropping
 from ._requirement import Requirement, base_edit, count_pruned
 
@@ -510,20 +507,12 @@ class Fairness(InputDropping, Requirement):
         for label in _CONDITIONED_ON[self.name]:
             rows = None if label is None else (y == label).nonzero().flatten()
             codes = groups if rows is None else groups[rows]
-            sizes = torch.bincount(codes, minlength=n_groups)
-            sets.append((rows, codes, sizes > 0, sizes))
+            sets.append((rows, selection_rate_gap_bound_reader(codes, n_groups, z)))
 
         def bound(decisions):
-            values = []
-            for rows, codes, present, sizes in sets:
-                chosen = decisions if rows is None else decisions[rows]
-                counts = sizes[present].to(decisions.dtype)
-                if len(counts) < 2:
-                    values.append(0.0)
-                    continue
-                sums = torch.bincount(codes, weights=chosen, minlength=n_groups)[present]
-                values.append(float(rates_gap_bound(sums / counts, counts, z)))
-            return max(values)
+            return max(
+                float(read(decisions if rows is None else decisions[rows])) for rows, read in sets
+            )
 
         return bound
 
