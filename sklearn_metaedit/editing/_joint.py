@@ -47,7 +47,13 @@ import torch
 
 from ._measures import features_used
 from ._minimisation import DataMinimisation
-from ._parity import Fairness, calibrated_on_line, calibrated_residuals
+from ._parity import (
+    Fairness,
+    calibrated_on_line,
+    calibrated_residuals,
+    calibrated_with_path,
+    read_columns,
+)
 from ._requirement import Requirement, base_edit, warn_parity_unmeasured
 from ._sparsity import Sparsity, refit_kept_weights
 
@@ -352,7 +358,9 @@ class JointRequirement(Requirement):
         unedited network refitted on the exact edit's nonzero weights (strength 0) to
         the exact edit (strength 1), on which every zero stays zero; without it, along
         the line from the edit with no residuals to the edit, which is affine in their
-        scale."""
+        scale. Where the network at strength 0 has a free unit in every hidden layer, the
+        line of a group-score path from it is calibrated too, and the better edit kept
+        (:func:`~._parity.calibrated_with_path`; :meth:`_path_columns`)."""
         if self._fairness is None:
             return super().calibrated_edit(
                 item, edit, target, calibration, temperature=temperature
@@ -366,15 +374,39 @@ class JointRequirement(Requirement):
                 base = [(w.detach(), b.detach()) for w, b in base]
                 moments = self._sparsity.row_moments(rows)
                 start = refit_kept_weights(item["module"], base, end, rows, moments=moments)
-            weights, calibrated = calibrated_on_line(
-                item["module"], start, end, self._fairness, calibration, goal
-            )
+                found = calibrated_on_line(
+                    item["module"], start, end, self._fairness, calibration, goal
+                )
+                columns = self._path_columns(item["module"], start, target)
+                weights, calibrated = calibrated_with_path(
+                    item["module"], start, self._fairness, calibration, goal, found, columns
+                )
         else:  # the residuals on the structural edit: the edit is affine in their scale
             weights, calibrated = calibrated_residuals(
-                self, self._fairness, item, edit, target, calibration, goal, temperature
+                self,
+                self._fairness,
+                item,
+                edit,
+                target,
+                calibration,
+                goal,
+                temperature,
+                path_columns=lambda start: self._path_columns(item["module"], start, target),
             )
         item["calibrated"] = calibrated
         return weights
+
+    def _path_columns(self, module, start, target):
+        """The input columns a group-score path of the edit ``start`` of ``module`` at
+        ``target`` may read (:meth:`~._parity.Fairness.path_columns`): none of the
+        forbidden ones, and with a budget of features, those ``start`` reads alone."""
+        if self._dropping is not None and target.get(DataMinimisation.name) is not None:
+            return read_columns(start)
+        columns = self._fairness.path_columns(module, start)
+        if self._dropping is None or not len(columns):
+            return columns
+        barred = torch.as_tensor(self._dropping.forbidden, dtype=columns.dtype)
+        return columns[~torch.isin(columns, barred.to(columns.device))]
 
     # ------------------------------------------------------------------ the measure
 

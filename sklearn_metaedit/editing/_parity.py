@@ -18,16 +18,19 @@ from torch.nn import functional as F
 
 from .._constraint_names import CONSTRAINTS
 from ._graph import layer_inputs, network_forward
+from ._group_path import carries_path, group_path_line
 from ._measures import selection_rate_gap_bound_reader, tensor_selection_rate_gap
-from ._minimisation import InputDropping
-from ._requirement import Requirement, base_edit, count_pruned
+from ._minimisation import DataMinimisation, InputDropping
+from ._requirement import Requirement, base_edit, count_pruned, requirements_met
 
 __all__ = [
     "Calibrated",
     "Fairness",
     "calibrated_on_line",
     "calibrated_residuals",
+    "calibrated_with_path",
     "least_strength",
+    "read_columns",
     "scaled_residuals",
 ]
 
@@ -263,7 +266,9 @@ def _line_reader(fairness, module, rows, z: float, line: _Line, every: int = 1):
     sign of the logit margin (:func:`_reads_margin`), that margin is computed alone (one
     output). With them, the first layer's product is of those weights (on the columns
     and units they read), so that lines whose ends nearly cancel are read as the network
-    is. The two can differ on a row whose logits tie to rounding."""
+    is. The two can differ on a row whose logits tie to rounding. Where the last layer
+    alone moves on the line (a group-score path, :mod:`._group_path`), the logits at 0
+    and 1 are computed once, and those between are their affine combination."""
     X, y, groups, n_groups = rows
     y, groups = y[::every], groups[::every]
     gap_bound = fairness.gap_bound_reader(y, groups, n_groups, z)
@@ -273,7 +278,7 @@ def _line_reader(fairness, module, rows, z: float, line: _Line, every: int = 1):
         outputs = tuple(part[::every].contiguous() for part in outputs)
     scratch = torch.empty_like(outputs[0])  # each read's first outputs, made in place
 
-    def read(strength, weights=None):
+    def logits_on_line(strength, weights=None):
         exact = weights is not None
         if not exact:
             weights = [line.start[0]] + [
@@ -288,7 +293,20 @@ def _line_reader(fairness, module, rows, z: float, line: _Line, every: int = 1):
             w, b = weights[-1]
             weights[-1] = (w[1:] - w[:1], b[1:] - b[:1])
         # the pass reads no row of X past the first layer's outputs given
-        logits = network_forward(module, weights, X[:0], first, scratch=True)
+        return network_forward(module, weights, X[:0], first, scratch=True)
+
+    ends = None
+    if all(not (dw.any() or db.any()) for dw, db in line.changes[:-1]):
+        # the last layer alone moves: the logits are affine in the strength
+        ends = logits_on_line(0.0)
+        ends = (ends, logits_on_line(1.0) - ends)
+
+    def read(strength, weights=None):
+        exact = weights is not None
+        if ends is None or exact:
+            logits = logits_on_line(strength, weights)
+        else:
+            logits = torch.add(*ends, alpha=strength)
         positive = logits[:, 0] > 0 if margin and not exact else logits.argmax(1) == 1
         bound = gap_bound(positive.float())
         if not exact:
@@ -379,11 +397,22 @@ class Calibrated(NamedTuple):
 
 
 def calibrated_residuals(
-    requirement, fairness, item, edit, target, calibration, goal: float, temperature
+    requirement,
+    fairness,
+    item,
+    edit,
+    target,
+    calibration,
+    goal: float,
+    temperature,
+    path_columns=None,
 ):
     """:func:`calibrated_on_line` for ``requirement``'s exact edit of ``item``, affine in
     the scale of the metanetwork's residuals ``edit``: along the line from the edit with
-    none (strength 0) to the edit with them (strength 1), the gap of ``fairness``."""
+    none (strength 0) to the edit with them (strength 1), the gap of ``fairness``. With
+    ``path_columns`` (the input columns a group-score path may read, from the edit with
+    no residuals), the better of that and the path's line (:func:`calibrated_with_path`)
+    from the edit with none, where the network has a path."""
     with torch.no_grad():
         start, end = (
             requirement.edit(
@@ -391,7 +420,39 @@ def calibrated_residuals(
             )
             for s in (0.0, 1.0)
         )
-    return calibrated_on_line(item["module"], start, end, fairness, calibration, goal)
+        found = calibrated_on_line(item["module"], start, end, fairness, calibration, goal)
+        if path_columns is None:
+            return found
+        columns = path_columns(start)
+        return calibrated_with_path(
+            item["module"], start, fairness, calibration, goal, found, columns
+        )
+
+
+def calibrated_with_path(module, start, fairness, calibration, goal: float, found, columns):
+    """Of ``found`` (``(weights, calibrated)`` from :func:`calibrated_on_line`) and the
+    calibrated edit on the line of a group-score path through the free units of the
+    network ``start`` reading ``columns`` (:func:`~._group_path.group_path_line`; where
+    it has one), the one that meets the goal at the higher accuracy on the calibration
+    rows (where neither meets it, the one of lower gap bound)."""
+    line = group_path_line(module, start, calibration, columns)
+    if line is None:
+        return found
+    return max(
+        found, calibrated_on_line(module, *line, fairness, calibration, goal), key=_preferred
+    )
+
+
+def read_columns(weights) -> torch.Tensor:
+    """The input columns the first layer of ``weights`` reads (a weight not zero)."""
+    return (weights[0][0] != 0).any(0).nonzero().flatten()
+
+
+def _preferred(found) -> tuple:
+    """The order of calibrated edits ``(weights, calibrated)``: meeting the goal first,
+    then by accuracy; those that do not, by their gap bound."""
+    met = found[1].bound <= found[1].target
+    return (met, found[1].accuracy if met else -found[1].bound)
 
 
 class Fairness(InputDropping, Requirement):
@@ -449,18 +510,22 @@ class Fairness(InputDropping, Requirement):
 
     def check_pruned(self, modules):
         """Warn where the networks are pruned (a tenth or more of their weights exactly
-        zero): a parity edit keeps their zeros, so it acts through the weights pruning
-        left, and cost more accuracy than editing parity before pruning or one editor
-        for both (``requirement=["sparsity", ...]``)."""
-        pruned = count_pruned(modules)
-        if pruned:
+        zero) and cannot carry a group-score path (:func:`~._group_path.carries_path`):
+        a parity edit keeps their zeros, so it acts through the weights pruning left,
+        and cost more accuracy than editing parity before pruning or one editor for both
+        (``requirement=["sparsity", ...]``)."""
+        pruned = [module for module in modules if count_pruned([module])]
+        closed = sum(not carries_path(module) for module in pruned)
+        if closed:
             warnings.warn(
-                f"{pruned} of the {len(modules)} networks are pruned (a tenth or more of "
-                "their weights are zero): a parity edit keeps their zeros and acts through "
-                "the weights left. On Adult (12 held-out networks, sparsity 0.9, gap 0.05, "
-                "calibrated) pruning, then editing parity kept 0.806, editing parity, then "
-                "pruning 0.841 (with 8 of 12 gaps above the target), and one editor for "
-                "both, MetanetEditor(['sparsity', ...]), 0.838 with every gap within it.",
+                f"{closed} of the {len(modules)} networks are pruned (a tenth or more of "
+                "their weights are zero) and have a hidden layer with no free unit, or "
+                "activations that are not the identity on positive inputs: a parity edit "
+                "keeps their zeros and acts through the weights left. On Adult (12 "
+                "held-out networks, sparsity 0.9, gap 0.05, calibrated) that edit of "
+                "pruned networks kept 0.806, editing parity, then pruning 0.841 (with 8 "
+                "of 12 gaps above the target), and one editor for both, "
+                "MetanetEditor(['sparsity', ...]), 0.838 with every gap within it.",
                 UserWarning,
                 stacklevel=6,
             )
@@ -556,11 +621,39 @@ class Fairness(InputDropping, Requirement):
         dropped and their least-squares compensation linear in them), so that the
         strengths tried are points on the line from the edit at 0 to the edit at 1
         (:func:`calibrated_on_line`).
+
+        A pruned network with a free unit in every hidden layer has a second line: a
+        group score fitted on the calibration rows, carried by those units to the logit
+        margin, from the edit with no residuals (:mod:`._group_path`); of the two
+        calibrated edits, the one that meets the target at the higher accuracy on the
+        rows is kept (:func:`calibrated_with_path`). The path reads no forbidden column,
+        nor, where an earlier edit dropped columns for data minimisation, any column the
+        network does not read (:meth:`path_columns`), and keeps each layer's count of
+        nonzero weights.
         """
         weights, item["calibrated"] = calibrated_residuals(
-            self, self, item, edit, target, calibration, float(target), temperature
+            self,
+            self,
+            item,
+            edit,
+            target,
+            calibration,
+            float(target),
+            temperature,
+            path_columns=lambda start: self.path_columns(item["module"], start),
         )
         return weights
+
+    def path_columns(self, module, start):
+        """The input columns a group-score path of the edit ``start`` of ``module`` may
+        read: every column but the forbidden ones, or, where an earlier edit dropped
+        columns for data minimisation (:func:`~._requirement.requirements_met`), those
+        ``start`` reads alone (so that no column dropped earlier is read again)."""
+        if DataMinimisation.name in requirements_met(module):
+            return read_columns(start)
+        allowed = torch.ones(self.n_features, dtype=torch.bool, device=start[0][0].device)
+        allowed[self.forbidden] = False
+        return allowed.nonzero().flatten()
 
     def violation(self, value, target):
         return max(0.0, value - target)

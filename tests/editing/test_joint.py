@@ -1,5 +1,6 @@
 """One editor, several requirements: sparsity, data minimisation and parity in one edit."""
 
+import copy
 import math
 import pickle
 import warnings
@@ -17,6 +18,8 @@ from sklearn.pipeline import Pipeline
 from sklearn_metaedit import MetanetEditor, TaskData, load_editor, make_population, save_editor
 from sklearn_metaedit.datasets import make_biased_classification
 from sklearn_metaedit.demo import zero_columns
+from sklearn_metaedit.editing import _parity
+from sklearn_metaedit.editing._group_path import carries_path
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
 
 from .conftest import make_net
@@ -225,21 +228,78 @@ def test_joint_errors_say_what_is_wrong(task, population, requirement, params, m
         MetanetEditor(requirement, **params, max_steps=0).fit(population, data=(X, y))
 
 
+def _crowded(network):
+    """A copy of ``network`` still pruned in its first layer, with no free hidden unit:
+    every weight after the first layer, and one in each first-layer row, not zero."""
+    network = copy.deepcopy(network)
+    with torch.no_grad():
+        linears = [m for m in network.module_ if isinstance(m, torch.nn.Linear)]
+        first = linears[0].weight
+        first[(first == 0).all(1), 0] = 1e-3
+        for layer in linears[1:]:
+            layer.weight[layer.weight == 0] = 1e-3
+    return network
+
+
 def test_a_parity_editor_fitted_on_pruned_networks_says_what_that_order_costs(biased):
     X, y, groups, population = biased
     data = TaskData(X, y, groups)
     pruned = (
-        MetanetEditor("sparsity", target=0.6, max_steps=0)
+        MetanetEditor("sparsity", target=0.6, max_steps=0, random_state=0)
         .fit(population, data=data)
         .transform(population)
     )
-    with pytest.warns(UserWarning, match=r"6 of the 6 networks are pruned.*one editor"):
-        MetanetEditor("demographic_parity", max_steps=0).fit(pruned, data=data)
-    # on dense networks, or in an editor that prunes as well, nothing
+    assert all(carries_path(net.module_) for net in pruned)
+    crowded = [_crowded(net) for net in pruned[:4]] + pruned[4:]
+    assert not any(carries_path(net.module_) for net in crowded[:4])
+    with pytest.warns(UserWarning, match=r"4 of the 6 networks are pruned.*one editor"):
+        MetanetEditor("demographic_parity", max_steps=0).fit(crowded, data=data)
+    # on dense networks, on pruned ones that carry a group-score path, or in an editor
+    # that prunes as well, nothing
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         MetanetEditor("demographic_parity", max_steps=0).fit(population, data=data)
-        MetanetEditor(["sparsity", "demographic_parity"], max_steps=0).fit(pruned, data=data)
+        MetanetEditor("demographic_parity", max_steps=0).fit(pruned, data=data)
+        MetanetEditor(["sparsity", "demographic_parity"], max_steps=0).fit(crowded, data=data)
+
+
+def test_a_parity_edit_of_pruned_networks_takes_the_group_path_where_it_is_better(biased):
+    # pruning, then editing parity: the edits keep every zero count and read no
+    # forbidden column, meet the gap bound on the calibration rows, and where the
+    # group-score path is taken, the residuals' line did not meet it or was less
+    # accurate there
+    X, y, groups, population = biased
+    data = TaskData(X, y, groups)
+    pruned = (
+        MetanetEditor("sparsity", target=0.6, max_steps=0, random_state=0)
+        .fit(population, data=data)
+        .transform(population)
+    )
+    fair = MetanetEditor(
+        "demographic_parity", target=0.1, features=[0], max_steps=0, random_state=0
+    ).fit(pruned, data=data)
+    found = []
+    original = _parity.calibrated_with_path
+
+    def spy(*args):
+        chosen = original(*args)
+        found.append((args[5], chosen))
+        return chosen
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_parity, "calibrated_with_path", spy)
+        edited = fair.transform(pruned, calibration=data)
+    assert len(found) == len(pruned)
+    taken = [chosen is not line for line, chosen in found]
+    assert any(taken)
+    for (line, chosen), was_taken in zip(found, taken, strict=True):
+        assert chosen[1].bound <= 0.1
+        line_met = line[1].bound <= 0.1
+        assert not was_taken or not line_met or chosen[1].accuracy >= line[1].accuracy
+    for before, after in zip(pruned, edited, strict=True):
+        for (w, _), (w1, _) in zip(weights_of(before), weights_of(after), strict=True):
+            assert int((w1 != 0).sum()) <= int((w != 0).sum())
+        assert 0 not in features_used(weights_of(after))
 
 
 def test_edited_networks_record_what_they_meet_and_pruning_a_parity_edit_says_so(biased):
