@@ -27,7 +27,9 @@ the original and cross-entropy on the task labels, plus the parity term where a 
 constraint is among the requirements; its training edits are its exact edits (with
 sparsity and parity together, the edits before pruning). With
 calibration rows, a parity constraint's residuals take each network's own strength, as a
-parity editor's do (:meth:`JointRequirement.calibrated_edit`).
+parity editor's do (:meth:`JointRequirement.calibrated_edit`); with sparsity, a network
+that pruning leaves with a free unit in every hidden layer takes a group-score path
+through those units instead (:mod:`._group_path`), which was more accurate on Adult.
 
 Minimising before pruning is the order that kept more accuracy when single editors are
 chained (docs: the editing guide). The refit of step 2 could aim at the original
@@ -45,15 +47,10 @@ from typing import Any
 
 import torch
 
+from ._group_path import group_path_line
 from ._measures import features_used
 from ._minimisation import DataMinimisation
-from ._parity import (
-    Fairness,
-    calibrated_on_line,
-    calibrated_residuals,
-    calibrated_with_path,
-    read_columns,
-)
+from ._parity import Fairness, calibrated_on_line, calibrated_residuals, read_columns
 from ._requirement import Requirement, base_edit, warn_parity_unmeasured
 from ._sparsity import Sparsity, refit_kept_weights
 
@@ -353,33 +350,49 @@ class JointRequirement(Requirement):
     def calibrated_edit(self, item, edit, target, calibration, *, temperature):
         """The exact edit whose parity part is scaled by the least strength in ``[0, 6]``
         at which the gap bound of the parity constraint on the calibration rows is at
-        most its target (:meth:`~._parity.Fairness.calibrated_edit`); the structural edit is not
-        scaled. With sparsity, the strength moves the weights along the line from the
-        unedited network refitted on the exact edit's nonzero weights (strength 0) to
-        the exact edit (strength 1), on which every zero stays zero; without it, along
-        the line from the edit with no residuals to the edit, which is affine in their
-        scale. Where the network at strength 0 has a free unit in every hidden layer, the
-        line of a group-score path from it is calibrated too, and the better edit kept
-        (:func:`~._parity.calibrated_with_path`; :meth:`_path_columns`)."""
+        most its target (:meth:`~._parity.Fairness.calibrated_edit`); the structural edit
+        is not scaled.
+
+        With sparsity, where the minimised network pruned as step 2 prunes it without
+        the parity edit has a free unit in every hidden layer, the strength moves a
+        group-score path through those units from that network (:meth:`_path_line`);
+        elsewhere it moves the weights along the line from the unedited network refitted
+        on the exact edit's nonzero weights (strength 0) to the exact edit (strength 1),
+        on which every zero stays zero. Without sparsity, along the line from the edit
+        with no residuals to the edit, which is affine in their scale (and the path's
+        line from the edit with no residuals too, where that network has one, the better
+        calibrated edit kept: :func:`~._parity.calibrated_with_path`).
+
+        On Adult (the editor benchmark's 12 held-out networks, sparsity 0.9, five
+        forbidden groups, a gap of 0.05, calibrated on 22,561 validation rows, seed 0),
+        the path from the pruned network alone reached 0.8359 in 29 ms per network,
+        every test gap within the target; the better of the residuals' line and a path
+        from its start 0.8352 in 45 ms, and the residuals' line alone 0.8334 in 31 ms.
+        Where the path is taken, the metanetwork's residuals are not read: they serve
+        the networks without free units, and edits without calibration rows.
+        """
         if self._fairness is None:
             return super().calibrated_edit(
                 item, edit, target, calibration, temperature=temperature
             )
         goal = float(target[self._fairness.name])
+        module = item["module"]
         if self._sparsity is not None:
-            end = self.edit(item, edit, target, hard=True, temperature=temperature)
-            base = self._structural(item, target, edit)["pruned"]["weights"]
-            rows = self._sparsity.proxy_rows(end[0][0].device, torch.float64)
-            with torch.no_grad():
-                base = [(w.detach(), b.detach()) for w, b in base]
-                moments = self._sparsity.row_moments(rows)
-                start = refit_kept_weights(item["module"], base, end, rows, moments=moments)
-                found = calibrated_on_line(
-                    item["module"], start, end, self._fairness, calibration, goal
+            line = self._path_line(item, target, edit, calibration)
+            if line is not None:
+                weights, calibrated = calibrated_on_line(
+                    module, *line, self._fairness, calibration, goal
                 )
-                columns = self._path_columns(item["module"], start, target)
-                weights, calibrated = calibrated_with_path(
-                    item["module"], start, self._fairness, calibration, goal, found, columns
+            else:
+                end = self.edit(item, edit, target, hard=True, temperature=temperature)
+                base = self._structural(item, target, edit)["pruned"]["weights"]
+                rows = self._sparsity.proxy_rows(end[0][0].device, torch.float64)
+                with torch.no_grad():
+                    base = [(w.detach(), b.detach()) for w, b in base]
+                    moments = self._sparsity.row_moments(rows)
+                    start = refit_kept_weights(module, base, end, rows, moments=moments)
+                weights, calibrated = calibrated_on_line(
+                    module, start, end, self._fairness, calibration, goal
                 )
         else:  # the residuals on the structural edit: the edit is affine in their scale
             weights, calibrated = calibrated_residuals(
@@ -391,10 +404,28 @@ class JointRequirement(Requirement):
                 calibration,
                 goal,
                 temperature,
-                path_columns=lambda start: self._path_columns(item["module"], start, target),
+                path_columns=lambda start: self._path_columns(module, start, target),
             )
         item["calibrated"] = calibrated
         return weights
+
+    def _path_line(self, item, target, edit, calibration):
+        """The line of a group-score path (:func:`~._group_path.group_path_line`) from
+        the minimised network pruned as step 2 prunes it, without the parity edit (the
+        top input-scaled magnitudes, saliency and refit, the decision threshold
+        matched), or None where that network has none."""
+        minimised = self._structural(item, target, edit)["pruned"]
+        with torch.no_grad():
+            pruned = self._sparsity.edit(
+                minimised,
+                _without_outputs(edit),
+                target[Sparsity.name],
+                hard=True,
+                temperature=1.0,
+            )
+            pruned = [(w.detach(), b.detach()) for w, b in pruned]
+            columns = self._path_columns(item["module"], pruned, target)
+            return group_path_line(item["module"], pruned, calibration, columns)
 
     def _path_columns(self, module, start, target):
         """The input columns a group-score path of the edit ``start`` of ``module`` at

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn_metaedit import MetanetEditor, TaskData, load_editor, make_population, save_editor
 from sklearn_metaedit.datasets import make_biased_classification
 from sklearn_metaedit.demo import zero_columns
-from sklearn_metaedit.editing import _parity
+from sklearn_metaedit.editing import _joint, _parity
 from sklearn_metaedit.editing._group_path import carries_path
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
 
@@ -125,7 +125,18 @@ def test_joint_parity_edit_calibrated_meets_the_gap_and_the_structure(biased):
         random_state=0,
     ).fit(population, data=TaskData(X, y, groups))
     assert editor.target_ == {"demographic_parity": target, "sparsity": 0.6}
-    edited = editor.transform(population, calibration=TaskData(X, y, groups))
+    lines, path_line = [], _joint.group_path_line
+
+    def spy(*args):
+        lines.append(path_line(*args))
+        return lines[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_joint, "group_path_line", spy)
+        edited = editor.transform(population, calibration=TaskData(X, y, groups))
+    # networks pruned to 0.6 keep free units: their edits are group-score paths, which
+    # keep the structure as the residuals' edits do
+    assert len(lines) == len(population) and any(line is not None for line in lines)
     assert_structure(edited, population, 0.6, [0])
     for net in edited:
         # the gap on the calibration rows, as fairlearn measures it
