@@ -247,6 +247,11 @@ def _prepared_line(module, X, start, end) -> _Line:
     return _Line(start, changes, outputs, units, columns, inputs)
 
 
+def _moves_last_layer_alone(line: _Line) -> bool:
+    """Whether the weights of every layer but the last are the same on the ``line``."""
+    return all(not (dw.any() or db.any()) for dw, db in line.changes[:-1])
+
+
 def _read_columns(module, X, *first):
     """``(inputs, columns)``: the columns of the first layer's inputs on ``X`` where a
     weight of one of the ``first`` layers is not zero, and their indices."""
@@ -296,7 +301,7 @@ def _line_reader(fairness, module, rows, z: float, line: _Line, every: int = 1):
         return network_forward(module, weights, X[:0], first, scratch=True)
 
     ends = None
-    if all(not (dw.any() or db.any()) for dw, db in line.changes[:-1]):
+    if _moves_last_layer_alone(line):
         # the last layer alone moves: the logits are affine in the strength
         ends = logits_on_line(0.0)
         ends = (ends, logits_on_line(1.0) - ends)
@@ -330,8 +335,9 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     strength tried), from the columns and units the line reads. From ``4 *
     _ROUGH_ROWS`` rows on, a step of the scan is read on every row only where the gap on
     every ``k``-th row (``k`` the number of rows over ``_ROUGH_ROWS``), less 1.96 of its
-    standard errors, is within ``goal`` (:func:`least_strength`'s ``clearly_above``).
-    The scan reads a binary classifier's logit margin alone where that is its decision;
+    standard errors, is within ``goal`` (:func:`least_strength`'s ``clearly_above``),
+    but on a line whose last layer alone moves, where every read is an affine
+    combination of two logits (:func:`_line_reader`). The scan reads a binary classifier's logit margin alone where that is its decision;
     the strength found is measured on every row with the argmax of the logits its
     weights give (the decisions its users measure, up to the order of the sums), and
     found again from those where the two disagree on whether the goal is met.
@@ -348,7 +354,7 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     line = _prepared_line(module, X, start, end)
     full = _line_reader(fairness, module, calibration, _CONFIDENCE_Z, line)
     every, clearly_above = len(X) // _ROUGH_ROWS, None
-    if every >= 4:
+    if every >= 4 and not _moves_last_layer_alone(line):  # else every read is cheap
         lower = _line_reader(fairness, module, calibration, -_SKIP_Z, line, every)
 
         def clearly_above(strength):
