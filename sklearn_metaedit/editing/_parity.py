@@ -337,10 +337,11 @@ def calibrated_on_line(module, start, end, fairness, calibration, goal: float):
     every ``k``-th row (``k`` the number of rows over ``_ROUGH_ROWS``), less 1.96 of its
     standard errors, is within ``goal`` (:func:`least_strength`'s ``clearly_above``),
     but on a line whose last layer alone moves, where every read is an affine
-    combination of two logits (:func:`_line_reader`). The scan reads a binary classifier's logit margin alone where that is its decision;
-    the strength found is measured on every row with the argmax of the logits its
-    weights give (the decisions its users measure, up to the order of the sums), and
-    found again from those where the two disagree on whether the goal is met.
+    combination of two logits (:func:`_line_reader`). The scan reads a binary
+    classifier's logit margin alone where that is its decision; the strength found is
+    measured on every row with the argmax of the logits its weights give (the decisions
+    its users measure, up to the order of the sums), and found again from those where
+    the two disagree on whether the goal is met.
     """
 
     def edited(strength):
