@@ -252,14 +252,16 @@ def _crowded(network):
     return network
 
 
-def test_a_parity_editor_fitted_on_pruned_networks_says_what_that_order_costs(biased):
+def _pruned(biased):
+    """The task data and its population pruned to 0.6 by an untrained sparsity editor."""
     X, y, groups, population = biased
     data = TaskData(X, y, groups)
-    pruned = (
-        MetanetEditor("sparsity", target=0.6, max_steps=0, random_state=0)
-        .fit(population, data=data)
-        .transform(population)
-    )
+    editor = MetanetEditor("sparsity", target=0.6, max_steps=0, random_state=0)
+    return data, population, editor.fit(population, data=data).transform(population)
+
+
+def test_a_parity_editor_fitted_on_pruned_networks_says_what_that_order_costs(biased):
+    data, population, pruned = _pruned(biased)
     assert all(carries_path(net.module_) for net in pruned)
     crowded = [_crowded(net) for net in pruned[:4]] + pruned[4:]
     assert not any(carries_path(net.module_) for net in crowded[:4])
@@ -279,13 +281,7 @@ def test_a_parity_edit_of_pruned_networks_takes_the_group_path_where_it_is_bette
     # forbidden column, meet the gap bound on the calibration rows, and where the
     # group-score path is taken, the residuals' line did not meet it or was less
     # accurate there
-    X, y, groups, population = biased
-    data = TaskData(X, y, groups)
-    pruned = (
-        MetanetEditor("sparsity", target=0.6, max_steps=0, random_state=0)
-        .fit(population, data=data)
-        .transform(population)
-    )
+    data, _, pruned = _pruned(biased)
     fair = MetanetEditor(
         "demographic_parity", target=0.1, features=[0], max_steps=0, random_state=0
     ).fit(pruned, data=data)
