@@ -50,7 +50,13 @@ import torch
 from ._group_path import group_path_line
 from ._measures import features_used
 from ._minimisation import DataMinimisation
-from ._parity import Fairness, calibrated_on_line, calibrated_residuals, read_columns
+from ._parity import (
+    Fairness,
+    calibrated_on_line,
+    calibrated_residuals,
+    preferred,
+    read_columns,
+)
 from ._requirement import Requirement, base_edit, warn_parity_unmeasured
 from ._sparsity import Sparsity, refit_kept_weights
 
@@ -358,10 +364,11 @@ class JointRequirement(Requirement):
         group-score path through those units from that network (:meth:`_path_line`);
         elsewhere it moves the weights along the line from the unedited network refitted
         on the exact edit's nonzero weights (strength 0) to the exact edit (strength 1),
-        on which every zero stays zero. Without sparsity, along the line from the edit
-        with no residuals to the edit, which is affine in their scale (and the path's
-        line from the edit with no residuals too, where that network has one, the better
-        calibrated edit kept: :func:`~._parity.calibrated_with_path`).
+        on which every zero stays zero (and there too where the path's edit does not
+        meet the target, the better of the two kept). Without sparsity, along the line
+        from the edit with no residuals to the edit, which is affine in their scale (and
+        the path's line from the edit with no residuals too, where that network has one,
+        the better calibrated edit kept: :func:`~._parity.calibrated_with_path`).
 
         On Adult (the editor benchmark's 12 held-out networks, sparsity 0.9, five
         forbidden groups, a gap of 0.05, calibrated on 22,561 validation rows, seed 0),
@@ -378,12 +385,10 @@ class JointRequirement(Requirement):
         goal = float(target[self._fairness.name])
         module = item["module"]
         if self._sparsity is not None:
-            line = self._path_line(item, target, edit, calibration)
+            line, found = self._path_line(item, target, edit, calibration), None
             if line is not None:
-                weights, calibrated = calibrated_on_line(
-                    module, *line, self._fairness, calibration, goal
-                )
-            else:
+                found = calibrated_on_line(module, *line, self._fairness, calibration, goal)
+            if found is None or found[1].bound > goal:  # the residuals' line
                 end = self.edit(item, edit, target, hard=True, temperature=temperature)
                 base = self._structural(item, target, edit)["pruned"]["weights"]
                 rows = self._sparsity.proxy_rows(end[0][0].device, torch.float64)
@@ -391,9 +396,11 @@ class JointRequirement(Requirement):
                     base = [(w.detach(), b.detach()) for w, b in base]
                     moments = self._sparsity.row_moments(rows)
                     start = refit_kept_weights(module, base, end, rows, moments=moments)
-                weights, calibrated = calibrated_on_line(
+                residuals = calibrated_on_line(
                     module, start, end, self._fairness, calibration, goal
                 )
+                found = residuals if found is None else max(found, residuals, key=preferred)
+            weights, calibrated = found
         else:  # the residuals on the structural edit: the edit is affine in their scale
             weights, calibrated = calibrated_residuals(
                 self,

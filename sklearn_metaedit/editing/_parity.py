@@ -30,6 +30,7 @@ __all__ = [
     "calibrated_residuals",
     "calibrated_with_path",
     "least_strength",
+    "preferred",
     "read_columns",
     "scaled_residuals",
 ]
@@ -446,7 +447,7 @@ def calibrated_with_path(module, start, fairness, calibration, goal: float, foun
     if line is None:
         return found
     return max(
-        found, calibrated_on_line(module, *line, fairness, calibration, goal), key=_preferred
+        found, calibrated_on_line(module, *line, fairness, calibration, goal), key=preferred
     )
 
 
@@ -455,7 +456,7 @@ def read_columns(weights) -> torch.Tensor:
     return (weights[0][0] != 0).any(0).nonzero().flatten()
 
 
-def _preferred(found) -> tuple:
+def preferred(found) -> tuple:
     """The order of calibrated edits ``(weights, calibrated)``: meeting the goal first,
     then by accuracy; those that do not, by their gap bound."""
     met = found[1].bound <= found[1].target
