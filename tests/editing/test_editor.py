@@ -1123,6 +1123,62 @@ def test_fit_says_so_when_training_keeps_the_untrained_editor(task, population):
         assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
 
 
+@pytest.mark.parametrize(
+    ("later", "kept"),
+    [
+        # 1 and 1.6 points up on average, but two networks of five lose 2 points: noise
+        ([[0.83, 0.83, 0.83, 0.78, 0.78], [0.84, 0.84, 0.84, 0.78, 0.78]], 0),
+        # +0.3 on every network: kept, and the better of two such checkpoints
+        ([[0.803, 0.803, 0.803, 0.803, 0.803], [0.806, 0.805, 0.806, 0.805, 0.806]], 4),
+    ],
+)
+def test_a_checkpoint_is_kept_only_for_a_gain_beyond_the_validation_spread(
+    task, population, later, kept
+):
+    from sklearn_metaedit.editing._training import MetanetTrainer
+
+    X, y = task
+    n = 5
+    # scripted validation scores: step 0 scores 0.80 on each of five validation networks
+    scripted = iter([np.full(n, 0.80), *map(np.array, later)])
+
+    def validation_step(self, items, *task):
+        assert len(items) == n
+        return next(scripted), 0.5
+
+    editor = MetanetEditor(
+        "sparsity", target=0.7, max_steps=4, eval_every=2, validation_fraction=0.625
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MetanetTrainer, "validation_step", validation_step)
+        if kept == 0:
+            with pytest.warns(ConvergenceWarning, match=r"0\.8160 \(step 4\), a gain within 2 "):
+                editor.fit(population, data=(X, y))
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ConvergenceWarning)
+                editor.fit(population, data=(X, y))
+    assert editor.selected_step_ == kept
+    expected = 0.0 if kept == 0 else np.mean(later[1]) - 0.80
+    assert editor.training_gain_ == pytest.approx(expected, abs=1e-12)
+
+
+def test_significant_gain_is_a_paired_mean_over_twice_its_standard_error():
+    from sklearn_metaedit.editing._training import significant_gain
+
+    initial = np.array([0.80, 0.70, 0.90, 0.60])
+    gains = np.array([0.01, 0.03, 0.02, 0.02])
+    mean, error, significant = significant_gain(initial, initial + gains)
+    assert mean == pytest.approx(0.02)
+    assert error == pytest.approx(np.std(gains, ddof=1) / 2)
+    assert significant  # 0.02 > 2 * 0.0041
+    # the same gains with one network reversed: not significant
+    assert not significant_gain(initial, initial + gains * [1, 1, 1, -3])[2]
+    # one edit: any gain counts; none: nothing
+    assert significant_gain(initial[:1], initial[:1] + 1e-6)[2]
+    assert not significant_gain(initial[:1], initial[:1])[2]
+
+
 def test_training_gain_is_the_kept_checkpoints_validation_score_over_the_untrained():
     X, y, groups = make_biased_classification(1500, 6, bias=1.5, random_state=0)
     population = make_population(make_net(6, max_epochs=10), X, y, n_networks=10, random_state=0)
