@@ -210,8 +210,8 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         Per step: training loss; per evaluation: validation loss and validation score
         (mean over the validation networks of the exact edit's accuracy minus its
         violation of the target, on up to 8,192 task rows). The checkpoint of best
-        validation score is kept, among those whose gain over step 0 exceeds twice its
-        standard error over the validation edits.
+        validation score is kept where its gain over step 0 is beyond the validation
+        networks' spread (a one-sided t-test at 97.5%), else step 0.
     selected_step_ : int or None
         Step of the checkpoint kept: 0 is the untrained metanetwork (``fit`` then warns
         with a ``ConvergenceWarning``); None without validation networks, when the last
@@ -497,7 +497,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             self.training_gain_ = trainer.training_gain_
             if self.selected_step_ == 0:
                 # stacklevel: the caller of fit, above scikit-learn's _fit_context wrapper
-                message = untrained_message(self.history_, trainer.unkept_error_)
+                message = untrained_message(self.history_, trainer.rejected_gain_)
                 warnings.warn(message, ConvergenceWarning, stacklevel=4)
         else:
             self.selected_step_, self.training_gain_ = 0, 0.0

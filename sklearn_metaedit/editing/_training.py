@@ -15,7 +15,9 @@ Training loss per network, averaged over a batch of networks and task rows::
 with the requirement's soft edit (:func:`~._edit.edit_networks` with ``hard=False``).
 A checkpoint's validation score is the mean, over the validation networks and the
 requirement's validation targets, of the exact edit's accuracy minus its violation of
-the target; the checkpoint of best score is kept (the validation loss breaks ties).
+the target; the checkpoint of best score (the validation loss breaking ties) is kept
+where its gain over the untrained metanetwork is beyond the validation networks' spread
+(:func:`checkpoint_gain`), else the untrained one.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from ._requirement import Requirement
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "Gain",
     "MetanetTrainer",
     "TrainingSettings",
-    "significant_gain",
+    "checkpoint_gain",
     "untrained_message",
 ]
 
@@ -50,58 +53,92 @@ VALIDATION_ROWS = 8192
 HISTORY_COLUMNS = ["step", "train_loss", "validation_loss", "validation_score"]
 
 
-#: A checkpoint is kept over the untrained metanetwork only where its mean gain over the
-#: validation edits exceeds this many standard errors of that mean (the edits paired:
-#: same networks, targets and rows).
-GAIN_STANDARD_ERRORS = 2.0
+#: One-sided confidence with which a kept checkpoint's gain over the untrained
+#: metanetwork must exceed zero (:func:`checkpoint_gain`).
+GAIN_CONFIDENCE = 0.975
 
 
-def significant_gain(initial: np.ndarray, scores: np.ndarray) -> tuple[float, float, bool]:
-    """The mean gain of ``scores`` over ``initial`` (each edit's validation score, paired:
-    the same network, target and rows at both checkpoints), its standard error, and
-    whether the gain is above :data:`GAIN_STANDARD_ERRORS` standard errors.
+@dataclass(frozen=True)
+class Gain:
+    """A checkpoint's validation gain over the untrained metanetwork
+    (:func:`checkpoint_gain`): its mean over the validation networks, the standard
+    error of that mean, and the mean it must exceed to count."""
 
-    A gain that some validation networks show and others reverse is what a new network
+    mean: float
+    error: float
+    threshold: float
+    n_networks: int
+
+    @property
+    def significant(self) -> bool:
+        return self.mean > self.threshold
+
+
+def checkpoint_gain(initial: np.ndarray, scores: np.ndarray, resolution: float = 0.0) -> Gain:
+    """The gain of a checkpoint's validation ``scores`` over the untrained ``initial``
+    ones, tested against the spread of the validation networks.
+
+    ``initial`` and ``scores`` are (n_targets, n_networks): each validation network's
+    exact edit at each validation target, on the same rows at both checkpoints. Each
+    network's gain is its mean over the targets (a network's edits at several targets
+    are not independent draws); the gain counts where the mean over the networks exceeds
+    Student's t quantile at :data:`GAIN_CONFIDENCE` (``n_networks - 1`` degrees of
+    freedom) times its standard error, the error taken at least ``resolution`` (one
+    validation row's share of accuracy, so that a spread of zero does not make a gain
+    of a row or two count). With one validation network there is no spread to measure:
+    a gain counts where it exceeds ``resolution``.
+
+    A gain that some validation networks show and others reverse is one a new network
     of the family may not see: on Adult (36 networks, 7 for validation, sparsity 0.9),
-    a checkpoint 0.04 points above the untrained one on the validation networks was 0.15
-    points below it on 12 held-out ones. With one validation edit there is no spread to
-    measure, and any gain counts.
+    the checkpoint of best validation score was 0.04 points above the untrained editor
+    on the validation networks and 0.15 points below it on 12 held-out ones.
 
     Examples
     --------
     >>> import numpy as np
-    >>> significant_gain(np.array([0.8, 0.8, 0.8]), np.array([0.81, 0.82, 0.81]))[2]
+    >>> checkpoint_gain(np.full((1, 3), 0.8), np.array([[0.81, 0.82, 0.815]])).significant
     True
-    >>> significant_gain(np.array([0.8, 0.8, 0.8]), np.array([0.83, 0.78, 0.8]))[2]
+    >>> checkpoint_gain(np.full((1, 3), 0.8), np.array([[0.83, 0.78, 0.8]])).significant
     False
     """
-    gains = np.asarray(scores, dtype=float) - np.asarray(initial, dtype=float)
-    mean = float(gains.mean())
-    if len(gains) < 2:
-        return mean, 0.0, mean > 0
-    error = float(gains.std(ddof=1) / np.sqrt(len(gains)))
-    return mean, error, mean > GAIN_STANDARD_ERRORS * error
+    from scipy.stats import t as student_t
+
+    gains = (np.asarray(scores, dtype=float) - np.asarray(initial, dtype=float)).mean(axis=0)
+    n, mean = len(gains), float(gains.mean())
+    if n < 2:
+        return Gain(mean, float(resolution), float(resolution), n)
+    error = max(float(gains.std(ddof=1) / np.sqrt(n)), resolution)
+    return Gain(mean, error, float(student_t.ppf(GAIN_CONFIDENCE, n - 1)) * error, n)
 
 
-def untrained_message(history: pd.DataFrame, error: float | None = None) -> str:
+def untrained_message(history: pd.DataFrame, gain: Gain | None = None) -> str:
     """What to say when training added nothing: its checkpoints (``history``, a
-    trainer's ``history_``) never beat the untrained one by more than
-    :data:`GAIN_STANDARD_ERRORS` standard errors (``error``: that of the best later
-    checkpoint's gain, where it scored higher)."""
+    trainer's ``history_``) never beat the untrained one, or the best of them
+    (``gain``: its gain over the untrained one) not beyond the validation networks'
+    spread."""
     scores = history["validation_score"]
     later = history.loc[(history["step"] > 0) & scores.notna()]
     best = later.loc[later["validation_score"].idxmax()]
-    noise = ""
-    if error is not None and best["validation_score"] > scores.iloc[0]:
-        noise = (
-            f", a gain within {GAIN_STANDARD_ERRORS:g} standard errors "
-            f"({GAIN_STANDARD_ERRORS * error:.4f}) of the validation networks' spread"
+    if gain is not None and gain.mean > 0:
+        spread = (
+            f"{gain.threshold / gain.error:.2f} standard errors of {gain.error:.4f} over "
+            f"{gain.n_networks} validation networks"
+            if gain.n_networks > 1
+            else "one validation row's share of accuracy (one validation network)"
+        )
+        return (
+            "training added no gain beyond the validation networks' spread: the "
+            f"untrained editor (step 0) scored {scores.iloc[0]:.4f}, the best checkpoint "
+            f"after it {best['validation_score']:.4f} (step {int(best['step'])}), a gain "
+            f"of {gain.mean:.4f} that does not exceed {gain.threshold:.4f} ({spread}), so "
+            "the untrained editor is kept and edits as with max_steps=0. More steps, "
+            "another learning_rate or more networks may help."
         )
     return (
         f"training added nothing on the validation networks: the untrained editor "
         f"(step 0) scored {scores.iloc[0]:.4f}, the best checkpoint after it "
-        f"{best['validation_score']:.4f} (step {int(best['step'])}){noise}, so the "
-        "untrained editor is kept and edits as with max_steps=0. More steps, another "
+        f"{best['validation_score']:.4f} (step {int(best['step'])}), so the untrained "
+        "editor is kept and edits as with max_steps=0. More steps, another "
         "learning_rate or more networks may help."
     )
 
@@ -154,14 +191,15 @@ class MetanetTrainer:
         ``validation_score`` (the last two at evaluations only).
     selected_step_ : int or None
         The step of the checkpoint kept (0: the untrained metanetwork); None without
-        validation networks (the last step is kept). A later checkpoint is kept only
-        where its gain over the untrained one is significant (:func:`significant_gain`).
+        validation networks (the last step is kept). The checkpoint of best validation
+        score is kept where its gain over the untrained one counts
+        (:func:`checkpoint_gain`), else the untrained one.
     training_gain_ : float
         Validation score of the kept checkpoint minus that of the untrained metanetwork
         (NaN without validation networks).
-    unkept_error_ : float or None
-        After :meth:`fit`: the standard error of the gain of the best checkpoint that
-        was not kept for want of significance (None where there was none).
+    rejected_gain_ : Gain or None
+        After :meth:`fit`, where the untrained metanetwork was kept over a later
+        checkpoint: that checkpoint's gain; else None.
     """
 
     def __init__(
@@ -230,8 +268,8 @@ class MetanetTrainer:
         return loss.item()
 
     def validation_step(self, items, X, y, groups) -> tuple[np.ndarray, float]:
-        """Validation scores (one per edit: each of ``items`` at each of the
-        requirement's validation targets) and mean loss of exact edits of ``items``."""
+        """Validation scores of exact edits of ``items``, (n_targets, n_items): each of
+        ``items`` at each of the requirement's validation targets; and their mean loss."""
         self.metanet.eval()
         losses, scores = [], []
         with torch.no_grad():
@@ -241,7 +279,9 @@ class MetanetTrainer:
                 )
                 losses.append(float(loss))
         self.metanet.train()
-        return np.asarray(scores, dtype=float), float(np.mean(losses))
+        return np.asarray(scores, dtype=float).reshape(len(losses), len(items)), float(
+            np.mean(losses)
+        )
 
     def on_step_end(self, step: int, record: dict, progress) -> None:
         """Called after every step with its history record; prints it at ``verbose >= 2``
@@ -304,24 +344,21 @@ class MetanetTrainer:
         val_items = [prepared[i] for i in val_nets]
         val_task = (X[val_rows], y[val_rows], None if groups is None else groups[val_rows])
         records = []
-        best_state, best = None, (-np.inf, -np.inf)
-        self.selected_step_, self.training_gain_, initial = None, np.nan, None
-        # the standard error of the best later checkpoint's gain, where none is kept
-        self.unkept_error_ = None
+        # the best checkpoint after step 0 (score, then -loss), its state and scores
+        best_state, best, best_scores, best_step = None, (-np.inf, -np.inf), None, None
+        self.selected_step_, self.training_gain_, self.rejected_gain_ = None, np.nan, None
+        initial = initial_state = None
         if len(val_nets):
             initial, loss = self.validation_step(val_items, *val_task)
-            best = (float(initial.mean()), -loss)
-            best_state = copy.deepcopy(metanet.state_dict())
-            self.selected_step_ = 0
+            initial_state = copy.deepcopy(metanet.state_dict())
             records.append(
                 {
                     "step": 0,
                     "train_loss": np.nan,
                     "validation_loss": loss,
-                    "validation_score": best[0],
+                    "validation_score": float(initial.mean()),
                 }
             )
-        unkept = -np.inf
         metanet.train()
         progress = tqdm(
             total=s.max_steps, desc="MetanetEditor", unit="step", disable=s.verbose < 1
@@ -352,21 +389,23 @@ class MetanetTrainer:
                 scores, loss_value = self.validation_step(val_items, *val_task)
                 score = float(scores.mean())
                 record["validation_loss"], record["validation_score"] = loss_value, score
-                # kept: the best score among the checkpoints whose gain over the
-                # untrained one is beyond the validation networks' spread (the loss
-                # breaks ties)
-                _, error, significant = significant_gain(initial, scores)
-                if significant and (score, -loss_value) > best:
-                    best = (score, -loss_value)
+                if (score, -loss_value) > best:
+                    best, best_scores, best_step = (score, -loss_value), scores, step
                     best_state = copy.deepcopy(metanet.state_dict())
-                    self.selected_step_ = step
-                elif not significant and score > unkept:
-                    unkept, self.unkept_error_ = score, error
             records.append(record)
             self.on_step_end(step, record, progress)
         progress.close()
         if len(val_nets):
-            self.training_gain_ = best[0] - float(initial.mean())
+            # the best checkpoint is kept where its gain is beyond the validation
+            # networks' spread, else the untrained metanetwork
+            gain = None
+            if best_scores is not None:
+                gain = checkpoint_gain(initial, best_scores, 1.0 / len(val_rows))
+            if gain is not None and gain.significant:
+                self.selected_step_, self.training_gain_ = best_step, gain.mean
+            else:
+                self.selected_step_, self.training_gain_ = 0, 0.0
+                self.rejected_gain_, best_state = gain, initial_state
         self.on_train_end(best_state)
         self.history_ = pd.DataFrame.from_records(records, columns=HISTORY_COLUMNS)
         return self

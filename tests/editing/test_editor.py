@@ -1124,26 +1124,41 @@ def test_fit_says_so_when_training_keeps_the_untrained_editor(task, population):
 
 
 @pytest.mark.parametrize(
-    ("later", "kept"),
+    ("later", "kept", "message"),
     [
         # 1 and 1.6 points up on average, but two networks of five lose 2 points: noise
-        ([[0.83, 0.83, 0.83, 0.78, 0.78], [0.84, 0.84, 0.84, 0.78, 0.78]], 0),
-        # +0.3 on every network: kept, and the better of two such checkpoints
-        ([[0.803, 0.803, 0.803, 0.803, 0.803], [0.806, 0.805, 0.806, 0.805, 0.806]], 4),
+        (
+            [[0.83, 0.83, 0.83, 0.78, 0.78], [0.84, 0.84, 0.84, 0.78, 0.78]],
+            0,
+            r"0\.8160 \(step 4\), a gain of 0\.0160 that does not exceed 0\.0408 "
+            r"\(2\.78 standard errors of 0\.0147 over 5 validation networks\)",
+        ),
+        # +0.3 points on every network at step 2, 4 to 5 points at step 4: the best
+        # score is kept, as its gain counts
+        ([[0.803] * 5, [0.85, 0.85, 0.85, 0.84, 0.84]], 4, None),
+        # the best score is not consistent, a lesser one is: neither is kept (one test,
+        # of the best checkpoint)
+        ([[0.803] * 5, [0.85, 0.85, 0.85, 0.76, 0.76]], 0, r"a gain of 0\.0140"),
+        # every checkpoint below the untrained one
+        ([[0.79] * 5, [0.78] * 5], 0, r"0\.7900 \(step 2\), so the untrained"),
+        # every network one validation row up (a row's share, 1/100 here): no spread,
+        # and a gain of a row does not count
+        ([[0.81] * 5, [0.8] * 5], 0, r"0\.0278 \(2\.78 standard errors of 0\.0100"),
     ],
 )
-def test_a_checkpoint_is_kept_only_for_a_gain_beyond_the_validation_spread(
-    task, population, later, kept
+def test_the_best_checkpoint_is_kept_only_for_a_gain_beyond_the_validation_spread(
+    task, population, later, kept, message
 ):
     from sklearn_metaedit.editing._training import MetanetTrainer
 
     X, y = task
     n = 5
-    # scripted validation scores: step 0 scores 0.80 on each of five validation networks
-    scripted = iter([np.full(n, 0.80), *map(np.array, later)])
+    # scripted validation scores (one target): step 0 scores 0.80 on each of five
+    # validation networks
+    scripted = iter([np.full((1, n), 0.80), *(np.array([row]) for row in later)])
 
     def validation_step(self, items, *task):
-        assert len(items) == n
+        assert len(items) == n and len(task[0]) == 100
         return next(scripted), 0.5
 
     editor = MetanetEditor(
@@ -1151,8 +1166,9 @@ def test_a_checkpoint_is_kept_only_for_a_gain_beyond_the_validation_spread(
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(MetanetTrainer, "validation_step", validation_step)
+        patch.setattr("sklearn_metaedit.editing._training.VALIDATION_ROWS", 100)
         if kept == 0:
-            with pytest.warns(ConvergenceWarning, match=r"0\.8160 \(step 4\), a gain within 2 "):
+            with pytest.warns(ConvergenceWarning, match=message):
                 editor.fit(population, data=(X, y))
         else:
             with warnings.catch_warnings():
@@ -1163,20 +1179,30 @@ def test_a_checkpoint_is_kept_only_for_a_gain_beyond_the_validation_spread(
     assert editor.training_gain_ == pytest.approx(expected, abs=1e-12)
 
 
-def test_significant_gain_is_a_paired_mean_over_twice_its_standard_error():
-    from sklearn_metaedit.editing._training import significant_gain
+def test_a_checkpoint_gain_is_tested_per_network_over_the_networks_spread():
+    from scipy.stats import t as student_t
 
-    initial = np.array([0.80, 0.70, 0.90, 0.60])
+    from sklearn_metaedit.editing._training import checkpoint_gain
+
+    initial = np.array([[0.80, 0.70, 0.90, 0.60]])
     gains = np.array([0.01, 0.03, 0.02, 0.02])
-    mean, error, significant = significant_gain(initial, initial + gains)
-    assert mean == pytest.approx(0.02)
-    assert error == pytest.approx(np.std(gains, ddof=1) / 2)
-    assert significant  # 0.02 > 2 * 0.0041
+    gain = checkpoint_gain(initial, initial + gains)
+    assert gain.mean == pytest.approx(0.02)
+    assert gain.error == pytest.approx(np.std(gains, ddof=1) / 2)
+    assert gain.threshold == pytest.approx(student_t.ppf(0.975, 3) * gain.error)
+    assert gain.significant  # 0.02 > 3.18 * 0.0041
     # the same gains with one network reversed: not significant
-    assert not significant_gain(initial, initial + gains * [1, 1, 1, -3])[2]
-    # one edit: any gain counts; none: nothing
-    assert significant_gain(initial[:1], initial[:1] + 1e-6)[2]
-    assert not significant_gain(initial[:1], initial[:1])[2]
+    assert not checkpoint_gain(initial, initial + gains * [1, 1, 1, -3]).significant
+    # several targets: each network's gain is its mean over them, so that a network
+    # that gains at one target and loses at another adds no spread of its own
+    two = np.vstack([initial, initial])
+    spread = np.array([[0.05, 0.05, 0.05, 0.05], [-0.03, -0.03, -0.03, -0.03]])
+    gain = checkpoint_gain(two, two + spread, resolution=1e-4)
+    assert gain.mean == pytest.approx(0.01) and gain.error == pytest.approx(1e-4)
+    assert gain.significant  # every network +0.01, the error floored at the resolution
+    # one network: no spread to measure, a gain above the resolution counts
+    assert checkpoint_gain(initial[:, :1], initial[:, :1] + 1e-3, resolution=1e-4).significant
+    assert not checkpoint_gain(initial[:, :1], initial[:, :1] + 1e-4, 1e-4).significant
 
 
 def test_a_default_editor_beats_its_prior_on_networks_and_rows_it_never_saw():
