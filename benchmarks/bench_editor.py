@@ -533,7 +533,9 @@ def range_experiment(cfg, data, train, held_out, unseen, single, steps, log) -> 
         arch.append(
             {
                 "architecture": name,
-                "hidden_sizes": sorted({tuple(n.module__hidden_sizes) for n in nets}),
+                "hidden_sizes": [
+                    list(h) for h in sorted({tuple(n.module__hidden_sizes) for n in nets})
+                ],
                 "n_networks": len(nets),
                 "original": float(original),
                 "magnitude": float(mag),
