@@ -13,10 +13,11 @@ editor (seed 0), every network had such a unit in both hidden layers. A parity e
 after it (the sex columns dropped with their compensation, calibrated on 22,561
 validation rows to the gap bound 0.05) reached 0.8363 test accuracy with the path, every
 test gap within 0.05, against 0.8056 with its residuals on the weights pruning left
-alone (0.8370 after the sparsity editor's checkpoint came to be tested for its gain). The rule "margin minus lam times a logistic score of sex", with lam and the
-threshold chosen per network on the validation rows, reached 0.8354 on the same
-networks; written into the last hidden layer's outputs by least squares, 0.8025: the
-units pruning leaves do not carry the score.
+alone (0.8370 after the sparsity editor's checkpoint came to be tested for its gain).
+The rule "margin minus lam times a logistic score of sex", with lam and the threshold
+chosen per network on the validation rows, reached 0.8354 on the same networks;
+written into the last hidden layer's outputs by least squares, 0.8025: the units
+pruning leaves do not carry the score.
 
 The score is fitted at edit time, on the calibration rows (at most :data:`_FIT_ROWS` of
 them, evenly spaced): a least-squares fit of the membership of the second group on the
