@@ -9,9 +9,10 @@ Editors are scikit-learn transformers whose samples are networks, so they chain 
 rule forbids -- the columns that encode relationship and marital status, which act as
 proxies of sex in UCI Adult (bundled, CC BY 4.0) -- and a second one prunes 70% of each
 network's weights. Each editor is fitted on what the previous step outputs, and both
-requirements hold exactly on every network the pipeline edits. The other order holds
-them too (a minimising editor keeps a pruned network's sparsity), but a network pruned
-first has fewer weights left to take up the dropped features, and its ``fit`` says so.
+requirements hold exactly on every network the pipeline edits. The other order gives
+the same edits: a minimising editor given a network that an editor for sparsity pruned
+edits the network before its pruning and has that editor prune it again, since a network
+pruned first has fewer weights left to take up the dropped features.
 """
 
 # %%

@@ -32,6 +32,7 @@ from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
 from ._initialisation import seeded_metanet
 from ._joint import with_target_entries
 from ._measures import report_rows
+from ._provenance import record_edits, replay, replayed, unedited
 from ._requirement import input_statistics
 from ._requirements import REQUIREMENTS, make_requirement
 from ._task_data import (
@@ -409,6 +410,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         X_np, y_np, labels, names, has_names = task_arrays(
             X, y_task, sensitive, self.sensitive_feature
         )
+        networks = unedited(self.requirement, networks)
         modules = check_networks(networks, X_np.shape[1])
         n_classes = {
             next(m for m in reversed(mod) if isinstance(m, nn.Linear)).out_features
@@ -521,11 +523,13 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         modules = check_networks(networks, self.n_features_in_task_)
         check_outputs(networks, modules, self.classes_)
         # the metanetwork is in eval mode (fit, load_editor) and only read: threads share it
-        out, details, seconds, met = [], [], [], self.requirement_.targets_met(target)
+        met, replays = self.requirement_.targets_met(target), replayed(self.requirement_, networks)
+        out, details, seconds = ([None] * len(networks) for _ in range(3))
+        direct = [i for i in range(len(networks)) if i not in replays]
         # several networks share one metanetwork pass (a batch of disjoint graphs), which
         # amortises the per-pass overhead; the edit of each is the same as alone
-        for start in range(0, len(networks), _EDIT_CHUNK):
-            chunk = range(start, min(start + _EDIT_CHUNK, len(networks)))
+        for start in range(0, len(direct), _EDIT_CHUNK):
+            chunk = direct[start : start + _EDIT_CHUNK]
             started = time.perf_counter()
             items = [prepare_network(modules[i], self.requirement_, device, rows) for i in chunk]
             with torch.no_grad():
@@ -538,16 +542,12 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
                     temperature=self.settings_["temperature"],
                     calibration=calibration,
                 )
-            out.extend(
-                edited_copy(networks[i], modules[i], weights, self.classes_, met)
-                for i, weights in zip(chunk, edited, strict=True)
-            )
             elapsed = (time.perf_counter() - started) / len(items)
-            seconds.extend([elapsed] * len(items))
-            details.extend(
-                {"item": item, "weights": weights}
-                for item, weights in zip(items, edited, strict=True)
-            )
+            for i, item, weights in zip(chunk, items, edited, strict=True):
+                out[i] = edited_copy(networks[i], modules[i], weights, self.classes_, met)
+                details[i], seconds[i] = {"item": item, "weights": weights}, elapsed
+        replay(self, replays, modules, (target, calibration), (out, details, seconds))
+        record_edits(self, networks, out, details, target, calibration)
         return out, details, seconds
 
     def transform(

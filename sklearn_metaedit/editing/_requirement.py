@@ -120,7 +120,9 @@ def warn_parity_unmeasured(modules: Sequence, name: str, measured: Sequence[str]
             "measure it, so that its edits move the gap, past the target on some networks. "
             f"On Adult (12 held-out networks, sparsity 0.9, gap 0.05) {_PARITY_THEN_PRUNING}. "
             "Edit for parity last, or use one editor for every requirement "
-            f"(MetanetEditor([..., {constraint!r}])).",
+            f"(MetanetEditor([..., {constraint!r}])). A network an editor returned in this "
+            "process is edited before its parity edit, made again after (that record is "
+            "kept in memory, not in a pickle).",
             UserWarning,
             stacklevel=6,
         )

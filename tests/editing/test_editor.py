@@ -824,6 +824,65 @@ def test_pipeline_prunes_then_minimises_and_keeps_both(task, population):
             assert torch.equal(routed[name].metanet_.state_dict()[key], value), (name, key)
 
 
+def weights_equal(first, second):
+    return all(
+        torch.allclose(a, b, atol=1e-6) and torch.allclose(c, d, atol=1e-6)
+        for (a, c), (b, d) in zip(weights_of(first), weights_of(second), strict=True)
+    )
+
+
+def test_minimising_a_network_an_editor_pruned_edits_it_before_the_pruning(task, population):
+    X, y = task
+    forbidden = [2, 5]
+    prune = MetanetEditor("sparsity", target=0.7, max_steps=0).fit(population, data=(X, y))
+    pruned = prune.transform(population)
+    # fitted on the networks before their pruning: the same metanetwork, and no warning
+    minimise = MetanetEditor("data_minimisation", features=forbidden, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 6 steps, 8 networks
+        minimise.fit(pruned, data=(X, y))
+        reference = clone(minimise).fit(population, data=(X, y))
+    for key, value in reference.metanet_.state_dict().items():
+        assert torch.equal(minimise.metanet_.state_dict()[key], value), key
+    # the edit of the pruned network is the edit of its source, pruned again
+    expected = prune.transform(minimise.transform(population))
+    edited = minimise.transform(pruned)
+    for new, other in zip(edited, expected, strict=True):
+        assert weights_equal(new, other)
+        assert weight_sparsity(weights_of(new)) >= 0.7 - 1e-9
+        assert torch.count_nonzero(new.module_[0].weight.detach()[:, forbidden]) == 0
+        assert new.module_.metaedit_requirements == {
+            "data_minimisation": None,
+            "sparsity": 0.7,
+        }
+    # both orders of a Pipeline give the same edits
+    fixed = {"max_steps": 0, "random_state": 0}
+    steps = [
+        ("prune", MetanetEditor("sparsity", target=0.7, **fixed)),
+        ("minimise", MetanetEditor("data_minimisation", features=forbidden, **fixed)),
+    ]
+    data = {"prune__data": (X, y), "minimise__data": (X, y)}
+    prune_first = Pipeline(steps).fit(population, **data).transform(population)
+    minimise_first = Pipeline(steps[::-1]).fit(population, **data).transform(population)
+    assert all(map(weights_equal, prune_first, minimise_first))
+    # the report's "before" is the pruned network as given
+    report = minimise.report(pruned, data=(X, y))
+    assert np.allclose(report["sparsity_before"], [weight_sparsity(weights_of(n)) for n in pruned])
+    assert np.allclose(report["accuracy_after"], [n.score(X, y) for n in edited])
+    # the source as it was when pruned: changing it afterwards changes nothing
+    source = pickle.loads(pickle.dumps(population[0]))
+    again = prune.transform([source])
+    with torch.no_grad():
+        source.module_[0].weight.mul_(-1.0)
+    assert weights_equal(minimise.transform(again)[0], expected[0])
+    # pruned twice: made before both prunings, then pruned again by both
+    finer = MetanetEditor("sparsity", target=0.8, max_steps=0).fit(population, data=(X, y))
+    twice = minimise.transform(finer.transform(pruned[:2]))
+    for new, other in zip(twice, finer.transform(expected[:2]), strict=True):
+        assert weights_equal(new, other)
+
+
 def test_minimising_a_pruned_network_keeps_its_sparsity_and_beats_zeroing(task, population):
     X, y = task
     forbidden = [2, 5]
@@ -832,7 +891,9 @@ def test_minimising_a_pruned_network_keeps_its_sparsity_and_beats_zeroing(task, 
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         minimise.fit(population, data=(X, y))
-    pruned = prune.transform(population)
+    # networks pruned elsewhere: saved and loaded, which drops the in-memory record of
+    # their pruning (with it, the edit is made before the pruning: the test below)
+    pruned = pickle.loads(pickle.dumps(prune.transform(population)))
     # fitted on pruned networks, it says what that order costs; on dense ones, nothing
     with pytest.warns(UserWarning, match=r"8 of the 8 networks are pruned.*Minimising first"):
         MetanetEditor("data_minimisation", features=forbidden, max_steps=0).fit(

@@ -1,6 +1,7 @@
 """One editor, several requirements: sparsity, data minimisation and parity in one edit."""
 
 import copy
+import itertools
 import math
 import pickle
 import warnings
@@ -23,7 +24,7 @@ from sklearn_metaedit.editing._group_path import carries_path
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
 
 from .conftest import make_net
-from .test_editor import FAST, randomise_heads, weights_of
+from .test_editor import FAST, randomise_heads, weights_equal, weights_of
 
 FORBIDDEN = [2, 5]
 JOINT = ["sparsity", "data_minimisation"]
@@ -328,6 +329,18 @@ def test_edited_networks_record_what_they_meet_and_pruning_a_parity_edit_says_so
     )
     assert all(n.module_.metaedit_requirements == {"demographic_parity": 0.05} for n in fair)
     assert not hasattr(population[0].module_, "metaedit_requirements")  # not mutated
+    # in this process, a structural editor edits them before their parity edit, which
+    # is made again after: nothing to warn of, and the record holds both
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pruning = MetanetEditor("sparsity", target=0.6, max_steps=0).fit(fair, data=data)
+        both = pruning.transform(fair)
+    assert all(
+        n.module_.metaedit_requirements == {"sparsity": 0.6, "demographic_parity": 0.05}
+        for n in both
+    )
+    # networks saved and loaded lose that record of their edit (it is kept in memory)
+    fair = pickle.loads(pickle.dumps(fair))
     # a structural editor fitted on them does not measure the gap it moves: it says so
     with pytest.warns(UserWarning, match=r"6 of the 6 networks were edited for demographic_par"):
         pruning = MetanetEditor("sparsity", target=0.6, max_steps=0).fit(fair, data=data)
@@ -358,3 +371,31 @@ def test_edited_networks_record_what_they_meet_and_pruning_a_parity_edit_says_so
             fair, data=data
         )
         MetanetEditor("sparsity", target=0.6, max_steps=0).fit(population, data=data)
+
+
+def test_pipelines_of_editors_make_their_edits_in_one_order_whatever_theirs(biased):
+    X, y, groups, population = biased
+    data = TaskData(X, y, groups)
+    fixed = {"max_steps": 0, "random_state": 0}
+    editors = {
+        "S": MetanetEditor("sparsity", target=0.6, **fixed),
+        "M": MetanetEditor("data_minimisation", features=[1], **fixed),
+        "P": MetanetEditor("demographic_parity", target=0.05, features=[0], **fixed),
+    }
+    for letters in ("SP", "MP", "SMP"):
+        edits = []
+        for order in itertools.permutations(letters):
+            pipe = Pipeline([(k, clone(editors[k])) for k in order])
+            with warnings.catch_warnings():
+                # nothing edits a network edited for parity without measuring its gap
+                warnings.filterwarnings("error", "(?s).*edited for demographic_parity")
+                pipe.fit(population, **{f"{k}__data": data for k in order})
+                edits.append(pipe.transform(population))
+        # minimisation, then sparsity, then parity, whatever the Pipeline's order
+        expected = population
+        for k in sorted(letters, key="MSP".index):
+            expected = editors[k].fit(expected, data=data).transform(expected)
+        for edited in edits:
+            assert all(map(weights_equal, edited, expected)), letters
+        met = expected[0].module_.metaedit_requirements
+        assert "demographic_parity" in met and len(met) == len(letters)
