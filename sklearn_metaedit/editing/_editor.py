@@ -517,7 +517,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "metanet_")
         target = self.target_ if target is None else self.requirement_.check_target(target)
         device = next(self.metanet_.parameters()).device
-        calibration, rows = calibration_arrays(self, calibration, device)
+        arrays, rows = calibration_arrays(self, calibration, device)
         if not (isinstance(networks, nn.Module) or hasattr(networks, "module")):
             networks = list(networks)
         modules = check_networks(networks, self.n_features_in_task_)
@@ -540,7 +540,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
                     [target] * len(items),
                     hard=True,
                     temperature=self.settings_["temperature"],
-                    calibration=calibration,
+                    calibration=arrays,
                 )
             elapsed = (time.perf_counter() - started) / len(items)
             for i, item, weights in zip(chunk, items, edited, strict=True):

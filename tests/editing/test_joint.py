@@ -399,3 +399,9 @@ def test_pipelines_of_editors_make_their_edits_in_one_order_whatever_theirs(bias
             assert all(map(weights_equal, edited, expected)), letters
         met = expected[0].module_.metaedit_requirements
         assert "demographic_parity" in met and len(met) == len(letters)
+    # the parity edit made again is calibrated on the rows it was given
+    fair, prune = editors["P"], editors["S"]
+    calibrated = prune.transform(fair.transform(population, calibration=data))
+    expected = fair.transform(prune.transform(population), calibration=data)
+    assert all(map(weights_equal, calibrated, expected))
+    assert not all(map(weights_equal, calibrated, fair.transform(prune.transform(population))))
