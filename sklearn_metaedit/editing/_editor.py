@@ -31,7 +31,6 @@ from .._threads import with_thread_limit
 from ._edit import N_INPUT_FLAGS, edit_networks, edited_copy, prepare_network
 from ._initialisation import seeded_metanet
 from ._joint import with_target_entries
-from ._measures import report_rows
 from ._provenance import record_edits, replay, replayed, unedited
 from ._requirement import input_statistics
 from ._requirements import REQUIREMENTS, make_requirement
@@ -42,6 +41,7 @@ from ._task_data import (
     encode_labels,
     evaluation_arrays,
     network_classes,
+    report_table,
     resolve_features,
     task_arrays,
     unpack_task_data,
@@ -392,7 +392,8 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         networks : list of fitted skorch NeuralNetClassifier or nn.Sequential
-            The population (the samples), all with the task data's input width.
+            The population (the samples), all with the task data's input width. A network
+            that an editor of a later requirement returned stands for its source.
         y : None
             Ignored; present for the scikit-learn API.
         data : TaskData or tuple
@@ -526,8 +527,7 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         met, replays = self.requirement_.targets_met(target), replayed(self.requirement_, networks)
         out, details, seconds = ([None] * len(networks) for _ in range(3))
         direct = [i for i in range(len(networks)) if i not in replays]
-        # several networks share one metanetwork pass (a batch of disjoint graphs), which
-        # amortises the per-pass overhead; the edit of each is the same as alone
+        # one metanetwork pass edits a batch of networks, each as it would alone
         for start in range(0, len(direct), _EDIT_CHUNK):
             chunk = direct[start : start + _EDIT_CHUNK]
             started = time.perf_counter()
@@ -562,7 +562,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         networks : list of fitted skorch NeuralNetClassifier or nn.Sequential
-            Networks of the task the editor was fitted on; they are not modified.
+            Networks of the task the editor was fitted on; they are not modified. One that
+            an editor of a later requirement returned (in the order data minimisation,
+            sparsity, parity) is edited before that edit, which is made again after it.
         target : float or int, default=None
             Edit for this target instead of the fitted one (meaningful within
             ``target_range``).
@@ -601,22 +603,10 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ evaluate
 
     def _measure(self, networks, data, target, method, calibration=None):
-        X_np, y_codes, codes, n_groups = evaluation_arrays(self, data, method)
+        arrays = evaluation_arrays(self, data, method)  # checked before the edits
         target = self.target_ if target is None else self.requirement_.check_target(target)
         edited, details, seconds = self._edit(networks, target, calibration)
-        device = next(self.metanet_.parameters()).device
-        X = torch.as_tensor(X_np, device=device)
-        y = torch.as_tensor(y_codes, device=device)
-        groups = None if codes is None else torch.as_tensor(codes, device=device)
-        rows = report_rows(
-            self.requirement_,
-            details,
-            seconds,
-            (X, y, groups, n_groups),
-            target,
-            self.task_feature_names_,
-        )
-        return edited, pd.DataFrame.from_records(rows)
+        return edited, report_table(self, arrays, details, seconds, target)
 
     def score(self, networks: list, y: None = None, *, data: Any = None) -> float:
         """Rate the edits of ``networks`` on task data (higher is better).

@@ -21,6 +21,7 @@ from .._groups import (
     resolve_sensitive_features,
 )
 from ._graph import as_sequential
+from ._measures import report_rows
 
 __all__ = [
     "TaskData",
@@ -30,6 +31,7 @@ __all__ = [
     "encode_labels",
     "evaluation_arrays",
     "network_classes",
+    "report_table",
     "resolve_features",
     "task_arrays",
     "unpack_task_data",
@@ -351,3 +353,22 @@ def calibration_arrays(editor, calibration: Any, device) -> tuple:
             stacklevel=4,
         )
     return None, torch.as_tensor(X_np, device=device, dtype=torch.float64)
+
+
+def report_table(editor, arrays, details, seconds, target) -> pd.DataFrame:
+    """An editor's report of its edits (``details`` and ``seconds`` of its ``_edit``) on
+    the task rows of :func:`evaluation_arrays` (``arrays``), one row per network."""
+    X_np, y_codes, codes, n_groups = arrays
+    device = next(editor.metanet_.parameters()).device
+    X = torch.as_tensor(X_np, device=device)
+    y = torch.as_tensor(y_codes, device=device)
+    groups = None if codes is None else torch.as_tensor(codes, device=device)
+    rows = report_rows(
+        editor.requirement_,
+        details,
+        seconds,
+        (X, y, groups, n_groups),
+        target,
+        editor.task_feature_names_,
+    )
+    return pd.DataFrame.from_records(rows)
