@@ -569,12 +569,14 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             Edit for this target instead of the fitted one (meaningful within
             ``target_range``).
         calibration : TaskData, tuple (X, y[, sensitive_features]) or X, default=None
-            Rows read at edit time, not kept. Parity requirements: rows the networks were
-            not trained on, on which each edit takes its own strength, the residuals
-            scaled by the least factor (up to 6) whose gap plus 2.326 standard errors (a
-            99% bound per pair of groups) is at most the target (a warning where none
-            is). Sparsity and data minimisation (alone or together): inputs the layers
-            are refitted on in place of rows drawn from the fit-time statistics.
+            Rows read at edit time, not kept by the editor (an edited network's record,
+            in memory only, refers to them: the editing guide). Parity requirements: rows
+            the networks were not trained on, on which each edit takes its own strength,
+            the residuals scaled by the least factor (up to 6) whose gap plus 2.326
+            standard errors (a 99% bound per pair of groups) is at most the target (a
+            warning where none is). Sparsity and data minimisation (alone or together):
+            inputs the layers are refitted on in place of rows drawn from the fit-time
+            statistics.
 
         Returns
         -------
@@ -608,7 +610,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         edited, details, seconds = self._edit(networks, target, calibration)
         return edited, report_table(self, arrays, details, seconds, target)
 
-    def score(self, networks: list, y: None = None, *, data: Any = None) -> float:
+    def score(
+        self, networks: list, y: None = None, *, data: Any = None, sample_weight: None = None
+    ) -> float:
         """Rate the edits of ``networks`` on task data (higher is better).
 
         ``score = mean over networks of (accuracy_after - violation)``, where
@@ -638,6 +642,9 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
             The task rows to score on, e.g. ``TaskData(X_test, y_test)``; the rows that
             fit held out of training are ``X[holdout_indices_]``. Labels must be among
             ``classes_``.
+        sample_weight : None
+            Not supported (the samples are networks); present so that a ``Pipeline``'s
+            ``score`` under metadata routing, which passes ``sample_weight=None``, works.
 
         Returns
         -------
@@ -647,8 +654,10 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         ------
         ValueError
             If ``data`` is missing (the message says how to pass it), has no rows, or
-            holds labels the networks do not predict.
+            holds labels the networks do not predict, or ``sample_weight`` is given.
         """
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported: the samples are networks.")
         _, table = self._measure(networks, data, None, "score")
         return float((table["accuracy_after"] - table["violation"]).mean())
 

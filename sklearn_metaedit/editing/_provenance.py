@@ -22,7 +22,10 @@ calibration argument as given.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +33,7 @@ from typing import Any
 from torch import nn
 
 from ._edit import edited_copy, prepare_network
-from ._graph import as_sequential
+from ._graph import as_sequential, extract_weights
 
 __all__ = ["Edit", "record_edits", "replay", "replayed", "source_network", "unedited"]
 
@@ -50,6 +53,11 @@ class Edit:
     editor: Any
     target: Any
     calibration: Any
+    #: the fitted state the editor had (a refit replaces them)
+    fitted: tuple = ()
+    #: a digest of the edited network's weights (a network changed since its edit is
+    #: edited as it is)
+    digest: str = ""
 
 
 _RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -68,10 +76,27 @@ def _stages(requirement) -> list[int]:
 
 
 def _comes_before(requirement, record: Edit | None) -> bool:
-    """Whether every edit for ``requirement`` comes before every edit of ``record``."""
-    return record is not None and max(_stages(requirement)) < min(
+    """Whether an edit for ``requirement`` comes before the edit of ``record``: its last
+    stage is earlier than the recorded edit's last (a total order, so that a chain of
+    edits made again ends; a joint editor for minimisation and parity comes after one
+    for sparsity, since its parity edit must come last)."""
+    return record is not None and max(_stages(requirement)) < max(
         _stages(record.editor.requirement_)
     )
+
+
+def _digest(network) -> str:
+    """A digest of a network's weights and biases, in their order and shapes."""
+    digest = hashlib.sha1()
+    for weight, bias in extract_weights(as_sequential(network)):
+        for tensor in (weight, bias):
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fitted(editor) -> tuple:
+    return (getattr(editor, "metanet_", None), getattr(editor, "requirement_", None))
 
 
 def record_edits(editor, networks, edited, details, target, calibration) -> None:
@@ -84,10 +109,12 @@ def record_edits(editor, networks, edited, details, target, calibration) -> None
             weights = [
                 (w.detach().clone(), b.detach().clone()) for w, b in detail["item"]["weights"]
             ]
-            _RECORDS[result] = Edit(network, weights, editor, target, calibration)
+            _RECORDS[result] = Edit(
+                network, weights, editor, target, calibration, _fitted(editor), _digest(result)
+            )
 
 
-def _record(network) -> Edit | None:
+def _lookup(network) -> Edit | None:
     try:
         with _LOCK:
             return _RECORDS.get(network)
@@ -95,12 +122,53 @@ def _record(network) -> Edit | None:
         return None
 
 
+def _stale(record: Edit, network) -> bool:
+    """Whether a record no longer describes ``network``: the network's weights changed
+    since its edit, the editor was fitted again, or its source no longer has the
+    recorded weights' shapes."""
+    try:
+        shapes = [w.shape for w, _ in extract_weights(as_sequential(record.source))]
+        return (
+            _digest(network) != record.digest
+            or any(a is not b for a, b in zip(_fitted(record.editor), record.fitted, strict=True))
+            or shapes != [w.shape for w, _ in record.weights]
+        )
+    except (TypeError, ValueError):  # a source that is no longer a network
+        return True
+
+
+def _record(network, stale: list | None = None) -> Edit | None:
+    """The record of ``network`` where it still describes it; a stale one is dropped
+    (and counted in ``stale``)."""
+    record = _lookup(network)
+    if record is not None and _stale(record, network):
+        with _LOCK:
+            _RECORDS.pop(network, None)
+        if stale is not None:
+            stale.append(network)
+        return None
+    return record
+
+
+def _warn_stale(stale: list) -> None:
+    if stale:
+        warnings.warn(
+            f"{len(stale)} of the networks were changed since an editor edited them (their "
+            "weights, or their source network), or that editor was fitted again: they are "
+            "edited as they are, not as the order of edits (data minimisation, sparsity, "
+            "parity) would have them edited again.",
+            UserWarning,
+            stacklevel=5,
+        )
+
+
 def source_network(record: Edit) -> Any:
     """The network an editor was given, as it was then (a new object, carrying the
     source's own record where it has one)."""
     module = as_sequential(record.source)
     rebuilt = edited_copy(record.source, module, record.weights, record.editor.classes_)
-    earlier = _record(record.source)
+    # the source's record, checked against the rebuilt network when it is read
+    earlier = _lookup(record.source)
     if earlier is not None:
         with _LOCK:
             _RECORDS[rebuilt] = earlier
@@ -110,7 +178,9 @@ def source_network(record: Edit) -> Any:
 def replayed(requirement, networks) -> dict[int, Edit]:
     """The positions of ``networks`` whose edit for ``requirement`` (a requirement
     object or an editor's parameter) comes before the edit recorded for them."""
-    found = {i: _record(network) for i, network in enumerate(networks)}
+    stale: list = []
+    found = {i: _record(network, stale) for i, network in enumerate(networks)}
+    _warn_stale(stale)
     return {i: record for i, record in found.items() if _comes_before(requirement, record)}
 
 
@@ -127,15 +197,15 @@ def replay(editor, replays: dict[int, Edit], modules, arguments, results) -> Non
         groups.setdefault(key, []).append(i)
     out, details, seconds = results
     for group in groups.values():
-        record = replays[group[0]]
+        started, record = time.perf_counter(), replays[group[0]]
         sources = [source_network(replays[i]) for i in group]
-        edited, _, took = editor._edit(sources, *arguments)
-        again, made, more = record.editor._edit(edited, record.target, record.calibration)
+        edited = editor._edit(sources, *arguments)[0]
+        again, made, _ = record.editor._edit(edited, record.target, record.calibration)
         for j, i in enumerate(group):
             weights = made[j]["weights"]
             item = prepare_network(modules[i], editor.requirement_, weights[0][0].device)
-            out[i], seconds[i] = again[j], took[j] + more[j]
-            details[i] = {"item": item, "weights": weights}
+            out[i], details[i] = again[j], {"item": item, "weights": weights}
+            seconds[i] = (time.perf_counter() - started) / len(group)
 
 
 def unedited(requirement, networks) -> list:
@@ -143,11 +213,12 @@ def unedited(requirement, networks) -> list:
     comes after ``requirement``'s (what an editor for ``requirement`` is fitted on)."""
     if isinstance(networks, nn.Module) or hasattr(networks, "module"):
         return networks  # a single network: the editor's checks say what to pass
-    networks = list(networks)
+    networks, stale = list(networks), []
     for i, network in enumerate(networks):
-        record = _record(network)
+        record = _record(network, stale)
         while _comes_before(requirement, record):
             network = source_network(record)
-            record = _record(network)
+            record = _record(network, stale)
         networks[i] = network
+    _warn_stale(stale)
     return networks

@@ -824,6 +824,31 @@ def test_pipeline_prunes_then_minimises_and_keeps_both(task, population):
             assert torch.equal(routed[name].metanet_.state_dict()[key], value), (name, key)
 
 
+def test_a_routed_search_over_a_pipeline_of_editors_scores_every_fold(task, population):
+    X, y = task
+    data = TaskData(X, y)
+    fixed = {"max_steps": 0, "random_state": 0}
+    pipe = Pipeline(
+        [
+            ("prune", MetanetEditor("sparsity", target=0.6, **fixed)),
+            ("minimise", MetanetEditor("data_minimisation", features=[2], **fixed)),
+        ]
+    )
+    with sklearn.config_context(enable_metadata_routing=True):
+        # Pipeline.score passes sample_weight=None to the last step's score
+        fitted = clone(pipe).fit(population, data=data)
+        expected = fitted["minimise"].score(fitted["prune"].transform(population), data=data)
+        assert fitted.score(population, data=data) == pytest.approx(expected)
+        search = GridSearchCV(
+            pipe, {"prune__target": [0.5, 0.9]}, cv=KFold(2), error_score="raise"
+        ).fit(population, data=data)
+    scores = pd.DataFrame(search.cv_results_)
+    assert np.isfinite(scores.mean_test_score).all()
+    assert search.best_params_ == {"prune__target": 0.5}
+    with pytest.raises(ValueError, match="sample_weight is not supported"):
+        fitted["prune"].score(population, data=data, sample_weight=np.ones(len(population)))
+
+
 def weights_equal(first, second):
     return all(
         torch.allclose(a, b, atol=1e-6) and torch.allclose(c, d, atol=1e-6)

@@ -405,3 +405,40 @@ def test_pipelines_of_editors_make_their_edits_in_one_order_whatever_theirs(bias
     expected = fair.transform(prune.transform(population), calibration=data)
     assert all(map(weights_equal, calibrated, expected))
     assert not all(map(weights_equal, calibrated, fair.transform(prune.transform(population))))
+
+
+def test_a_network_changed_since_its_edit_is_edited_as_it_is_and_says_so(biased):
+    X, y, groups, population = biased
+    data = TaskData(X, y, groups)
+    fixed = {"max_steps": 0, "random_state": 0}
+    prune = MetanetEditor("sparsity", target=0.6, **fixed).fit(population, data=data)
+    minimise = MetanetEditor("data_minimisation", features=[1], **fixed).fit(population, data=data)
+    pruned = prune.transform(population[:2])
+    stale = r"2 of the networks were changed since an editor edited them"
+    # trained further after the pruning: its new weights are edited, not its source's
+    with torch.no_grad():
+        for net in pruned:
+            net.module_[0].weight.mul_(0.5)
+    saved = pickle.loads(pickle.dumps(pruned))  # no record: edited as it is
+    with pytest.warns(UserWarning, match=stale):
+        edited = minimise.transform(pruned)
+    assert all(map(weights_equal, edited, minimise.transform(saved)))
+    # the record is dropped: no second warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        minimise.transform(pruned)
+    # the pruning editor fitted again since: its new state does not stand for the old
+    pruned = prune.transform(population[:2])
+    prune.fit(population, data=data)
+    with pytest.warns(UserWarning, match=stale):
+        edited = minimise.transform(pruned)
+    saved = pickle.loads(pickle.dumps(pruned))
+    assert all(map(weights_equal, edited, minimise.transform(saved)))
+    # a joint editor for minimisation and parity comes after sparsity: both orders agree
+    joint = MetanetEditor(
+        ["data_minimisation", "demographic_parity"], features=[0, 1], **fixed
+    ).fit(population, data=data)
+    first = prune.transform(joint.transform(population[:2], calibration=data))
+    second = joint.transform(prune.transform(population[:2]), calibration=data)
+    assert all(map(weights_equal, first, second))
+    assert all("demographic_parity" in n.module_.metaedit_requirements for n in first)
