@@ -39,7 +39,7 @@ from .._device import check_device
 from .._threads import with_thread_limit
 from ._graph import as_sequential
 
-__all__ = ["make_population", "train_group"]
+__all__ = ["array_digest", "make_population", "train_group"]
 
 
 def _optimizer_spec(net) -> tuple[str, dict]:
@@ -281,10 +281,11 @@ def _group_key(module_cls, kwargs, max_epochs, batch_size, optimizer) -> str:
     )
 
 
-def _data_digest(X: np.ndarray, y: np.ndarray) -> str:
-    """A fingerprint of the training data, so that a checkpoint never resumes other data."""
+def array_digest(*arrays: np.ndarray) -> str:
+    """A fingerprint of arrays (their dtypes, shapes and values, in order): of the training
+    data, so that a checkpoint never resumes other data, or of a network's weights."""
     digest = hashlib.sha256()
-    for array in (X, y):
+    for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(repr((array.dtype.str, array.shape)).encode())
         digest.update(array.tobytes())
@@ -536,7 +537,7 @@ def make_population(
     trained: dict[int, tuple[dict, np.ndarray]] = {}
     keys: dict[int, str] = {}
     if directory is not None:
-        digest = _data_digest(X_np, codes)
+        digest = array_digest(X_np, codes)
         for index in range(len(nets)):
             keys[index] = _network_key(spec_of[index], seeds[index], lrs[index], digest, classes)
             saved = _read_checkpoint(_checkpoint_path(directory, index), keys[index], index)

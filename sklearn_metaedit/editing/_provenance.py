@@ -22,7 +22,6 @@ calibration argument as given.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import warnings
@@ -34,6 +33,7 @@ from torch import nn
 
 from ._edit import edited_copy, prepare_network
 from ._graph import as_sequential, extract_weights
+from ._population import array_digest
 
 __all__ = ["Edit", "record_edits", "replay", "replayed", "source_network", "unedited"]
 
@@ -87,12 +87,8 @@ def _comes_before(requirement, record: Edit | None) -> bool:
 
 def _digest(network) -> str:
     """A digest of a network's weights and biases, in their order and shapes."""
-    digest = hashlib.sha1()
-    for weight, bias in extract_weights(as_sequential(network)):
-        for tensor in (weight, bias):
-            digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    pairs = extract_weights(as_sequential(network))
+    return array_digest(*(t.detach().cpu().numpy() for pair in pairs for t in pair))
 
 
 def _fitted(editor) -> tuple:
