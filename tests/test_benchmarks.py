@@ -101,7 +101,15 @@ def _rerun_parity_alone(script, folder, before):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     after = json.loads((folder / "editor.json").read_text())
-    for key in ("sparsity", "sparsity_95", "minimisation", "wide", "other_ranges", "joint"):
+    for key in (
+        "sparsity",
+        "sparsity_95",
+        "minimisation",
+        "wide",
+        "wide_95",
+        "other_ranges",
+        "joint",
+    ):
         assert after[key] == before[key], key
     methods = [row["method"] for row in after["parity"]["rows"]]
     assert methods == [row["method"] for row in before["parity"]["rows"]]

@@ -24,6 +24,7 @@ from ._graph import layer_inputs, network_forward
 from ._least_squares import refit_units, second_moments
 from ._magnitude import DEAD, magnitudes, n_to_zero, prior_scores
 from ._measures import weight_sparsity
+from ._refine import refine_outputs
 from ._requirement import Requirement, base_edit
 
 __all__ = ["Sparsity", "prune_and_refit", "refit_kept_weights"]
@@ -279,6 +280,10 @@ class Sparsity(Requirement):
     refit = True
     #: Rounds of removal per layer in an exact edit (:func:`prune_and_refit`).
     rounds = 3
+    #: Gradient steps of the end-to-end refinement of an exact edit, and their size
+    #: relative to each layer's weights (:func:`~._refine.refine_outputs`); 0 steps: none.
+    refine_steps = 100
+    refine_rate = 0.05
 
     def __init__(self, n_features, forbidden=()):
         if len(forbidden):
@@ -351,6 +356,14 @@ class Sparsity(Requirement):
             adjust=logits,
             rounds=self.rounds,
             moments=self.row_moments(rows),
+        )
+        edited = refine_outputs(
+            item["module"],
+            weights,
+            edited,
+            rows,
+            steps=self.refine_steps,
+            relative_rate=self.refine_rate,
         )
         return self.recalibrate(item, edited)
 

@@ -15,8 +15,9 @@ Training loss per network, averaged over a batch of networks and task rows::
 with the requirement's soft edit (:func:`~._edit.edit_networks` with ``hard=False``).
 A checkpoint's validation score is the mean, over the validation networks and the
 requirement's validation targets, of the exact edit's accuracy minus its violation of
-the target; the checkpoint of best score (the validation loss breaking ties) is kept
-where its gain over the untrained metanetwork is beyond the validation networks' spread
+the target (before a pruning's end-to-end refinement, :mod:`._refine`); the checkpoint
+of best score (the validation loss breaking ties) is kept where its gain over the
+untrained metanetwork is beyond the validation networks' spread
 (:func:`checkpoint_gain`), else the untrained one.
 """
 
@@ -36,6 +37,7 @@ from ._edit import edit_networks
 from ._graph import network_forward
 from ._measures import divergence
 from ._metanet import GraphMetanetwork
+from ._refine import without_refinement
 from ._requirement import Requirement
 
 __all__ = [
@@ -272,7 +274,7 @@ class MetanetTrainer:
         ``items`` at each of the requirement's validation targets; and their mean loss."""
         self.metanet.eval()
         losses, scores = [], []
-        with torch.no_grad():
+        with torch.no_grad(), without_refinement():
             for target in self.requirement.validation_targets(self.target, self.target_range):
                 loss = self.loss(
                     items, [target] * len(items), X, y, groups, hard=True, scores=scores
