@@ -445,7 +445,10 @@ def sparsity_experiment(
             on_calibration_rows, data, held_out, X[: cfg["calibration_rows"]], "calibrated"
         ),
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
-        prior_label=("editor untrained (magnitude budgets, saliency choice, least-squares refit)"),
+        prior_label=(
+            "editor untrained (magnitude budgets, saliency choice, least-squares refit, "
+            "end-to-end refinement)"
+        ),
         steps=steps,
         label=label,
         log=log,
