@@ -84,6 +84,8 @@ from sklearn_metaedit.demo import (
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
+from sklearn_metaedit.editing._refine import refine_outputs
+from sklearn_metaedit.editing._sparsity import Sparsity
 from sklearn_metaedit.fairness import parity_decisions, project_parity
 from sklearn_metaedit.metrics import selection_rate_gap
 
@@ -414,7 +416,27 @@ def one_shot_pruners(calibration: torch.Tensor, target: float) -> dict[str, Call
             out[f"{name} ({rates})"] = lambda i, n, p=prune, u=uniform: p(
                 n.module_, calibration, target, uniform=u
             )
+    # the two OBS pruners followed by the editor's own end-to-end refinement, on the
+    # same calibration rows: what the refinement adds to any pruner
+    for name, prune in (("SparseGPT", sparsegpt_prune), ("OBC", obc_prune)):
+        out[f"{name} (magnitude rates) + refinement"] = lambda i, n, p=prune: refined(
+            n.module_, p(n.module_, calibration, target, uniform=False), calibration
+        )
     return out
+
+
+def refined(original: nn.Module, pruned: nn.Module, rows: torch.Tensor) -> nn.Module:
+    """``pruned`` after the sparsity editor's end-to-end refinement towards ``original``
+    on ``rows`` (its steps and rate)."""
+    weights = refine_outputs(
+        pruned,
+        extract_weights(original),
+        extract_weights(pruned),
+        rows,
+        steps=Sparsity.refine_steps,
+        relative_rate=Sparsity.refine_rate,
+    )
+    return load_weights(pruned, weights)
 
 
 def sparsity_experiment(
@@ -1194,7 +1216,10 @@ def classical_rows(cfg, data, held_out, combination, dropped, pruner: str) -> li
         if dropped:
             module = obs_remove_columns(module, X_cal, dropped)
         if "S" in combination:
+            dense = module
             module = prune(module, X_cal, JOINT_SPARSITY, uniform="uniform" in pruner)
+            if pruner.endswith("+ refinement"):
+                module = refined(dense, module, X_cal)
             # the pruner starts from the first layer's own weights, whose removed columns
             # are zero and so cost nothing to remove; nothing else holds them at zero, so
             # they are zeroed again (revived counts the columns that came back)
