@@ -52,12 +52,17 @@ def refine_outputs(
 
     The loss is ``mean((f(x; edited) - f(x; original)) ** 2)`` over the rows and
     outputs (``f`` the network's logits), minimised over the nonzero weights and all
-    biases of ``edited``. Each layer's step size is ``relative_rate`` times the
-    root-mean-square of its nonzero weights (where a layer has none, the largest of the
-    other layers'), so that the steps are the same share of every network's weights
-    whatever their scale; it decays to 0 on a cosine. The weights of the step with the
-    lowest loss are returned (``edited`` itself where no step lowers it). Of more than
-    1,024 rows, 1,024 drawn with ``random_state`` are read.
+    biases of ``edited``. A step moves a weight by at most about ``relative_rate``
+    times the root-mean-square of its layer's nonzero weights (where a layer has none,
+    the largest of the other layers'), so that the steps are the same share of every
+    network's weights whatever their scale; weights whose gradient is small beside the
+    network's (below a tenth of the first step's root mean square) move in proportion
+    to it (Adam's ``eps``). The rate decays to 0 on a cosine. The weights of the step
+    with the lowest loss on the rows are returned (``edited`` itself where no step
+    lowers it): the rows both fit and choose the step, so that a step is never worse
+    on them than the start, not on other rows. Of more than 1,024 rows, 1,024 drawn
+    with ``random_state`` are read. The steps run in float32, or in float64 for a
+    float64 network, with gradients enabled whatever the caller's mode.
 
     Parameters
     ----------
@@ -99,27 +104,39 @@ def refine_outputs(
     """
     if steps <= 0 or not _REFINING.get():
         return edited
+    # gradients even where the caller runs without them (no_grad, inference_mode): the
+    # tensors made here are ordinary ones, cloned from whatever the caller passed
+    with torch.inference_mode(False), torch.enable_grad():
+        return _refined(module, original, edited, rows, steps, relative_rate, random_state)
+
+
+def _refined(module, original, edited, rows, steps, relative_rate, random_state):
+    """:func:`refine_outputs`'s steps, with gradients enabled."""
     dtype = edited[0][0].dtype
-    rows = rows.detach().float()
+    # float32 at least: a float64 network is refined in float64
+    work = torch.promote_types(dtype, torch.float32)
+    rows = rows.detach().to(work).clone()
     if len(rows) > _ROWS:
         generator = torch.Generator().manual_seed(random_state)
         rows = rows[torch.randperm(len(rows), generator=generator)[:_ROWS].to(rows.device)]
     with torch.no_grad():
-        wanted = network_forward(module, [(w.float(), b.float()) for w, b in original], rows)
+        copies = [(w.detach().to(work).clone(), b.detach().to(work).clone()) for w, b in original]
+        wanted = network_forward(module, copies, rows)
     # one flat vector of all the weights and biases, each layer's divided by its scale:
-    # Adam's steps on it are ``relative_rate`` times each layer's scale, in one update
+    # a step of Adam on it moves a weight by at most about ``relative_rate`` times its
+    # layer's scale
     scales, parts, masks = [], [], []
     for weight, _ in edited:
-        kept = weight[weight != 0].float()
+        kept = weight[weight != 0].detach().to(work)
         scales.append(float(kept.pow(2).mean().sqrt()) if kept.numel() else 0.0)
     fallback = max(scales)
     if fallback == 0.0:
         return edited
     scales = [scale or fallback for scale in scales]
     for (weight, bias), scale in zip(edited, scales, strict=True):
-        parts += [weight.detach().float().reshape(-1) / scale, bias.detach().float() / scale]
-        masks += [(weight != 0).float().reshape(-1), torch.ones_like(bias, dtype=torch.float32)]
-    flat = torch.cat(parts).requires_grad_()
+        parts += [weight.detach().to(work).reshape(-1) / scale, bias.detach().to(work) / scale]
+        masks += [(weight != 0).to(work).reshape(-1), torch.ones_like(bias, dtype=work)]
+    flat = torch.cat(parts).clone().requires_grad_()
     mask = torch.cat(masks)
     shapes = [(w.shape, b.shape) for w, b in edited]
 
@@ -142,17 +159,18 @@ def refine_outputs(
     for step in range(steps + 1):
         with torch.set_grad_enabled(step < steps):
             loss = ((network_forward(module, unflatten(flat * mask), rows) - wanted) ** 2).mean()
-        if float(loss) < best_loss:
+        value = loss.detach().item()
+        if value < best_loss:
             # the loss of the weights as they are before this step's update
-            best_loss, best = float(loss), None if step == 0 else flat.detach() * mask
+            best_loss, best = value, None if step == 0 else flat.detach() * mask
         if step == steps:
             break
         optimiser.zero_grad()
         loss.backward()
         if step == 0:
             # Adam's floor on the gradient's scale, a share of the first gradient's root
-            # mean square: a weight whose gradient is small (or rounding noise) takes a
-            # step in proportion to it, not a full one
+            # mean square over the network: a weight whose gradient is small (or
+            # rounding noise) takes a step in proportion to it, not a full one
             typical = float(flat.grad.pow(2).sum() / mask.sum()) ** 0.5
             optimiser.param_groups[0]["eps"] = _EPS * typical + 1e-30
         optimiser.step()

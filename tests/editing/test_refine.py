@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from sklearn_metaedit import MetanetEditor
-from sklearn_metaedit.editing import _sparsity
+from sklearn_metaedit.editing import _refine, _sparsity
 from sklearn_metaedit.editing._graph import extract_weights, network_forward
 from sklearn_metaedit.editing._refine import _REFINING, refine_outputs, without_refinement
 from sklearn_metaedit.editing._sparsity import prune_and_refit
@@ -117,3 +117,61 @@ def test_checkpoint_selection_compares_edits_before_refinement_and_transform_ref
         assert output_error(module, weights_of(new), reference, rows) < output_error(
             module, weights_of(old), reference, rows
         )
+
+
+def test_the_weights_returned_are_those_of_the_least_error_along_the_steps(monkeypatch):
+    module, original, _ = pruned_net(3, sizes=(6, 10, 2))
+    rows = torch.randn(300, 6, generator=torch.Generator().manual_seed(3))
+    counts = [int(0.4 * w.numel()) for w, _ in original]
+    start = prune_and_refit(module, original, counts, rows)
+    seen = []
+
+    def recording(net, weights, X, *args, **kwargs):
+        out = network_forward(net, weights, X, *args, **kwargs)
+        seen.append(out.detach().clone())
+        return out
+
+    monkeypatch.setattr(_refine, "network_forward", recording)
+    refined = refine_outputs(module, original, start, rows, steps=30, relative_rate=0.2)
+    wanted, path = seen[0], seen[1:]  # the original's outputs, then one per step
+    assert len(path) == 31
+    losses = [float(((out - wanted) ** 2).mean()) for out in path]
+    assert losses[0] > min(losses)
+    assert output_error(module, refined, original, rows) == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_many_rows_are_subsampled_to_1024_and_a_float64_network_is_refined_in_float64(
+    monkeypatch,
+):
+    module, original, pruned = pruned_net(4, sizes=(6, 8, 2))
+    module = module.double()
+    original = [(w.double(), b.double()) for w, b in original]
+    pruned = [(w.double(), b.double()) for w, b in pruned]
+    rows = torch.randn(3000, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    shapes = []
+
+    def recording(net, weights, X, *args, **kwargs):
+        shapes.append((len(X), X.dtype, weights[0][0].dtype))
+        return network_forward(net, weights, X, *args, **kwargs)
+
+    monkeypatch.setattr(_refine, "network_forward", recording)
+    refined = refine_outputs(module, original, pruned, rows, steps=10, relative_rate=0.05)
+    assert set(shapes) == {(1024, torch.float64, torch.float64)}
+    weight = refined[0][0]
+    assert weight.dtype == torch.float64
+    # not rounded through float32 on the way
+    assert not torch.equal(weight, weight.float().double())
+    again = refine_outputs(module, original, pruned, rows, steps=10, relative_rate=0.05)
+    for (w, b), (w2, b2) in zip(refined, again, strict=True):
+        assert torch.equal(w, w2) and torch.equal(b, b2)
+
+
+def test_transform_under_inference_mode_makes_the_same_edits(task, population):
+    X, y = task
+    editor = MetanetEditor("sparsity", target=0.6, max_steps=0).fit(population, data=(X, y))
+    plain = editor.transform(population[:2])
+    with torch.inference_mode():
+        inside = editor.transform(population[:2])
+    for a, b in zip(plain, inside, strict=True):
+        for u, v in zip(a.module_.parameters(), b.module_.parameters(), strict=True):
+            assert torch.equal(u, v)
