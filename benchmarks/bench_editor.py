@@ -1687,23 +1687,25 @@ def to_markdown(r: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def method_table(title: str, block: dict) -> list[str]:
+    """A section's table of methods: accuracy and seconds per network."""
+    out = ["", f"### {title}", "", "| method | test accuracy | s / network |", "|---|---|---|"]
+    for name, stats in block["accuracy"].items():
+        seconds = block["seconds_per_network"].get(name)
+        # a label's own bars (|w|) are escaped, or they would split its cell
+        out.append(
+            f"| {name.replace('|', chr(92) + '|')} | {fmt(stats)} | "
+            f"{'' if seconds is None else f'{seconds:.4f}'} |"
+        )
+    return out
+
+
 def single_requirement_tables(r: dict) -> list[str]:
     """The tables of the experiments on one requirement at a time."""
     out: list[str] = []
     for key in ("sparsity", "sparsity_95"):
         block = r[key]
-        out += [
-            "",
-            f"### Sparsity {block['target']:.0%}",
-            "",
-            "| method | test accuracy | s / network |",
-            "|---|---|---|",
-        ]
-        for name, stats in block["accuracy"].items():
-            seconds = block["seconds_per_network"].get(name)
-            out.append(
-                f"| {name} | {fmt(stats)} | {'' if seconds is None else f'{seconds:.4f}'} |"
-            )
+        out += method_table(f"Sparsity {block['target']:.0%}", block)
         out.append(
             f"\nEditor fit: {fmt(block['editor_fit_seconds'], 0)} s; per seed "
             f"{[round(a, 4) for a in block['editor_per_seed']]}."
@@ -1718,20 +1720,7 @@ def single_requirement_tables(r: dict) -> list[str]:
             if key == "forbidden_groups"
             else f"k = {block['k']} of {block['n_columns']}"
         )
-        out += [
-            "",
-            f"### {title}: {detail}",
-            "",
-            "| method | test accuracy | s / network |",
-            "|---|---|---|",
-        ]
-        for name, stats in block["accuracy"].items():
-            seconds = block["seconds_per_network"].get(name)
-            # a label's own bars (|w|) are escaped, or they would split its cell
-            out.append(
-                f"| {name.replace('|', chr(92) + '|')} | {fmt(stats)} | "
-                f"{'' if seconds is None else f'{seconds:.4f}'} |"
-            )
+        out += method_table(f"{title}: {detail}", block)
     block = r["parity"]
     out += [
         "",
@@ -1823,19 +1812,11 @@ def single_requirement_tables(r: dict) -> list[str]:
         if key not in r:  # results from before the 95% run on them
             continue
         block = r[key]
-        out += [
-            "",
-            f"### Wider networks ({' x '.join(map(str, block['hidden_sizes']))} hidden), "
+        out += method_table(
+            f"Wider networks ({' x '.join(map(str, block['hidden_sizes']))} hidden), "
             f"sparsity {block['target']:.0%}, one editor seed",
-            "",
-            "| method | test accuracy | s / network |",
-            "|---|---|---|",
-        ]
-        for name, stats in block["accuracy"].items():
-            seconds = block["seconds_per_network"].get(name)
-            out.append(
-                f"| {name} | {fmt(stats)} | {'' if seconds is None else f'{seconds:.4f}'} |"
-            )
+            block,
+        )
     out += [
         "",
         "### Cost and break-even (sparsity 90%)",
