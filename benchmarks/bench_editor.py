@@ -2,8 +2,11 @@
 
 One process, one data set, one population, every method side by side:
 
-- **sparsity 90%**: one-shot global magnitude pruning; magnitude pruning + 1 / 3 epochs of
-  fine-tuning with the mask fixed; the editor (one forward pass).
+- **sparsity 90% and 95%**: one-shot global magnitude pruning; magnitude pruning + 1 / 3
+  epochs of fine-tuning with the mask fixed; Wanda, SparseGPT and exact OBC on 1,024
+  calibration rows (uniform and magnitude layer rates), SparseGPT and OBC followed by the
+  editor's end-to-end refinement on the same rows; the editor, data-free and given the
+  same rows (``calibration=``).
 - **data minimisation**: (a) five forbidden feature groups (age, sex, race,
   marital-status, occupation: 29 one-hot columns): zero their columns; zero them + 1 epoch
   of fine-tuning; retrain from scratch without them; the editor. (b) a budget of ``k``
@@ -25,8 +28,8 @@ One process, one data set, one population, every method side by side:
   each of those targets alone.
 - **unseen architectures**: the range editor (trained on widths {16, 32, 48}, 2 hidden
   layers) prunes networks of widths 24 and 64 and of 1 and 3 hidden layers.
-- **wider networks** (3 x 256 hidden): the sparsity comparison again, where fine-tuning
-  costs more.
+- **wider networks** (3 x 256 hidden): the sparsity comparison again, at 90% and 95%,
+  where fine-tuning costs more.
 - **several requirements at once** (sparsity 0.9, the five forbidden groups, parity gap
   0.05 on sex; the pairs and all three): Pipelines of single editors in both orders; the
   classical sequence (OBS column removal, the better one-shot pruner of the sparsity
