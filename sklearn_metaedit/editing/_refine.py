@@ -138,20 +138,14 @@ def _refined(module, original, edited, rows, steps, relative_rate, random_state)
         masks += [(weight != 0).to(work).reshape(-1), torch.ones_like(bias, dtype=work)]
     flat = torch.cat(parts).clone().requires_grad_()
     mask = torch.cat(masks)
-    shapes = [(w.shape, b.shape) for w, b in edited]
+    sizes = [len(part) for part in parts]
 
     def unflatten(vector):
-        pairs, start = [], 0
-        for (w_shape, b_shape), scale in zip(shapes, scales, strict=True):
-            n_w, n_b = w_shape.numel(), b_shape.numel()
-            pairs.append(
-                (
-                    vector[start : start + n_w].view(w_shape) * scale,
-                    vector[start + n_w : start + n_w + n_b] * scale,
-                )
-            )
-            start += n_w + n_b
-        return pairs
+        pieces = vector.split(sizes)
+        return [
+            (pieces[2 * layer].view(weight.shape) * scale, pieces[2 * layer + 1] * scale)
+            for layer, ((weight, _), scale) in enumerate(zip(edited, scales, strict=True))
+        ]
 
     optimiser = torch.optim.Adam([flat], lr=relative_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
