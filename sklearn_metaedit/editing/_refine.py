@@ -8,6 +8,12 @@ takes a few gradient steps on all the kept weights and biases together, on the s
 error between the edited network's outputs and the original's over the same rows: the
 objective of the layer-wise refit, made global. Every zero weight stays exactly zero.
 
+The steps are Adam's on one flat vector of the weights. Where the network is ``Linear``
+and ``ReLU`` layers alone (an MLP), the gradient comes from a hand-written backward
+pass, else from autograd; the input columns that no kept weight of the first layer
+reads are left out of the steps. On Adult's MLPs at sparsity 0.9 the two together took
+the refinement from about 100 to about 35 ms per network, with the same edits.
+
 Checkpoint selection in training compares the metanetwork's exact edits before this
 refinement (:func:`without_refinement`): it ranks what the metanetwork contributes, at a
 fraction of the cost.
@@ -20,6 +26,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
+from torch import nn
 
 from ._graph import network_forward
 
@@ -35,6 +42,8 @@ _ROWS = 1024
 #: and of its hidden units permuted) to differences of 1e-3 in 100 steps; with 0.1, to
 #: 5e-6, at the same accuracy on Adult
 _EPS = 0.1
+#: Adam's betas (torch.optim.Adam's defaults).
+_BETAS = (0.9, 0.999)
 
 
 def refine_outputs(
@@ -62,7 +71,10 @@ def refine_outputs(
     lowers it): the rows both fit and choose the step, so that a step is never worse
     on them than the start, not on other rows. Of more than 1,024 rows, 1,024 drawn
     with ``random_state`` are read. The steps run in float32, or in float64 for a
-    float64 network, with gradients enabled whatever the caller's mode.
+    float64 network, with gradients enabled whatever the caller's mode. The gradient of
+    a network of ``Linear`` and ``ReLU`` layers (dropout and identities skipped) is
+    computed by hand, of any other by autograd through
+    :func:`~._graph.network_forward`; both give the same steps.
 
     Parameters
     ----------
@@ -122,56 +134,165 @@ def _refined(module, original, edited, rows, steps, relative_rate, random_state)
     with torch.no_grad():
         copies = [(w.detach().to(work).clone(), b.detach().to(work).clone()) for w, b in original]
         wanted = network_forward(module, copies, rows)
-    # one flat vector of all the weights and biases, each layer's divided by its scale:
-    # a step of Adam on it moves a weight by at most about ``relative_rate`` times its
-    # layer's scale
-    scales, parts, masks = [], [], []
+    given, columns = edited, _used_columns(module, edited)
+    if columns is not None:
+        # the input columns no kept weight reads leave the outputs as they are: the steps
+        # read the others alone (a fifth to a third of Adult's at sparsity 0.9)
+        rows = rows[:, columns]
+        edited = [(edited[0][0][:, columns], edited[0][1]), *edited[1:]]
+    # Adam moves one flat vector of all the weights and biases, each layer's divided by
+    # its scale: a step moves a weight by at most about ``relative_rate`` times its
+    # layer's scale; the network reads ``weights`` (the vector times the scales)
+    scales = []
     for weight, _ in edited:
         kept = weight[weight != 0].detach().to(work)
         scales.append(float(kept.pow(2).mean().sqrt()) if kept.numel() else 0.0)
     fallback = max(scales)
     if fallback == 0.0:
-        return edited
-    scales = [scale or fallback for scale in scales]
+        return given
+    parts, per_entry, masks = [], [], []
     for (weight, bias), scale in zip(edited, scales, strict=True):
-        parts += [weight.detach().to(work).reshape(-1) / scale, bias.detach().to(work) / scale]
-        masks += [(weight != 0).to(work).reshape(-1), torch.ones_like(bias, dtype=work)]
-    flat = torch.cat(parts).clone().requires_grad_()
-    mask = torch.cat(masks)
-    sizes = [len(part) for part in parts]
-
-    def unflatten(vector):
-        pieces = vector.split(sizes)
-        return [
-            (pieces[2 * layer].view(weight.shape) * scale, pieces[2 * layer + 1] * scale)
-            for layer, ((weight, _), scale) in enumerate(zip(edited, scales, strict=True))
-        ]
-
-    optimiser = torch.optim.Adam([flat], lr=relative_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
-    best, best_loss = None, math.inf
+        scale = scale or fallback
+        parts += [weight.detach().to(work).reshape(-1), bias.detach().to(work)]
+        per_entry += [torch.full_like(part, scale) for part in parts[-2:]]
+        masks += [(weight != 0).to(work).reshape(-1), torch.ones_like(parts[-1])]
+    weights, scale, mask = torch.cat(parts), torch.cat(per_entry), torch.cat(masks)
+    shapes = [shape for w, b in edited for shape in (w.shape, b.shape)]
+    evaluate = _evaluator(module, rows, wanted, weights, shapes)
+    position, first, second = weights / scale, torch.zeros_like(weights), torch.zeros_like(weights)
+    gradient_scale = scale * mask  # zero gradient, zero moments: a zero weight stays zero
+    best, best_loss, eps = None, math.inf, 0.0
     for step in range(steps + 1):
-        with torch.set_grad_enabled(step < steps):
-            loss = ((network_forward(module, unflatten(flat * mask), rows) - wanted) ** 2).mean()
-        value = loss.detach().item()
+        value, gradient = evaluate(step < steps)
         if value < best_loss:
             # the loss of the weights as they are before this step's update
-            best_loss, best = value, None if step == 0 else flat.detach() * mask
+            best_loss, best = value, None if step == 0 else weights.clone()
         if step == steps:
             break
-        optimiser.zero_grad()
-        loss.backward()
+        gradient = gradient * gradient_scale
         if step == 0:
             # Adam's floor on the gradient's scale, a share of the first gradient's root
             # mean square over the network: a weight whose gradient is small (or
             # rounding noise) takes a step in proportion to it, not a full one
-            typical = float(flat.grad.pow(2).sum() / mask.sum()) ** 0.5
-            optimiser.param_groups[0]["eps"] = _EPS * typical + 1e-30
-        optimiser.step()
-        schedule.step()
+            eps = _EPS * float(gradient.pow(2).sum() / mask.sum()) ** 0.5 + 1e-30
+        # Adam (torch.optim.Adam's update, betas 0.9 and 0.999), the rate on a cosine
+        rate = relative_rate * (1 + math.cos(math.pi * step / steps)) / 2
+        first.lerp_(gradient, 1 - _BETAS[0])
+        second.mul_(_BETAS[1]).addcmul_(gradient, gradient, value=1 - _BETAS[1])
+        denominator = (second.sqrt() / math.sqrt(1 - _BETAS[1] ** (step + 1))).add_(eps)
+        position.addcdiv_(first, denominator, value=-rate / (1 - _BETAS[0] ** (step + 1)))
+        torch.mul(position, scale, out=weights)
     if best is None:
-        return edited
-    return [(w.to(dtype), b.to(dtype)) for w, b in unflatten(best)]
+        return given
+    out = [(w.to(dtype), b.to(dtype)) for w, b in _layers(best, shapes)]
+    if columns is not None:
+        weight = given[0][0].new_zeros(given[0][0].shape)
+        weight[:, columns] = out[0][0]
+        out[0] = (weight, out[0][1])
+    return out
+
+
+def _sizes(shapes) -> list[int]:
+    return [math.prod(shape) for shape in shapes]
+
+
+def _layers(flat, shapes):
+    """The ``(weight, bias)`` pairs of a flat vector, as views of it."""
+    pieces = [p.view(shape) for p, shape in zip(flat.split(_sizes(shapes)), shapes, strict=True)]
+    return list(zip(pieces[::2], pieces[1::2], strict=True))
+
+
+def _used_columns(module, edited):
+    """The input columns that some kept weight of the first layer reads, where they are
+    fewer than all and every child before the first ``Linear`` acts entry by entry
+    (``ReLU``, dropout, identities); else None."""
+    for child in module:
+        if isinstance(child, nn.Linear):
+            break
+        if not isinstance(child, nn.ReLU | nn.Dropout | nn.Identity):
+            return None
+    used = (edited[0][0] != 0).any(0)
+    return None if bool(used.all()) else used.nonzero().reshape(-1)
+
+
+def _program(module) -> list[int | None] | None:
+    """``module``'s children as the hand-written pass runs them: a layer's index for a
+    ``Linear``, None for a ``ReLU`` (dropout and identities left out, as in evaluation);
+    None where a child is of any other kind."""
+    program, layer = [], 0
+    for child in module:
+        if isinstance(child, nn.Linear):
+            program.append(layer)
+            layer += 1
+        elif type(child) is nn.ReLU:
+            program.append(None)
+        elif not isinstance(child, nn.Dropout | nn.Identity):
+            return None
+    return program
+
+
+def _evaluator(module, rows, wanted, weights, shapes):
+    """``evaluate(with_gradient) -> (loss, gradient)``: the loss
+    ``mean((f(rows) - wanted) ** 2)`` of the network with the flat vector ``weights``
+    (shapes ``shapes``) as it is at the call (the caller updates it in place), and its
+    gradient in the same layout (None without).
+
+    Where the network is ``Linear`` and ``ReLU`` layers alone, a hand-written backward
+    pass: a few matrix products a layer, a third of autograd's time on Adult's small
+    MLPs, where autograd's bookkeeping costs more than the products. Any other network:
+    autograd through :func:`~._graph.network_forward`.
+    """
+    program = _program(module)
+    n = wanted.numel()
+    if program is None:
+
+        def by_autograd(with_gradient):
+            leaf = weights.detach().requires_grad_(with_gradient)
+            with torch.set_grad_enabled(with_gradient):
+                out = network_forward(module, _layers(leaf, shapes), rows)
+                loss = ((out - wanted) ** 2).mean()
+            if not with_gradient:
+                return float(loss), None
+            (gradient,) = torch.autograd.grad(loss, leaf)
+            return float(loss.detach()), gradient
+
+        return by_autograd
+    gradient = wanted.new_zeros(sum(_sizes(shapes)))
+    gradients = _layers(gradient, shapes)
+    first = next((i for i, step in enumerate(program) if step is not None), len(program))
+
+    layers = _layers(weights, shapes)
+
+    def by_hand(with_gradient):
+        # saved[i]: what step i's backward reads (a layer's input, a ReLU's output)
+        out, saved, made = rows, [], False
+        for step in program:
+            if step is None:
+                out = out.relu_() if made else out.relu()
+            else:
+                saved.append(out)
+                weight, bias = layers[step]
+                out, made = torch.addmm(bias, out, weight.T), True
+                continue
+            saved.append(out)
+        difference = out - wanted
+        flat = difference.reshape(-1)
+        value = float(torch.dot(flat, flat)) / n
+        if not with_gradient:
+            return value, None
+        upstream = difference.mul_(2.0 / n)
+        for position in range(len(program) - 1, first - 1, -1):
+            step = program[position]
+            if step is None:
+                upstream = torch.ops.aten.threshold_backward(upstream, saved[position], 0)
+                continue
+            torch.mm(upstream.T, saved[position], out=gradients[step][0])
+            torch.sum(upstream, 0, out=gradients[step][1])
+            if position > first:
+                upstream = upstream @ layers[step][0]
+        return value, gradient
+
+    return by_hand
 
 
 @contextmanager

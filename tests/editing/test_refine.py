@@ -119,25 +119,40 @@ def test_checkpoint_selection_compares_edits_before_refinement_and_transform_ref
         )
 
 
+def recording_evaluator(monkeypatch, calls):
+    """``_refine._evaluator`` recording, for every evaluation, its rows, the weights it
+    read (a copy) and the loss it returned."""
+    real = _refine._evaluator
+
+    def recording(module, rows, wanted, weights, shapes):
+        evaluate = real(module, rows, wanted, weights, shapes)
+
+        def recorded(with_gradient):
+            value, gradient = evaluate(with_gradient)
+            calls.append((rows, weights.clone(), value))
+            return value, gradient
+
+        return recorded
+
+    monkeypatch.setattr(_refine, "_evaluator", recording)
+
+
 def test_the_weights_returned_are_those_of_the_least_error_along_the_steps(monkeypatch):
     module, original, _ = pruned_net(3, sizes=(6, 10, 2))
     rows = torch.randn(300, 6, generator=torch.Generator().manual_seed(3))
     counts = [int(0.4 * w.numel()) for w, _ in original]
     start = prune_and_refit(module, original, counts, rows)
-    seen = []
-
-    def recording(net, weights, X, *args, **kwargs):
-        out = network_forward(net, weights, X, *args, **kwargs)
-        seen.append(out.detach().clone())
-        return out
-
-    monkeypatch.setattr(_refine, "network_forward", recording)
+    calls = []
+    recording_evaluator(monkeypatch, calls)
     refined = refine_outputs(module, original, start, rows, steps=30, relative_rate=0.2)
-    wanted, path = seen[0], seen[1:]  # the original's outputs, then one per step
-    assert len(path) == 31
-    losses = [float(((out - wanted) ** 2).mean()) for out in path]
+    assert len(calls) == 31  # the start, then one per step
+    losses = [value for _, _, value in calls]
     assert losses[0] > min(losses)
+    # each loss is the error of the weights it was computed on, not of the next step's
+    assert losses[0] == pytest.approx(output_error(module, start, original, rows), rel=1e-5)
     assert output_error(module, refined, original, rows) == pytest.approx(min(losses), rel=1e-5)
+    best = calls[int(np.argmin(losses))][1]
+    assert torch.equal(torch.cat([torch.cat([w.reshape(-1), b]) for w, b in refined]), best)
 
 
 def test_many_rows_are_subsampled_to_1024_and_a_float64_network_is_refined_in_float64(
@@ -148,15 +163,12 @@ def test_many_rows_are_subsampled_to_1024_and_a_float64_network_is_refined_in_fl
     original = [(w.double(), b.double()) for w, b in original]
     pruned = [(w.double(), b.double()) for w, b in pruned]
     rows = torch.randn(3000, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    shapes = []
-
-    def recording(net, weights, X, *args, **kwargs):
-        shapes.append((len(X), X.dtype, weights[0][0].dtype))
-        return network_forward(net, weights, X, *args, **kwargs)
-
-    monkeypatch.setattr(_refine, "network_forward", recording)
+    calls = []
+    recording_evaluator(monkeypatch, calls)
     refined = refine_outputs(module, original, pruned, rows, steps=10, relative_rate=0.05)
-    assert set(shapes) == {(1024, torch.float64, torch.float64)}
+    assert {(len(r), r.dtype, w.dtype) for r, w, _ in calls} == {
+        (1024, torch.float64, torch.float64)
+    }
     weight = refined[0][0]
     assert weight.dtype == torch.float64
     # not rounded through float32 on the way
@@ -164,6 +176,110 @@ def test_many_rows_are_subsampled_to_1024_and_a_float64_network_is_refined_in_fl
     again = refine_outputs(module, original, pruned, rows, steps=10, relative_rate=0.05)
     for (w, b), (w2, b2) in zip(refined, again, strict=True):
         assert torch.equal(w, w2) and torch.equal(b, b2)
+
+
+ARCHITECTURES = {
+    "mlp": lambda: [nn.Linear(7, 9), nn.ReLU(), nn.Linear(9, 5), nn.ReLU(), nn.Linear(5, 3)],
+    "relu first, dropout": lambda: [
+        nn.ReLU(),
+        nn.Linear(7, 9),
+        nn.Dropout(0.5),
+        nn.ReLU(inplace=True),
+        nn.Linear(9, 3),
+    ],
+    "two linear in a row, relu last": lambda: [
+        nn.Linear(7, 9),
+        nn.Linear(9, 5),
+        nn.Identity(),
+        nn.ReLU(),
+        nn.Linear(5, 3),
+        nn.ReLU(),
+    ],
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_the_hand_written_gradient_is_autograds(name, dtype):
+    torch.manual_seed(5)
+    module = nn.Sequential(*ARCHITECTURES[name]()).to(dtype).eval()
+    assert _refine._program(module) is not None
+    weights = extract_weights(module)
+    shapes = [shape for w, b in weights for shape in (w.shape, b.shape)]
+    flat = torch.cat([torch.cat([w.reshape(-1), b]) for w, b in weights])
+    rows = torch.randn(64, 7, dtype=dtype)
+    wanted = torch.randn(64, 3, dtype=dtype)
+    hand = _refine._evaluator(module, rows, wanted, flat.clone(), shapes)
+    value, gradient = hand(True)
+    leaf = flat.clone().requires_grad_()
+    pieces = leaf.split([s.numel() for s in shapes])
+    layers = [(pieces[i].view(shapes[i]), pieces[i + 1]) for i in range(0, len(pieces), 2)]
+    loss = ((network_forward(module, layers, rows) - wanted) ** 2).mean()
+    loss.backward()
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    assert value == pytest.approx(float(loss.detach()), rel=tolerance)
+    torch.testing.assert_close(gradient, leaf.grad, rtol=tolerance, atol=tolerance)
+    assert hand(False) == (pytest.approx(value, rel=tolerance), None)
+    assert torch.equal(rows, rows.clone())  # the rows are not changed in place (ReLU first)
+
+
+def test_the_hand_written_pass_and_autograd_make_the_same_refinement(monkeypatch):
+    module, original, pruned = pruned_net(6, sizes=(12, 16, 8, 2))
+    rows = torch.randn(512, 12, generator=torch.Generator().manual_seed(6))
+    by_hand = refine_outputs(module, original, pruned, rows, steps=50, relative_rate=0.05)
+    monkeypatch.setattr(_refine, "_program", lambda module: None)
+    by_autograd = refine_outputs(module, original, pruned, rows, steps=50, relative_rate=0.05)
+    for (w, b), (u, c) in zip(by_hand, by_autograd, strict=True):
+        torch.testing.assert_close(w, u, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)
+
+
+def test_a_network_of_other_activations_is_refined_by_autograd(monkeypatch):
+    torch.manual_seed(7)
+    module = nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 2))
+    assert _refine._program(module) is None
+    original = extract_weights(module)
+    pruned = [(w * (w.abs() > 0.2), b) for w, b in original]
+    rows = torch.randn(256, 6)
+    refined = refine_outputs(module, original, pruned, rows, steps=50, relative_rate=0.05)
+    assert output_error(module, refined, original, rows) < output_error(
+        module, pruned, original, rows
+    )
+    assert all(
+        bool((w[p == 0] == 0).all()) for (w, _), (p, _) in zip(refined, pruned, strict=True)
+    )
+
+
+def test_input_columns_no_kept_weight_reads_are_left_out_of_the_steps_alone(monkeypatch):
+    module, original, pruned = pruned_net(8, sizes=(10, 12, 2))
+    weight = pruned[0][0].clone()
+    weight[:, [1, 4, 5]] = 0.0
+    pruned[0] = (weight, pruned[0][1])
+    rows = torch.randn(400, 10, generator=torch.Generator().manual_seed(8))
+    calls = []
+    recording_evaluator(monkeypatch, calls)
+    narrowed = refine_outputs(module, original, pruned, rows, steps=40, relative_rate=0.05)
+    assert {r.shape[1] for r, _, _ in calls} == {7}
+    assert narrowed[0][0].shape == weight.shape
+    assert bool((narrowed[0][0][:, [1, 4, 5]] == 0).all())
+    used_columns = _refine._used_columns
+    monkeypatch.setattr(_refine, "_used_columns", lambda module, edited: None)
+    whole = refine_outputs(module, original, pruned, rows, steps=40, relative_rate=0.05)
+    for (w, b), (u, c) in zip(narrowed, whole, strict=True):
+        torch.testing.assert_close(w, u, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)
+    # a child before the first layer that mixes the columns: every column is read
+    mixing = nn.Sequential(nn.LayerNorm(10), *module)
+    assert used_columns(mixing, pruned) is None
+    assert used_columns(nn.Sequential(nn.ReLU(), *module), pruned).tolist() == [
+        0,
+        2,
+        3,
+        6,
+        7,
+        8,
+        9,
+    ]
 
 
 def test_transform_under_inference_mode_makes_the_same_edits(task, population):
