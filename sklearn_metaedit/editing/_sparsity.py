@@ -345,9 +345,9 @@ class Sparsity(Requirement):
         of the benchmark (untrained editor, seed 0): from 0.8494 to 0.8512 at sparsity
         0.9 and from 0.8439 to 0.8464 at 0.95 on the proxy rows; the edit took 48.7 ms
         per network at 0.9 against 12.9 ms without it (the refinement's hand-written
-        gradient, :func:`~._refine.refine_outputs`). Applied after the threshold match in an earlier trial, 50 steps
-        reached 0.8510 and 0.8460, and relative rates from 0.02 to 0.1 moved the
-        accuracy by at most 0.05 points.
+        gradient, :func:`~._refine.refine_outputs`). Applied after the threshold match
+        in an earlier trial, 50 steps reached 0.8510 and 0.8460, and relative rates from
+        0.02 to 0.1 moved the accuracy by at most 0.05 points.
         """
         weights = item["weights"]
         rows = self.refit_rows(item, weights[0][0].device, torch.float64) if hard else None
