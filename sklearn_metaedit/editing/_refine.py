@@ -258,23 +258,21 @@ def _evaluator(module, rows, wanted, weights, shapes):
 
         return by_autograd
     gradient = wanted.new_zeros(sum(_sizes(shapes)))
-    gradients = _layers(gradient, shapes)
+    gradients, layers = _layers(gradient, shapes), _layers(weights, shapes)
     first = next((i for i, step in enumerate(program) if step is not None), len(program))
 
-    layers = _layers(weights, shapes)
-
     def by_hand(with_gradient):
-        # saved[i]: what step i's backward reads (a layer's input, a ReLU's output)
+        # saved[i]: what step i's backward reads (a layer's input, a ReLU's output); a
+        # ReLU acts in place on what this pass made, never on the rows
         out, saved, made = rows, [], False
         for step in program:
             if step is None:
                 out = out.relu_() if made else out.relu()
+                saved.append(out)
             else:
                 saved.append(out)
                 weight, bias = layers[step]
                 out, made = torch.addmm(bias, out, weight.T), True
-                continue
-            saved.append(out)
         difference = out - wanted
         flat = difference.reshape(-1)
         value = float(torch.dot(flat, flat)) / n
