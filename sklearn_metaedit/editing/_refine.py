@@ -30,7 +30,7 @@ from torch import nn
 
 from ._graph import network_forward
 
-__all__ = ["refine_outputs", "without_refinement"]
+__all__ = ["refine_outputs", "refining", "without_refinement"]
 
 _REFINING: ContextVar[bool] = ContextVar("refining", default=True)
 
@@ -55,6 +55,7 @@ def refine_outputs(
     steps: int,
     relative_rate: float,
     random_state: int = 0,
+    return_loss: bool = False,
 ):
     """``edited`` after ``steps`` Adam steps on the outputs' squared error against
     ``original``'s over ``rows``, its zero weights kept zero.
@@ -88,11 +89,17 @@ def refine_outputs(
         0 returns ``edited``, as does any call within :func:`without_refinement`.
     relative_rate : float
     random_state : int, default=0
+    return_loss : bool, default=False
+        Also return the loss of the weights returned, on the rows read (None where no
+        step was taken: ``steps`` 0, within :func:`without_refinement`, or a network
+        whose weights are all zero).
 
     Returns
     -------
     weights : list of (Tensor, Tensor)
         In the dtype of ``edited``; zero wherever ``edited`` is.
+    loss : float or None
+        With ``return_loss``.
 
     Examples
     --------
@@ -114,16 +121,26 @@ def refine_outputs(
     >>> all(bool((w[p == 0] == 0).all()) for (w, _), (p, _) in zip(refined, pruned))
     True
     """
-    if steps <= 0 or not _REFINING.get():
-        return edited
-    # gradients even where the caller runs without them (no_grad, inference_mode): the
-    # tensors made here are ordinary ones, cloned from whatever the caller passed
-    with torch.inference_mode(False), torch.enable_grad():
-        return _refined(module, original, edited, rows, steps, relative_rate, random_state)
+    refined, loss = edited, None
+    if steps > 0 and _REFINING.get():
+        # gradients even where the caller runs without them (no_grad, inference_mode):
+        # the tensors made here are ordinary ones, cloned from whatever the caller passed
+        with torch.inference_mode(False), torch.enable_grad():
+            refined, loss = _refined(
+                module, original, edited, rows, steps, relative_rate, random_state
+            )
+    return (refined, loss) if return_loss else refined
+
+
+def refining() -> bool:
+    """Whether :func:`refine_outputs` takes steps here (False within
+    :func:`without_refinement`)."""
+    return _REFINING.get()
 
 
 def _refined(module, original, edited, rows, steps, relative_rate, random_state):
-    """:func:`refine_outputs`'s steps, with gradients enabled."""
+    """:func:`refine_outputs`'s steps, with gradients enabled, and the loss of the
+    weights returned."""
     dtype = edited[0][0].dtype
     # float32 at least: a float64 network is refined in float64
     work = torch.promote_types(dtype, torch.float32)
@@ -149,7 +166,7 @@ def _refined(module, original, edited, rows, steps, relative_rate, random_state)
         scales.append(float(kept.pow(2).mean().sqrt()) if kept.numel() else 0.0)
     fallback = max(scales)
     if fallback == 0.0:
-        return given
+        return given, None
     parts, per_entry, masks = [], [], []
     for (weight, bias), scale in zip(edited, scales, strict=True):
         scale = scale or fallback
@@ -183,13 +200,13 @@ def _refined(module, original, edited, rows, steps, relative_rate, random_state)
         position.addcdiv_(first, denominator, value=-rate / (1 - _BETAS[0] ** (step + 1)))
         torch.mul(position, scale, out=weights)
     if best is None:
-        return given
+        return given, best_loss
     out = [(w.to(dtype), b.to(dtype)) for w, b in _layers(best, shapes)]
     if columns is not None:
         weight = given[0][0].new_zeros(given[0][0].shape)
         weight[:, columns] = out[0][0]
         out[0] = (weight, out[0][1])
-    return out
+    return out, best_loss
 
 
 def _sizes(shapes) -> list[int]:

@@ -2,8 +2,10 @@
 
 At edit time ``ceil(target * n_weights)`` weights are zero. Score = input-scaled
 log-magnitude (:mod:`._magnitude`) + learned logit decides how many weights each layer
-keeps (the top scores of the whole network); within each layer, the weights kept are
-chosen by optimal-brain-surgeon saliency (plus the same logits) in a few rounds and
+keeps (the top scores of the whole network; with the first layer's magnitudes scaled by
+the inputs' spread, half-scaled and plain, the budgets whose edit comes nearest the
+original after a few steps of refinement are kept); within each layer, the weights kept
+are chosen by optimal-brain-surgeon saliency (plus the same logits) in a few rounds and
 refitted by least squares after each, layer after layer, so that each layer's outputs
 match the original network's on rows drawn from the fit-time input statistics
 (:func:`prune_and_refit`); then all the kept weights take gradient steps together on the
@@ -26,7 +28,7 @@ from ._graph import layer_inputs, network_forward
 from ._least_squares import refit_units, second_moments
 from ._magnitude import DEAD, magnitudes, n_to_zero, prior_scores
 from ._measures import weight_sparsity
-from ._refine import refine_outputs
+from ._refine import refine_outputs, refining
 from ._requirement import Requirement, base_edit
 
 __all__ = ["Sparsity", "prune_and_refit", "refit_kept_weights"]
@@ -286,6 +288,12 @@ class Sparsity(Requirement):
     #: relative to each layer's weights (:func:`~._refine.refine_outputs`); 0 steps: none.
     refine_steps = 100
     refine_rate = 0.05
+    #: The layer budgets an exact edit tries: from first-layer magnitudes scaled by the
+    #: inputs' standard deviations to each of these powers (1: input-scaled, 0: plain),
+    #: each refitted and refined for :attr:`choice_steps` steps, the one nearest the
+    #: original's outputs on the rows kept then refined (:meth:`edit`).
+    budget_powers = (1.0, 0.5, 0.0)
+    choice_steps = 20
 
     def __init__(self, n_features, forbidden=()):
         if len(forbidden):
@@ -318,13 +326,18 @@ class Sparsity(Requirement):
 
     def edit(self, item, edit, target, *, hard, temperature):
         """A soft edit: :meth:`apply`. An exact edit: each layer's budget from the top
-        scores of the whole network (:meth:`apply`'s), the weights kept within it chosen
-        by saliency and refitted (:func:`prune_and_refit` on the proxy rows,
-        :meth:`proxy_rows`, or the rows given at edit time; the learned logits added to
-        the log-saliencies, the weights pulled towards the metanetwork's residual edit);
-        then :attr:`refine_steps` steps on all of them together towards the original's
-        outputs on the same rows (:func:`~._refine.refine_outputs`); then
-        :meth:`recalibrate`.
+        scores of the whole network (:meth:`apply`'s, the first layer's magnitudes
+        scaled by the inputs' standard deviations to each power of
+        :attr:`budget_powers`), the weights kept within it chosen by saliency and
+        refitted (:func:`prune_and_refit` on the proxy rows, :meth:`proxy_rows`, or the
+        rows given at edit time; the learned logits added to the log-saliencies, the
+        weights pulled towards the metanetwork's residual edit); of the distinct
+        budgets, the one whose edit is nearest the original's outputs on the same rows
+        after :attr:`choice_steps` steps of refinement is kept; then
+        :attr:`refine_steps` steps on all its weights together towards the original's
+        outputs (:func:`~._refine.refine_outputs`); then :meth:`recalibrate`. Within
+        :func:`~._refine.without_refinement` (training's checkpoint selection) the
+        input-scaled budgets alone are edited.
         Without input statistics (an editor saved before they were recorded), the exact
         edit is :meth:`apply`'s top scores alone.
 
@@ -354,38 +367,65 @@ class Sparsity(Requirement):
         if rows is None or not self.refit:
             edited = self.apply(weights, edit, target, hard=hard, temperature=temperature)
             return self.recalibrate(item, edited)
-        scores, k = self._scores(weights, edit, target)
-        keep, logits, start = top_k_mask(scores, k), [], 0
+        logits, start = [], 0
         for w, _ in weights:
             logits.append(edit["weight_gate"][start : start + w.numel()].reshape(w.shape))
             start += w.numel()
-        counts = [int(part.sum()) for part in torch.split(keep, [w.numel() for w, _ in weights])]
-        edited = prune_and_refit(
-            item["module"],
-            weights,
-            counts,
-            rows,
-            start=base_edit(weights, edit),
-            adjust=logits,
-            rounds=self.rounds,
-            moments=self.row_moments(rows),
-        )
+        # within without_refinement (training's checkpoint selection) the input-scaled
+        # budgets alone: the losses that choose between budgets are refined edits'
+        choose = refining() and self.refine_steps > 0
+        tried = []
+        for power in self.budget_powers if choose else self.budget_powers[:1]:
+            scores, k = self._scores(weights, edit, target, power=power)
+            keep = top_k_mask(scores, k)
+            counts = [int(p.sum()) for p in torch.split(keep, [w.numel() for w, _ in weights])]
+            if any(counts == other for other, _ in tried):
+                continue
+            edited = prune_and_refit(
+                item["module"],
+                weights,
+                counts,
+                rows,
+                start=base_edit(weights, edit),
+                adjust=logits,
+                rounds=self.rounds,
+                moments=self.row_moments(rows),
+            )
+            tried.append((counts, edited))
+        if len(tried) > 1:
+            # the budgets whose edit is nearest the original's outputs after a few steps
+            losses = [
+                refine_outputs(
+                    item["module"],
+                    weights,
+                    edited,
+                    rows,
+                    steps=self.choice_steps,
+                    relative_rate=self.refine_rate,
+                    return_loss=True,
+                )[1]
+                for _, edited in tried
+            ]
+            losses = [math.inf if loss is None else loss for loss in losses]
+            tried = [tried[losses.index(min(losses))]]
         edited = refine_outputs(
             item["module"],
             weights,
-            edited,
+            tried[0][1],
             rows,
             steps=self.refine_steps,
             relative_rate=self.refine_rate,
         )
         return self.recalibrate(item, edited)
 
-    def _scores(self, weights, edit, target):
-        """Each weight's score (its prior plus the learned logit; ``DEAD`` where it is
-        zero already) and the number of weights to keep."""
+    def _scores(self, weights, edit, target, *, power=1.0):
+        """Each weight's score (its prior, its first layer's magnitudes scaled by the
+        inputs' standard deviations to the ``power``, plus the learned logit; ``DEAD``
+        where it is zero already) and the number of weights to keep."""
         original = torch.cat([w.reshape(-1) for w, _ in weights])
         k = original.numel() - n_to_zero(original.numel(), target)
-        magnitude = magnitudes(weights, self.input_scale(original.device))
+        scale = self.input_scale(original.device)
+        magnitude = magnitudes(weights, None if scale is None or power == 0 else scale**power)
         scores = torch.where(
             original != 0,
             prior_scores(weights, magnitude, k, protect_output=True) + edit["weight_gate"],

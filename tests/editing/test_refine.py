@@ -107,7 +107,8 @@ def test_checkpoint_selection_compares_edits_before_refinement_and_transform_ref
     assert states and not any(states)  # every exact edit in fit: unrefined
     states.clear()
     edited = editor.transform(population[:2])
-    assert states == [True, True]
+    # one refinement for each layer budget tried (:attr:`Sparsity.budget_scaling`)
+    assert len(states) >= 2 and all(states)
     # the refined edit is closer to the original's outputs on the rows it refines on
     rows = editor.requirement_.proxy_rows("cpu", torch.float64)
     with without_refinement():
@@ -153,6 +154,85 @@ def test_the_weights_returned_are_those_of_the_least_error_along_the_steps(monke
     assert output_error(module, refined, original, rows) == pytest.approx(min(losses), rel=1e-5)
     best = calls[int(np.argmin(losses))][1]
     assert torch.equal(torch.cat([torch.cat([w.reshape(-1), b]) for w, b in refined]), best)
+
+
+def test_the_loss_returned_is_that_of_the_weights_returned(monkeypatch):
+    module, original, _ = pruned_net(3, sizes=(6, 10, 2))
+    rows = torch.randn(300, 6, generator=torch.Generator().manual_seed(3))
+    start = prune_and_refit(module, original, [int(0.4 * w.numel()) for w, _ in original], rows)
+    refined, loss = refine_outputs(
+        module, original, start, rows, steps=30, relative_rate=0.2, return_loss=True
+    )
+    assert loss == pytest.approx(output_error(module, refined, original, rows), rel=1e-5)
+    assert loss < output_error(module, start, original, rows)
+    # where every step raises the loss, the start's
+    same, loss = refine_outputs(
+        module, original, start, rows, steps=5, relative_rate=1e3, return_loss=True
+    )
+    assert same is start
+    assert loss == pytest.approx(output_error(module, start, original, rows), rel=1e-5)
+    # no step taken, no loss
+    same, loss = refine_outputs(
+        module, original, start, rows, steps=0, relative_rate=0.05, return_loss=True
+    )
+    assert same is start and loss is None
+    with without_refinement():
+        same, loss = refine_outputs(
+            module, original, start, rows, steps=5, relative_rate=0.05, return_loss=True
+        )
+    assert same is start and loss is None
+
+
+def test_the_exact_edit_refines_the_layer_budgets_nearest_the_original_after_a_few_steps(
+    task, population, monkeypatch
+):
+    X, y = task
+    # columns of spreads from 0.1 to 10: input-scaled and plain magnitudes give the
+    # layers different budgets
+    X = X * np.geomspace(0.1, 10, X.shape[1]).astype(np.float32)
+    editor = MetanetEditor("sparsity", target=0.8, max_steps=0, random_state=0)
+    editor.fit(population, data=(X, y))
+    requirement = editor.requirement_
+    real, calls = _sparsity.refine_outputs, []
+
+    def recorded(module, original, edited, rows, **kwargs):
+        out = real(module, original, edited, rows, **kwargs)
+        loss = out[1] if kwargs.get("return_loss") else None
+        counts = [int((w != 0).sum()) for w, _ in edited]
+        calls.append((module, kwargs["steps"], counts, loss))
+        return out
+
+    monkeypatch.setattr(_sparsity, "refine_outputs", recorded)
+    both = editor.transform(population)
+    monkeypatch.setattr(_sparsity, "refine_outputs", real)
+    powers = requirement.budget_powers
+    assert powers[0] == 1.0 and 0.0 in powers
+    alone = {}
+    for power in powers:
+        monkeypatch.setattr(_sparsity.Sparsity, "budget_powers", (power,))
+        alone[power] = editor.transform(population)
+    winners = set()
+    for i, net in enumerate(population):
+        mine = [call[1:] for call in calls if call[0] is net.module_]
+        choices, final = mine[:-1], mine[-1]
+        assert final[0] == requirement.refine_steps
+        # each distinct budget a few steps, then the nearest refined in full
+        assert all(steps == requirement.choice_steps for steps, _, _ in choices)
+        assert len({tuple(counts) for _, counts, _ in choices}) == len(choices) != 1
+        if choices:
+            losses = [loss for _, _, loss in choices]
+            assert final[1] == choices[losses.index(min(losses))][1]
+        # the same edit as the winning budgets tried alone
+        power = next(
+            p
+            for p in powers
+            if [int((w != 0).sum()) for w, _ in weights_of(alone[p][i])] == final[1]
+        )
+        winners.add(power)
+        for (w, b), (w0, b0) in zip(weights_of(both[i]), weights_of(alone[power][i]), strict=True):
+            assert torch.equal(w, w0) and torch.equal(b, b0)
+    # more than one kind of budget wins here
+    assert len(winners) > 1, winners
 
 
 def test_many_rows_are_subsampled_to_1024_and_a_float64_network_is_refined_in_float64(
