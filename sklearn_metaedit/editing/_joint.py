@@ -8,12 +8,14 @@ they are named in:
    dropped, their contribution replaced by its least-squares prediction from the kept
    features (:class:`~._minimisation.InputDropping`);
 2. the minimised network is pruned to the sparsity target: each layer's budget from the
-   top input-scaled magnitudes of the whole network, the weights kept within it chosen
-   by optimal-brain-surgeon saliency and refitted to the minimised network's layer
-   outputs (:func:`~._sparsity.prune_and_refit` on rows drawn from the fit-time input
-   statistics), then a binary classifier's decision threshold matched to the minimised
-   network's (:meth:`~._sparsity.Sparsity.recalibrate`): the exact edits of the two
-   single editors, chained;
+   top magnitudes of the whole network (the budgets of input-scaled, half-scaled and
+   plain first-layer magnitudes tried, :meth:`~._sparsity.Sparsity.edit`), the weights
+   kept within it chosen by optimal-brain-surgeon saliency and refitted to the
+   minimised network's layer outputs (:func:`~._sparsity.prune_and_refit` on rows drawn
+   from the fit-time input statistics) and refined, then a binary classifier's decision
+   threshold matched to the minimised network's
+   (:meth:`~._sparsity.Sparsity.recalibrate`): the exact edits of the two single
+   editors, chained;
 3. the metanetwork's residuals are added to the weights that survive (zeros stay zero),
    so that every structural requirement holds exactly whatever the residuals are. With
    sparsity and a parity constraint together, the residuals edit the minimised network
@@ -419,8 +421,9 @@ class JointRequirement(Requirement):
     def _path_line(self, item, target, edit, calibration):
         """The line of a group-score path (:func:`~._group_path.group_path_line`) from
         the minimised network pruned as step 2 prunes it, without the parity edit (the
-        top input-scaled magnitudes, saliency and refit, the decision threshold
-        matched), or None where that network has none."""
+        layer budgets, saliency, refit and refinement of
+        :meth:`~._sparsity.Sparsity.edit`, the decision threshold matched), or None
+        where that network has none."""
         minimised = self._structural(item, target, edit)["pruned"]
         with torch.no_grad():
             pruned = self._sparsity.edit(

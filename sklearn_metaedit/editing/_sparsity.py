@@ -336,8 +336,9 @@ class Sparsity(Requirement):
         after :attr:`choice_steps` steps of refinement is kept; then
         :attr:`refine_steps` steps on all its weights together towards the original's
         outputs (:func:`~._refine.refine_outputs`); then :meth:`recalibrate`. Within
-        :func:`~._refine.without_refinement` (training's checkpoint selection) the
-        input-scaled budgets alone are edited.
+        :func:`~._refine.without_refinement` (training's checkpoint selection), or with
+        :attr:`refine_steps` or :attr:`choice_steps` 0, the input-scaled budgets alone
+        are edited.
         Without input statistics (an editor saved before they were recorded), the exact
         edit is :meth:`apply`'s top scores alone.
 
@@ -373,7 +374,7 @@ class Sparsity(Requirement):
             start += w.numel()
         # within without_refinement (training's checkpoint selection) the input-scaled
         # budgets alone: the losses that choose between budgets are refined edits'
-        choose = refining() and self.refine_steps > 0
+        choose = refining() and self.refine_steps > 0 and self.choice_steps > 0
         tried = []
         for power in self.budget_powers if choose else self.budget_powers[:1]:
             scores, k = self._scores(weights, edit, target, power=power)

@@ -96,8 +96,11 @@ def test_checkpoint_selection_compares_edits_before_refinement_and_transform_ref
     X, y = task
     states = []
 
+    steps_taken = []
+
     def recorded(*args, **kwargs):
         states.append(_REFINING.get())
+        steps_taken.append(kwargs["steps"])
         return refine_outputs(*args, **kwargs)
 
     monkeypatch.setattr(_sparsity, "refine_outputs", recorded)
@@ -106,9 +109,14 @@ def test_checkpoint_selection_compares_edits_before_refinement_and_transform_ref
     )
     assert states and not any(states)  # every exact edit in fit: unrefined
     states.clear()
+    steps_taken.clear()
     edited = editor.transform(population[:2])
-    # one refinement for each layer budget tried (:attr:`Sparsity.budget_scaling`)
-    assert len(states) >= 2 and all(states)
+    # every refinement in transform takes its steps: a short one for each distinct set of
+    # layer budgets where there are several (:attr:`Sparsity.budget_powers`), and the
+    # full one of each network
+    assert all(states)
+    assert [steps for steps in steps_taken if steps == 100] == [100, 100]
+    assert len(steps_taken) in range(2, 2 + 2 * len(editor.requirement_.budget_powers) + 1)
     # the refined edit is closer to the original's outputs on the rows it refines on
     rows = editor.requirement_.proxy_rows("cpu", torch.float64)
     with without_refinement():
@@ -233,6 +241,29 @@ def test_the_exact_edit_refines_the_layer_budgets_nearest_the_original_after_a_f
             assert torch.equal(w, w0) and torch.equal(b, b0)
     # more than one kind of budget wins here
     assert len(winners) > 1, winners
+
+
+@pytest.mark.parametrize("attribute", ["choice_steps", "refine_steps"])
+def test_without_steps_to_choose_by_the_input_scaled_budgets_alone_are_edited(
+    task, population, monkeypatch, attribute
+):
+    X, y = task
+    X = X * np.geomspace(0.1, 10, X.shape[1]).astype(np.float32)
+    editor = MetanetEditor("sparsity", target=0.8, max_steps=0, random_state=0)
+    editor.fit(population, data=(X, y))
+    refits = []
+    real = _sparsity.prune_and_refit
+    monkeypatch.setattr(
+        _sparsity, "prune_and_refit", lambda *a, **k: refits.append(1) or real(*a, **k)
+    )
+    monkeypatch.setattr(_sparsity.Sparsity, attribute, 0)
+    none = editor.transform(population)
+    assert len(refits) == len(population)  # one set of budgets a network, no choice
+    monkeypatch.setattr(_sparsity.Sparsity, "budget_powers", (1.0,))
+    scaled = editor.transform(population)
+    for a, b in zip(none, scaled, strict=True):
+        for (w, bias), (w0, bias0) in zip(weights_of(a), weights_of(b), strict=True):
+            assert torch.equal(w, w0) and torch.equal(bias, bias0)
 
 
 def test_many_rows_are_subsampled_to_1024_and_a_float64_network_is_refined_in_float64(
