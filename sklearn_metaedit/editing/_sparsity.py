@@ -375,7 +375,7 @@ class Sparsity(Requirement):
         # within without_refinement (training's checkpoint selection) the input-scaled
         # budgets alone: the losses that choose between budgets are refined edits'
         choose = refining() and self.refine_steps > 0 and self.choice_steps > 0
-        tried = []
+        pulled, moments, tried = base_edit(weights, edit), self.row_moments(rows), []
         for power in self.budget_powers if choose else self.budget_powers[:1]:
             scores, k = self._scores(weights, edit, target, power=power)
             keep = top_k_mask(scores, k)
@@ -387,10 +387,10 @@ class Sparsity(Requirement):
                 weights,
                 counts,
                 rows,
-                start=base_edit(weights, edit),
+                start=pulled,
                 adjust=logits,
                 rounds=self.rounds,
-                moments=self.row_moments(rows),
+                moments=moments,
             )
             tried.append((counts, edited))
         if len(tried) > 1:
