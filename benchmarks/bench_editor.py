@@ -471,7 +471,7 @@ def sparsity_experiment(
         ),
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
         prior_label=(
-            "editor untrained (magnitude budgets, saliency choice, least-squares refit, "
+            "editor untrained (error-curve budgets, saliency choice, least-squares refit, "
             "end-to-end refinement)"
         ),
         steps=steps,

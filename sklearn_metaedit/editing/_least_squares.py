@@ -13,7 +13,18 @@ import math
 
 import torch
 
-__all__ = ["refit_units", "second_moments", "unit_systems"]
+__all__ = [
+    "DAMPING",
+    "refit_units",
+    "remove_least_salient",
+    "ridge_problem",
+    "second_moments",
+    "unit_systems",
+]
+
+# ridge of the least-squares refit, relative to the mean input second moment: 1% keeps
+# the solve stable where kept inputs are nearly collinear (Adult's one-hot groups)
+DAMPING = 1e-2
 
 
 def second_moments(inputs: torch.Tensor) -> torch.Tensor:
@@ -112,3 +123,41 @@ def refit_units(gram, rhs, penalty, kept, *, inverse_diagonal=False):
         valid > 0, inverse.diagonal(dim1=1, dim2=2), torch.full_like(reduced, math.inf)
     )
     return solution, torch.full_like(rhs, math.inf).scatter_(1, index, diagonal)
+
+
+def ridge_problem(gram, inputs, target, pull, damping: float = DAMPING):
+    """A layer's ridge least squares over ``inputs``: ``(rhs, penalty)`` for
+    :func:`refit_units`.
+
+    Each output unit's weights and bias minimise ``mean((a @ w + c - t) ** 2) + lambda *
+    |w - w0| ** 2``: ``rhs`` is ``[inputs, 1]^T target / n + penalty * [w0, 0]`` and
+    ``penalty`` is ``lambda`` on every input (``damping`` times the mean second moment of
+    the inputs in ``gram``, :func:`second_moments`'s) and 0 on the bias.
+    """
+    penalty = torch.full((gram.shape[0],), damping * float(gram.diagonal()[:-1].mean()))
+    penalty = (penalty + 1e-12).to(gram.dtype)
+    penalty[-1] = 0.0  # none on the bias
+    pull = torch.cat([pull, pull.new_zeros(len(pull), 1)], 1)
+    inputs = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], 1)
+    return target.T @ inputs / len(inputs) + penalty * pull, penalty
+
+
+def remove_least_salient(solution, diagonal, kept, n_remove: int, shift=None):
+    """``kept`` less the ``n_remove`` kept weights of lowest optimal-brain-surgeon saliency.
+
+    The saliency of weight ``j`` of a unit is ``log(w_j ** 2 / [S^-1]_jj) + shift_j``
+    (:func:`refit_units`'s solution and inverse diagonal, with ``inverse_diagonal``): the
+    increase of the layer's squared error that removing it alone would cause once the
+    unit's other weights are refitted, ranked over the whole layer. The last column of
+    ``kept`` (the bias) is never removed; a new mask is returned.
+    """
+    saliency = torch.log(solution[:, :-1].double() ** 2 / diagonal[:, :-1] + 1e-300)
+    if shift is not None:
+        saliency = saliency + shift
+    saliency = torch.where(kept[:, :-1], saliency, math.inf)
+    removed = torch.topk(saliency.reshape(-1), n_remove, largest=False).indices
+    flat = kept[:, :-1].reshape(-1).clone()
+    flat[removed] = False
+    out = kept.clone()
+    out[:, :-1] = flat.reshape(saliency.shape)
+    return out

@@ -1,19 +1,20 @@
 """Sparsity: a fraction of the weights is exactly zero, the decision threshold kept.
 
-At edit time ``ceil(target * n_weights)`` weights are zero. Score = input-scaled
-log-magnitude (:mod:`._magnitude`) + learned logit decides how many weights each layer
-keeps (the top scores of the whole network; with the first layer's magnitudes scaled by
-the inputs' spread, half-scaled and plain, the budgets whose edit comes nearest the
-original after a few steps of refinement are kept); within each layer, the weights kept
-are chosen by optimal-brain-surgeon saliency (plus the same logits) in a few rounds and
-refitted by least squares after each, layer after layer, so that each layer's outputs
+At edit time ``ceil(target * n_weights)`` weights are zero. How many weights each layer
+keeps comes from the layers' error curves (:func:`~._allocation.error_budgets`: each
+layer pruned alone to a ladder of counts, the counts whose summed errors of the network's
+outputs are least); within each layer, the weights kept are chosen by
+optimal-brain-surgeon saliency (plus the metanetwork's learned logits) in a few rounds
+and refitted by least squares after each, layer after layer, so that each layer's outputs
 match the original network's on rows drawn from the fit-time input statistics
 (:func:`prune_and_refit`); then all the kept weights take gradient steps together on the
 outputs' squared error against the original's over the same rows
 (:func:`~._refine.refine_outputs`); then a binary classifier's output biases are shifted
 so that it labels positive the same share of those rows as the original
-(:meth:`Sparsity.recalibrate`). In training the gates are soft on the scores and none
-of these corrections is made.
+(:meth:`Sparsity.recalibrate`). In training the gates are soft on the scores
+(input-scaled log-magnitude, :mod:`._magnitude`, plus the learned logit), which also
+set the budgets of training's checkpoint selection, and none of these corrections is
+made.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ import math
 import torch
 from torch import nn
 
+from ._allocation import error_budgets
 from ._gates import soft_top_k, top_k_mask
 from ._graph import layer_inputs, network_forward
-from ._least_squares import refit_units, second_moments
+from ._least_squares import (
+    DAMPING,
+    refit_units,
+    remove_least_salient,
+    ridge_problem,
+    second_moments,
+)
 from ._magnitude import DEAD, magnitudes, n_to_zero, prior_scores
 from ._measures import weight_sparsity
 from ._refine import refine_outputs, refining
@@ -33,9 +41,7 @@ from ._requirement import Requirement, base_edit
 
 __all__ = ["Sparsity", "prune_and_refit", "refit_kept_weights"]
 
-# ridge of the least-squares refit, relative to the mean input second moment: 1% keeps
-# the solve stable where kept inputs are nearly collinear (Adult's one-hot groups)
-_DAMPING = 1e-2
+_DAMPING = DAMPING
 
 
 def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING, moments=None):
@@ -176,7 +182,6 @@ def prune_and_refit(
             for inputs, (w, b) in zip(layer_inputs(module, original, rows), original, strict=True)
         ]
         out = list(original)
-        ones = rows.new_ones(len(rows), 1)
         # each layer's inputs in the network pruned so far, from the layer before's (a
         # pass through the children from that layer to this one)
         children = list(module)
@@ -192,7 +197,7 @@ def prune_and_refit(
 
         untouched = True
         for layer, (target, n_keep) in enumerate(zip(targets, keep, strict=True)):
-            weight, bias = original[layer]
+            weight = original[layer][0]
             allowed = weight != 0 if alive is None else alive[layer].to(weight.device)
             n_keep = min(int(n_keep), int(allowed.sum()))
             # the layers up to the first that changes come back as they were
@@ -207,13 +212,8 @@ def prune_and_refit(
             inputs = inputs_of(layer)
             given = layer == 0 and moments is not None and inputs is rows
             gram = moments if given else second_moments(inputs)
-            inputs = torch.cat([inputs, ones], 1)
-            penalty = torch.full((gram.shape[0],), damping * float(gram.diagonal()[:-1].mean()))
-            penalty = (penalty + 1e-12).to(gram.dtype)
-            penalty[-1] = 0.0  # none on the bias
             pull = weight if start is None else start[layer][0].detach().double()
-            pull = torch.cat([pull, torch.zeros_like(bias)[:, None]], 1)
-            rhs = target.T @ inputs / len(rows) + penalty * pull
+            rhs, penalty = ridge_problem(gram, inputs, target, pull, damping)
             kept = torch.cat([allowed, allowed.new_ones(len(weight), 1)], dim=1)
             shift = None if adjust is None else adjust[layer].detach().double()
             n_alive = int(allowed.sum())
@@ -226,14 +226,7 @@ def prune_and_refit(
                 solution, diagonal = refit_units(
                     gram.float(), rhs.float(), penalty.float(), kept, inverse_diagonal=True
                 )
-                saliency = torch.log(solution[:, :-1].double() ** 2 / diagonal[:, :-1] + 1e-300)
-                if shift is not None:
-                    saliency = saliency + shift
-                saliency = torch.where(kept[:, :-1], saliency, math.inf)
-                removed = torch.topk(saliency.reshape(-1), n_remove, largest=False).indices
-                flat = kept[:, :-1].reshape(-1).clone()
-                flat[removed] = False
-                kept[:, :-1] = flat.reshape(allowed.shape)
+                kept = remove_least_salient(solution, diagonal, kept, n_remove, shift)
             solution = refit_units(gram, rhs, penalty, kept)
             out[layer] = (solution[:, :-1], solution[:, -1])
     return [(w.to(dtype), b.to(dtype)) for w, b in out]
@@ -288,12 +281,9 @@ class Sparsity(Requirement):
     #: relative to each layer's weights (:func:`~._refine.refine_outputs`); 0 steps: none.
     refine_steps = 100
     refine_rate = 0.05
-    #: The layer budgets an exact edit tries: from first-layer magnitudes scaled by the
-    #: inputs' standard deviations to each of these powers (1: input-scaled, 0: plain),
-    #: each refitted and refined for :attr:`choice_steps` steps, the one nearest the
-    #: original's outputs on the rows kept then refined (:meth:`edit`).
-    budget_powers = (1.0, 0.5, 0.0)
-    choice_steps = 20
+    #: Whether exact edits take each layer's budget from the layers' error curves
+    #: (:func:`~._allocation.error_budgets`) rather than from the top scores (:meth:`edit`).
+    error_budgets = True
 
     def __init__(self, n_features, forbidden=()):
         if len(forbidden):
@@ -325,20 +315,18 @@ class Sparsity(Requirement):
         return [float(-math.expm1(v)) for v in logs]
 
     def edit(self, item, edit, target, *, hard, temperature):
-        """A soft edit: :meth:`apply`. An exact edit: each layer's budget from the top
-        scores of the whole network (:meth:`apply`'s, the first layer's magnitudes
-        scaled by the inputs' standard deviations to each power of
-        :attr:`budget_powers`), the weights kept within it chosen by saliency and
-        refitted (:func:`prune_and_refit` on the proxy rows, :meth:`proxy_rows`, or the
-        rows given at edit time; the learned logits added to the log-saliencies, the
-        weights pulled towards the metanetwork's residual edit); of the distinct
-        budgets, the one whose edit is nearest the original's outputs on the same rows
-        after :attr:`choice_steps` steps of refinement is kept; then
-        :attr:`refine_steps` steps on all its weights together towards the original's
-        outputs (:func:`~._refine.refine_outputs`); then :meth:`recalibrate`. Within
-        :func:`~._refine.without_refinement` (training's checkpoint selection), or with
-        :attr:`refine_steps` or :attr:`choice_steps` 0, the input-scaled budgets alone
-        are edited.
+        """A soft edit: :meth:`apply`. An exact edit: each layer's budget from the
+        layers' error curves on the rows (:func:`~._allocation.error_budgets`: each
+        layer pruned alone to a ladder of counts, the counts whose summed output errors
+        are least), the weights kept within it chosen by saliency and refitted
+        (:func:`prune_and_refit`); both on the proxy rows (:meth:`proxy_rows`) or the rows
+        given at edit time, with the learned logits added to the log-saliencies and the
+        weights pulled towards the metanetwork's residual edit; then
+        :attr:`refine_steps` steps on all the kept weights together towards the
+        original's outputs (:func:`~._refine.refine_outputs`); then :meth:`recalibrate`.
+        Within :func:`~._refine.without_refinement` (training's checkpoint selection), or
+        with :attr:`error_budgets` False, the budgets are the top scores' (:meth:`apply`'s:
+        input-scaled magnitudes plus the learned logits).
         Without input statistics (an editor saved before they were recorded), the exact
         edit is :meth:`apply`'s top scores alone.
 
@@ -372,61 +360,43 @@ class Sparsity(Requirement):
         for w, _ in weights:
             logits.append(edit["weight_gate"][start : start + w.numel()].reshape(w.shape))
             start += w.numel()
-        # within without_refinement (training's checkpoint selection) the input-scaled
-        # budgets alone: the losses that choose between budgets are refined edits'
-        choose = refining() and self.refine_steps > 0 and self.choice_steps > 0
-        pulled, moments, tried = base_edit(weights, edit), self.row_moments(rows), []
-        for power in self.budget_powers if choose else self.budget_powers[:1]:
-            scores, k = self._scores(weights, edit, target, power=power)
+        pulled, moments = base_edit(weights, edit), self.row_moments(rows)
+        scores, k = self._scores(weights, edit, target)
+        if refining() and self.error_budgets:
+            counts = error_budgets(
+                item["module"], weights, k, rows, start=pulled, adjust=logits, moments=moments
+            )
+        else:  # training's checkpoint selection: the top scores, at a fraction of the cost
             keep = top_k_mask(scores, k)
             counts = [int(p.sum()) for p in torch.split(keep, [w.numel() for w, _ in weights])]
-            if any(counts == other for other, _ in tried):
-                continue
-            edited = prune_and_refit(
-                item["module"],
-                weights,
-                counts,
-                rows,
-                start=pulled,
-                adjust=logits,
-                rounds=self.rounds,
-                moments=moments,
-            )
-            tried.append((counts, edited))
-        if len(tried) > 1:
-            # the budgets whose edit is nearest the original's outputs after a few steps
-            losses = [
-                refine_outputs(
-                    item["module"],
-                    weights,
-                    edited,
-                    rows,
-                    steps=self.choice_steps,
-                    relative_rate=self.refine_rate,
-                    return_loss=True,
-                )[1]
-                for _, edited in tried
-            ]
-            losses = [math.inf if loss is None else loss for loss in losses]
-            tried = [tried[losses.index(min(losses))]]
+        edited = prune_and_refit(
+            item["module"],
+            weights,
+            counts,
+            rows,
+            start=pulled,
+            adjust=logits,
+            rounds=self.rounds,
+            moments=moments,
+        )
         edited = refine_outputs(
             item["module"],
             weights,
-            tried[0][1],
+            edited,
             rows,
             steps=self.refine_steps,
             relative_rate=self.refine_rate,
         )
         return self.recalibrate(item, edited)
 
-    def _scores(self, weights, edit, target, *, power=1.0):
+    def _scores(self, weights, edit, target):
         """Each weight's score (its prior, its first layer's magnitudes scaled by the
-        inputs' standard deviations to the ``power``, plus the learned logit; ``DEAD``
-        where it is zero already) and the number of weights to keep."""
+        inputs' standard deviations, plus the learned logit; ``DEAD`` where it is zero
+        already) and the number of weights to keep."""
         original = torch.cat([w.reshape(-1) for w, _ in weights])
         k = original.numel() - n_to_zero(original.numel(), target)
         scale = self.input_scale(original.device)
-        magnitude = magnitudes(weights, None if scale is None or power == 0 else scale**power)
+        magnitude = magnitudes(weights, scale)
         scores = torch.where(
             original != 0,
             prior_scores(weights, magnitude, k, protect_output=True) + edit["weight_gate"],

@@ -25,7 +25,9 @@ from sklearn_metaedit import MLP, MetanetEditor, TaskData, make_population
 from sklearn_metaedit.datasets import make_biased_classification
 from sklearn_metaedit.demo import zero_columns
 from sklearn_metaedit.editing import _parity
+from sklearn_metaedit.editing._allocation import error_budgets
 from sklearn_metaedit.editing._graph import extract_weights, load_weights
+from sklearn_metaedit.editing._least_squares import second_moments
 from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
 from sklearn_metaedit.editing._parity import Fairness, least_strength
@@ -87,37 +89,23 @@ def test_untrained_editor_is_the_identity_bit_for_bit(task, population, requirem
         assert np.array_equal(new.predict_proba(X), original.predict_proba(X))
 
 
-def untrained_sparsity_edit(editor, module, target, scale, powers=(1.0, 0.5, 0.0)):
+def untrained_sparsity_edit(editor, module, target):
     """What an untrained sparsity editor makes of ``module``, written out: the layer
-    budgets of magnitude pruning with the first layer's magnitudes scaled by the inputs'
-    standard deviations to each power (the output layer protected); for each distinct
-    budget the weights chosen by saliency and refitted on the proxy rows, then 20 steps
-    of refinement; the budget nearest the original after them refitted and refined in
-    100 steps; then the decision threshold matched to the original's. Returns the edit
-    and the power of its budgets."""
+    budgets of the layers' error curves on the proxy rows, the weights chosen within
+    them by saliency and refitted on the same rows, 100 steps of refinement, then the
+    decision threshold matched to the original's. Returns the edit and its budgets."""
     weights = extract_weights(module)
     rows = editor.requirement_.proxy_rows("cpu", torch.float64)
-    tried = {}
-    for power in powers:
-        budget = magnitude_prune_weights(
-            weights, target, input_scale=scale**power if power else None, protect_output=True
-        )
-        counts = tuple(int((w != 0).sum()) for w, _ in budget)
-        tried.setdefault(counts, power)
-    refits = {counts: prune_and_refit(module, weights, list(counts), rows) for counts in tried}
-    losses = {
-        counts: refine_outputs(
-            module, weights, refit, rows, steps=20, relative_rate=0.05, return_loss=True
-        )[1]
-        for counts, refit in refits.items()
-    }
-    best = min(losses, key=losses.get) if len(tried) > 1 else next(iter(tried))
-    edited = refine_outputs(module, weights, refits[best], rows, steps=100, relative_rate=0.05)
+    n = sum(w.numel() for w, _ in weights)
+    n_keep = n - math.ceil(target * n - 1e-9)
+    counts = error_budgets(module, weights, n_keep, rows, moments=second_moments(rows))
+    edited = prune_and_refit(module, weights, counts, rows)
+    edited = refine_outputs(module, weights, edited, rows, steps=100, relative_rate=0.05)
     item = {"module": module, "weights": weights}
-    return editor.requirement_.recalibrate(item, edited), tried[best]
+    return editor.requirement_.recalibrate(item, edited), counts
 
 
-def test_untrained_sparsity_editor_prunes_each_layer_as_the_nearest_magnitude_budgets(
+def test_untrained_sparsity_editor_prunes_each_layer_to_the_budgets_of_the_error_curves(
     task, population
 ):
     X, y = task
@@ -126,15 +114,17 @@ def test_untrained_sparsity_editor_prunes_each_layer_as_the_nearest_magnitude_bu
         population, data=(X, y)
     )
     scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
-    powers = []
+    differ = 0
     for original, new in zip(population, editor.transform(population), strict=True):
-        expected, power = untrained_sparsity_edit(editor, original.module_, 0.7, scale)
-        powers.append(power)
+        expected, counts = untrained_sparsity_edit(editor, original.module_, 0.7)
         for (w, b), (we, be) in zip(weights_of(new), expected, strict=True):
             assert torch.equal(w, we) and torch.equal(b, be)
-    # the inputs' spread matters: input-scaled budgets win on some networks, others on
-    # the rest
-    assert 1.0 in powers and set(powers) != {1.0}, powers
+        magnitude = magnitude_prune_weights(
+            extract_weights(original.module_), 0.7, input_scale=scale, protect_output=True
+        )
+        differ += counts != [int((w != 0).sum()) for w, _ in magnitude]
+    # the budgets are not those of input-scaled magnitudes on every network
+    assert differ > 0
 
 
 @pytest.mark.parametrize("target", [0.25, 0.6, 0.93])
@@ -198,8 +188,7 @@ def test_plain_modules_come_back_as_fitted_skorch_nets(task, population):
     )
     module = population[0].module_
     (edited,) = editor.transform([module])
-    scale = torch.as_tensor(X.astype(np.float64).std(axis=0, ddof=1), dtype=torch.float32)
-    expected, _ = untrained_sparsity_edit(editor, module, 0.4, scale)
+    expected, _ = untrained_sparsity_edit(editor, module, 0.4)
     reference = torch.as_tensor(X)
     for child in module.eval():
         if isinstance(child, nn.Linear):

@@ -22,6 +22,7 @@ from sklearn_metaedit.demo import zero_columns
 from sklearn_metaedit.editing import _joint, _parity
 from sklearn_metaedit.editing._group_path import carries_path
 from sklearn_metaedit.editing._measures import features_used, weight_sparsity
+from sklearn_metaedit.editing._sparsity import Sparsity
 
 from .conftest import make_net
 from .test_editor import FAST, randomise_heads, weights_equal, weights_of
@@ -262,11 +263,16 @@ def _crowded(network):
 
 
 def _pruned(biased):
-    """The task data and its population pruned to 0.6 by an untrained sparsity editor."""
+    """The task data and its population pruned to 0.6 by an untrained sparsity editor,
+    with the layer budgets of magnitude ranking: they leave every hidden layer a unit
+    that no later layer reads (a group-score path's room), where the budgets of the
+    error curves may keep a small layer whole."""
     X, y, groups, population = biased
     data = TaskData(X, y, groups)
     editor = MetanetEditor("sparsity", target=0.6, max_steps=0, random_state=0)
-    return data, population, editor.fit(population, data=data).transform(population)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Sparsity, "error_budgets", False)
+        return data, population, editor.fit(population, data=data).transform(population)
 
 
 def test_a_parity_editor_fitted_on_pruned_networks_says_what_that_order_costs(biased):

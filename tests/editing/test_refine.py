@@ -11,6 +11,7 @@ from torch import nn
 from sklearn_metaedit import MetanetEditor
 from sklearn_metaedit.editing import _refine, _sparsity
 from sklearn_metaedit.editing._graph import extract_weights, network_forward
+from sklearn_metaedit.editing._magnitude import magnitude_prune_weights
 from sklearn_metaedit.editing._refine import _REFINING, refine_outputs, without_refinement
 from sklearn_metaedit.editing._sparsity import prune_and_refit
 
@@ -111,12 +112,9 @@ def test_checkpoint_selection_compares_edits_before_refinement_and_transform_ref
     states.clear()
     steps_taken.clear()
     edited = editor.transform(population[:2])
-    # every refinement in transform takes its steps: a short one for each distinct set of
-    # layer budgets where there are several (:attr:`Sparsity.budget_powers`), and the
-    # full one of each network
+    # every refinement in transform takes its steps: one of 100 for each network
     assert all(states)
-    assert [steps for steps in steps_taken if steps == 100] == [100, 100]
-    assert len(steps_taken) in range(2, 2 + 2 * len(editor.requirement_.budget_powers) + 1)
+    assert steps_taken == [100, 100]
     # the refined edit is closer to the original's outputs on the rows it refines on
     rows = editor.requirement_.proxy_rows("cpu", torch.float64)
     with without_refinement():
@@ -191,79 +189,40 @@ def test_the_loss_returned_is_that_of_the_weights_returned(monkeypatch):
     assert same is start and loss is None
 
 
-def test_the_exact_edit_refines_the_layer_budgets_nearest_the_original_after_a_few_steps(
+def test_the_exact_edit_keeps_the_budgets_of_the_error_curves_and_training_the_top_scores(
     task, population, monkeypatch
 ):
     X, y = task
-    # columns of spreads from 0.1 to 10: input-scaled and plain magnitudes give the
-    # layers different budgets
-    X = X * np.geomspace(0.1, 10, X.shape[1]).astype(np.float32)
     editor = MetanetEditor("sparsity", target=0.8, max_steps=0, random_state=0)
     editor.fit(population, data=(X, y))
-    requirement = editor.requirement_
-    real, calls = _sparsity.refine_outputs, []
-
-    def recorded(module, original, edited, rows, **kwargs):
-        out = real(module, original, edited, rows, **kwargs)
-        loss = out[1] if kwargs.get("return_loss") else None
-        counts = [int((w != 0).sum()) for w, _ in edited]
-        calls.append((module, kwargs["steps"], counts, loss))
-        return out
-
-    monkeypatch.setattr(_sparsity, "refine_outputs", recorded)
-    both = editor.transform(population)
-    monkeypatch.setattr(_sparsity, "refine_outputs", real)
-    powers = requirement.budget_powers
-    assert powers[0] == 1.0 and 0.0 in powers
-    alone = {}
-    for power in powers:
-        monkeypatch.setattr(_sparsity.Sparsity, "budget_powers", (power,))
-        alone[power] = editor.transform(population)
-    winners = set()
-    for i, net in enumerate(population):
-        mine = [call[1:] for call in calls if call[0] is net.module_]
-        choices, final = mine[:-1], mine[-1]
-        assert final[0] == requirement.refine_steps
-        # each distinct budget a few steps, then the nearest refined in full
-        assert all(steps == requirement.choice_steps for steps, _, _ in choices)
-        assert len({tuple(counts) for _, counts, _ in choices}) == len(choices) != 1
-        if choices:
-            losses = [loss for _, _, loss in choices]
-            assert final[1] == choices[losses.index(min(losses))][1]
-        # the same edit as the winning budgets tried alone
-        power = next(
-            p
-            for p in powers
-            if [int((w != 0).sum()) for w, _ in weights_of(alone[p][i])] == final[1]
-        )
-        winners.add(power)
-        for (w, b), (w0, b0) in zip(weights_of(both[i]), weights_of(alone[power][i]), strict=True):
-            assert torch.equal(w, w0) and torch.equal(b, b0)
-    # more than one kind of budget wins here
-    assert len(winners) > 1, winners
-
-
-@pytest.mark.parametrize("attribute", ["choice_steps", "refine_steps"])
-def test_without_steps_to_choose_by_the_input_scaled_budgets_alone_are_edited(
-    task, population, monkeypatch, attribute
-):
-    X, y = task
-    X = X * np.geomspace(0.1, 10, X.shape[1]).astype(np.float32)
-    editor = MetanetEditor("sparsity", target=0.8, max_steps=0, random_state=0)
-    editor.fit(population, data=(X, y))
-    refits = []
-    real = _sparsity.prune_and_refit
+    real, budgets = _sparsity.error_budgets, []
     monkeypatch.setattr(
-        _sparsity, "prune_and_refit", lambda *a, **k: refits.append(1) or real(*a, **k)
+        _sparsity, "error_budgets", lambda *a, **k: budgets.append(real(*a, **k)) or budgets[-1]
     )
-    monkeypatch.setattr(_sparsity.Sparsity, attribute, 0)
-    none = editor.transform(population)
-    assert len(refits) == len(population)  # one set of budgets a network, no choice
-    monkeypatch.setattr(_sparsity.Sparsity, "budget_powers", (1.0,))
-    scaled = editor.transform(population)
-    for a, b in zip(none, scaled, strict=True):
-        for (w, bias), (w0, bias0) in zip(weights_of(a), weights_of(b), strict=True):
-            assert torch.equal(w, w0) and torch.equal(bias, bias0)
+    edited = editor.transform(population)
+    assert len(budgets) == len(population)
+    for counts, net in zip(budgets, edited, strict=True):
+        assert [int((w != 0).sum()) for w, _ in weights_of(net)] == counts
+    # within training's checkpoint selection, and with error_budgets off, the budgets are
+    # the top scores' (input-scaled magnitudes for an untrained editor), and the curves
+    # are not computed
+    scale = editor.requirement_.input_scale()
+    for context in ("without_refinement", "off"):
+        budgets.clear()
+        if context == "off":
+            monkeypatch.setattr(_sparsity.Sparsity, "error_budgets", False)
+            plain = editor.transform(population)
+        else:
+            with without_refinement():
+                plain = editor.transform(population)
+        assert budgets == []
+        for original, net in zip(population, plain, strict=True):
+            magnitude = magnitude_prune_weights(
+                weights_of(original), 0.8, input_scale=scale, protect_output=True
+            )
+            assert [int((w != 0).sum()) for w, _ in weights_of(net)] == [
+                int((w != 0).sum()) for w, _ in magnitude
+            ]
 
 
 def test_many_rows_are_subsampled_to_1024_and_a_float64_network_is_refined_in_float64(
