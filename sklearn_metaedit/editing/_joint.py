@@ -8,14 +8,13 @@ they are named in:
    dropped, their contribution replaced by its least-squares prediction from the kept
    features (:class:`~._minimisation.InputDropping`);
 2. the minimised network is pruned to the sparsity target: each layer's budget from the
-   top magnitudes of the whole network (the budgets of input-scaled, half-scaled and
-   plain first-layer magnitudes tried, :meth:`~._sparsity.Sparsity.edit`), the weights
-   kept within it chosen by optimal-brain-surgeon saliency and refitted to the
-   minimised network's layer outputs (:func:`~._sparsity.prune_and_refit` on rows drawn
-   from the fit-time input statistics) and refined, then a binary classifier's decision
-   threshold matched to the minimised network's
-   (:meth:`~._sparsity.Sparsity.recalibrate`): the exact edits of the two single
-   editors, chained;
+   layers' error curves (:func:`~._allocation.error_budgets`, in
+   :meth:`~._sparsity.Sparsity.edit`), the weights kept within it chosen by
+   optimal-brain-surgeon saliency and refitted to the minimised network's layer outputs
+   (:func:`~._sparsity.prune_and_refit` on rows drawn from the fit-time input
+   statistics) and refined, then a binary classifier's decision threshold matched to
+   the minimised network's (:meth:`~._sparsity.Sparsity.recalibrate`): the exact edits
+   of the two single editors, chained;
 3. the metanetwork's residuals are added to the weights that survive (zeros stay zero),
    so that every structural requirement holds exactly whatever the residuals are. With
    sparsity and a parity constraint together, the residuals edit the minimised network
