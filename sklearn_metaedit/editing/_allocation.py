@@ -49,13 +49,12 @@ def error_budgets(
     damping: float = DAMPING,
     spacing: float = math.sqrt(2.0),
     below: int = 6,
-    above: int = 4,
 ) -> list[int]:
     """How many weights each layer of a network pruned to ``n_keep`` weights keeps.
 
     Layer ``l`` (``a`` its nonzero weights) is tried at the kept counts ``a * s *
-    spacing ** j`` for ``j`` from ``-below`` to ``above`` (rounded, within 1 and ``a``;
-    ``s`` the network's kept share ``n_keep / sum(a)``) and at ``a``: from its
+    spacing ** j`` for every ``j`` from ``-below`` up (rounded, within 1 and ``a``; ``s``
+    the network's kept share ``n_keep / sum(a)``) and at ``a``: from its
     original weights, each count removes the weights of lowest saliency
     ``log(w_j ** 2 / [S^-1]_jj) + adjust_j`` and refits the rest (ridge least squares on
     the layer's inputs in the original network, pulled towards ``start``, as in
@@ -86,11 +85,8 @@ def error_budgets(
     damping : float, default=1e-2
     spacing : float, default=sqrt(2)
         Ratio of one tried count to the next.
-    below, above : int, default=6 and 4
-        Counts tried below and above the network's kept share: from an eighth of it to
-        four times it. A count's cost grows with the cube of the weights each unit keeps,
-        so that the two counts above four times the share would cost a 256-wide layer at
-        sparsity 0.9 more than all the others together.
+    below : int, default=6
+        Counts tried below the network's kept share (6: down to an eighth of it).
 
     Returns
     -------
@@ -120,7 +116,6 @@ def error_budgets(
         damping=damping,
         spacing=spacing,
         below=below,
-        above=above,
     )
     alive = [counts[0] for counts, _, _ in curves]
     n_keep = min(int(n_keep), sum(alive))
@@ -140,7 +135,6 @@ def error_curves(
     damping: float = DAMPING,
     spacing: float = math.sqrt(2.0),
     below: int = 6,
-    above: int = 4,
 ) -> list[tuple[list[int], list[float], list]]:
     """Each layer's error curve (:func:`error_budgets`'s parameters): ``(counts,
     errors, weights)``, the counts tried from the layer's nonzero weights down, the
@@ -160,9 +154,11 @@ def error_curves(
         share = n_keep / max(sum(alive), 1)
         curves = []
         for layer, ((weight, _), n_alive) in enumerate(zip(weights, alive, strict=True)):
+            # from an eighth of the network's share up to the whole layer
+            top = math.ceil(math.log(1.0 / max(share, 1e-12)) / math.log(spacing))
             ladder = {
                 min(n_alive, max(1, round(n_alive * share * spacing**j)))
-                for j in range(-below, above + 1)
+                for j in range(-below, top + 1)
             }
             ladder = sorted((k for k in ladder if k < n_alive), reverse=True)
             curve = ([n_alive], [0.0], [None])
