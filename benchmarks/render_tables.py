@@ -242,6 +242,8 @@ def summary_rows() -> list[list[str]]:
                 pruning_peers(block),
             ]
         )
+    if (RESULTS / "pruning_tasks.json").exists():
+        rows.append(pruning_tasks_row(_load("pruning_tasks")))
     groups, budget = editor["minimisation"]["forbidden_groups"], editor["minimisation"]["budget"]
     rows.append(
         [
@@ -306,6 +308,31 @@ def summary_rows() -> list[list[str]]:
         ]
     )
     return rows
+
+
+def pruning_tasks_row(result: dict) -> list[str]:
+    """The default sparsity editor on the tasks of ``bench_pruning_tasks.py``: on how many
+    task-and-target pairs it is at least as accurate as the best one-shot pruner, and as
+    the best one followed by the refinement, and its mean paired difference from each."""
+    blocks = [b for entry in result["tasks"].values() for b in entry["targets"].values()]
+
+    def against(key: str) -> str:
+        differences = [b[f"editor_minus_{key}"]["mean"] for b in blocks]
+        wins = sum(d >= 0 for d in differences)
+        mean = sum(differences) / len(differences)
+        return f"≥ it on {wins} of {len(blocks)}, mean difference {mean:+.2f} points"
+
+    targets = sorted({t for entry in result["tasks"].values() for t in entry["targets"]})
+    return [
+        f"pruning to {' and '.join(targets)} with the defaults on {len(result['tasks'])} "
+        f"other tasks ({', '.join(result['tasks'])}), {result['n_held_out']} held-out networks "
+        "each: "
+        "accuracy against the best peer of each task and target",
+        "`bench_pruning_tasks.py`",
+        f"MetanetEditor against the best one-shot pruner: {against('best_one_shot')}",
+        "MetanetEditor against the best one-shot pruner + the editor's refinement: "
+        + against("best_refined"),
+    ]
 
 
 def joint_summary_row(section: dict, block: dict) -> list[str]:
