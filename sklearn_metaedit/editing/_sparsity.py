@@ -41,10 +41,8 @@ from ._requirement import Requirement, base_edit
 
 __all__ = ["Sparsity", "prune_and_refit", "refit_kept_weights"]
 
-_DAMPING = DAMPING
 
-
-def refit_kept_weights(module, original, pruned, rows, damping: float = _DAMPING, moments=None):
+def refit_kept_weights(module, original, pruned, rows, damping: float = DAMPING, moments=None):
     """Pruned weights whose kept entries (and biases) are refitted by least squares.
 
     Layer after layer, each output unit's kept weights and bias minimise
@@ -106,7 +104,7 @@ def prune_and_refit(
     adjust=None,
     alive=None,
     rounds: int = 3,
-    damping: float = _DAMPING,
+    damping: float = DAMPING,
     moments=None,
 ):
     """Pruned weights, layer after layer: which weights each layer keeps chosen by
