@@ -279,9 +279,15 @@ class Sparsity(Requirement):
     #: relative to each layer's weights (:func:`~._refine.refine_outputs`); 0 steps: none.
     refine_steps = 100
     refine_rate = 0.05
-    #: Whether exact edits take each layer's budget from the layers' error curves
-    #: (:func:`~._allocation.error_budgets`) rather than from the top scores (:meth:`edit`).
+    #: Whether exact edits try the budgets from the layers' error curves
+    #: (:func:`~._allocation.error_budgets`) beside the top scores' (:meth:`edit`).
     error_budgets = True
+    #: The powers of the inputs' standard deviations that scale the first layer's
+    #: magnitudes in the top scores whose budgets an exact edit tries (:meth:`edit`);
+    #: the budgets tried are each refitted and refined for :attr:`choice_steps` steps,
+    #: and the one nearest the original's outputs is kept; 0 steps: the first budgets.
+    budget_powers = (1.0, 0.5, 0.0)
+    choice_steps = 20
 
     def __init__(self, n_features, forbidden=()):
         if len(forbidden):
@@ -358,43 +364,72 @@ class Sparsity(Requirement):
         for w, _ in weights:
             logits.append(edit["weight_gate"][start : start + w.numel()].reshape(w.shape))
             start += w.numel()
+        # within without_refinement (training's checkpoint selection) the top scores'
+        # budgets alone: the losses that choose between budgets are refined edits'
+        choose = refining() and self.refine_steps > 0 and self.choice_steps > 0
         pulled, moments = base_edit(weights, edit), self.row_moments(rows)
-        scores, k = self._scores(weights, edit, target)
+        candidates = []
         if refining() and self.error_budgets:
-            counts = error_budgets(
-                item["module"], weights, k, rows, start=pulled, adjust=logits, moments=moments
+            _, k = self._scores(weights, edit, target)
+            candidates.append(
+                error_budgets(
+                    item["module"], weights, k, rows, start=pulled, adjust=logits, moments=moments
+                )
             )
-        else:  # training's checkpoint selection: the top scores, at a fraction of the cost
+        powers = self.budget_powers if choose else self.budget_powers[: 1 - len(candidates)]
+        for power in powers:
+            scores, k = self._scores(weights, edit, target, power=power)
             keep = top_k_mask(scores, k)
             counts = [int(p.sum()) for p in torch.split(keep, [w.numel() for w, _ in weights])]
-        edited = prune_and_refit(
-            item["module"],
-            weights,
-            counts,
-            rows,
-            start=pulled,
-            adjust=logits,
-            rounds=self.rounds,
-            moments=moments,
-        )
+            if counts not in candidates:
+                candidates.append(counts)
+        tried = [
+            prune_and_refit(
+                item["module"],
+                weights,
+                counts,
+                rows,
+                start=pulled,
+                adjust=logits,
+                rounds=self.rounds,
+                moments=moments,
+            )
+            for counts in candidates
+        ]
+        if len(tried) > 1:
+            # the budgets whose edit is nearest the original's outputs after a few steps
+            losses = [
+                refine_outputs(
+                    item["module"],
+                    weights,
+                    edited,
+                    rows,
+                    steps=self.choice_steps,
+                    relative_rate=self.refine_rate,
+                    return_loss=True,
+                )[1]
+                for edited in tried
+            ]
+            losses = [math.inf if loss is None else loss for loss in losses]
+            tried = [tried[losses.index(min(losses))]]
         edited = refine_outputs(
             item["module"],
             weights,
-            edited,
+            tried[0],
             rows,
             steps=self.refine_steps,
             relative_rate=self.refine_rate,
         )
         return self.recalibrate(item, edited)
 
-    def _scores(self, weights, edit, target):
+    def _scores(self, weights, edit, target, *, power=1.0):
         """Each weight's score (its prior, its first layer's magnitudes scaled by the
-        inputs' standard deviations, plus the learned logit; ``DEAD`` where it is zero
-        already) and the number of weights to keep."""
+        inputs' standard deviations to the ``power``, plus the learned logit; ``DEAD``
+        where it is zero already) and the number of weights to keep."""
         original = torch.cat([w.reshape(-1) for w, _ in weights])
         k = original.numel() - n_to_zero(original.numel(), target)
         scale = self.input_scale(original.device)
-        magnitude = magnitudes(weights, scale)
+        magnitude = magnitudes(weights, None if scale is None or power == 0 else scale**power)
         scores = torch.where(
             original != 0,
             prior_scores(weights, magnitude, k, protect_output=True) + edit["weight_gate"],

@@ -189,7 +189,7 @@ def test_the_loss_returned_is_that_of_the_weights_returned(monkeypatch):
     assert same is start and loss is None
 
 
-def test_the_exact_edit_keeps_the_budgets_of_the_error_curves_and_training_the_top_scores(
+def test_the_exact_edit_tries_the_curves_and_magnitude_budgets_and_training_the_top_scores(
     task, population, monkeypatch
 ):
     X, y = task
@@ -199,30 +199,46 @@ def test_the_exact_edit_keeps_the_budgets_of_the_error_curves_and_training_the_t
     monkeypatch.setattr(
         _sparsity, "error_budgets", lambda *a, **k: budgets.append(real(*a, **k)) or budgets[-1]
     )
+    scale = editor.requirement_.input_scale()
+
+    def magnitude_counts(original, power):
+        magnitude = magnitude_prune_weights(
+            weights_of(original),
+            0.8,
+            input_scale=scale**power if power else None,
+            protect_output=True,
+        )
+        return [int((w != 0).sum()) for w, _ in magnitude]
+
     edited = editor.transform(population)
     assert len(budgets) == len(population)
-    for counts, net in zip(budgets, edited, strict=True):
-        assert [int((w != 0).sum()) for w, _ in weights_of(net)] == counts
-    # within training's checkpoint selection, and with error_budgets off, the budgets are
-    # the top scores' (input-scaled magnitudes for an untrained editor), and the curves
-    # are not computed
-    scale = editor.requirement_.input_scale()
+    kept = [[int((w != 0).sum()) for w, _ in weights_of(net)] for net in edited]
+    # each edit keeps the curves' budgets or one of the magnitude budgets tried beside them
+    for counts, original, net_counts in zip(budgets, population, kept, strict=True):
+        assert net_counts in [counts] + [magnitude_counts(original, p) for p in (1.0, 0.5, 0.0)]
+    assert any(c == k for c, k in zip(budgets, kept, strict=True))
+    # with no choice (choice_steps 0) the curves' budgets alone
+    budgets.clear()
+    monkeypatch.setattr(_sparsity.Sparsity, "choice_steps", 0)
+    alone = editor.transform(population)
+    assert [[int((w != 0).sum()) for w, _ in weights_of(net)] for net in alone] == budgets
+    # within training's checkpoint selection, and with error_budgets off and no choice,
+    # the budgets are the top scores' (input-scaled magnitudes for an untrained editor),
+    # and the curves are not computed
     for context in ("without_refinement", "off"):
         budgets.clear()
         if context == "off":
             monkeypatch.setattr(_sparsity.Sparsity, "error_budgets", False)
+            monkeypatch.setattr(_sparsity.Sparsity, "choice_steps", 0)
             plain = editor.transform(population)
         else:
             with without_refinement():
                 plain = editor.transform(population)
         assert budgets == []
         for original, net in zip(population, plain, strict=True):
-            magnitude = magnitude_prune_weights(
-                weights_of(original), 0.8, input_scale=scale, protect_output=True
+            assert [int((w != 0).sum()) for w, _ in weights_of(net)] == magnitude_counts(
+                original, 1.0
             )
-            assert [int((w != 0).sum()) for w, _ in weights_of(net)] == [
-                int((w != 0).sum()) for w, _ in magnitude
-            ]
 
 
 def test_many_rows_are_subsampled_to_1024_and_a_float64_network_is_refined_in_float64(
