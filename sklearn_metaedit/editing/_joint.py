@@ -7,12 +7,12 @@ they are named in:
 1. the inputs the network may not use (``features``, and those outside a budget) are
    dropped, their contribution replaced by its least-squares prediction from the kept
    features (:class:`~._minimisation.InputDropping`);
-2. the minimised network is pruned to the sparsity target: each layer's budget from the
-   layers' error curves (:func:`~._allocation.error_budgets`, in
-   :meth:`~._sparsity.Sparsity.edit`), the weights kept within it chosen by
-   optimal-brain-surgeon saliency and refitted to the minimised network's layer outputs
-   (:func:`~._sparsity.prune_and_refit` on rows drawn from the fit-time input
-   statistics) and refined, then a binary classifier's decision threshold matched to
+2. the minimised network is pruned to the sparsity target: each layer's budget chosen
+   among those of the layers' error curves (:func:`~._allocation.error_budgets`) and of
+   input-scaled magnitudes (:meth:`~._sparsity.Sparsity.edit`), the weights kept
+   within it chosen by optimal-brain-surgeon saliency and refitted to the minimised
+   network's layer outputs (:func:`~._sparsity.prune_and_refit` on rows drawn from the
+   fit-time input statistics) and refined, then a binary classifier's decision threshold matched to
    the minimised network's (:meth:`~._sparsity.Sparsity.recalibrate`): the exact edits
    of the two single editors, chained;
 3. the metanetwork's residuals are added to the weights that survive (zeros stay zero),

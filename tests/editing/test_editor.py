@@ -89,17 +89,19 @@ def test_untrained_editor_is_the_identity_bit_for_bit(task, population, requirem
         assert np.array_equal(new.predict_proba(X), original.predict_proba(X))
 
 
-def untrained_sparsity_edit(editor, module, target, scale, powers=(1.0, 0.5, 0.0)):
+def untrained_sparsity_edit(editor, module, target, scale=None, powers=(1.0, 0.5, 0.0)):
     """What an untrained sparsity editor makes of ``module``, written out: the layer
     budgets of the layers' error curves on the proxy rows, then those of magnitude
     pruning with the first layer's magnitudes scaled by the inputs' standard deviations
     to each power (the output layer protected); for each distinct budget the weights
     chosen by saliency and refitted on the same rows, then 20 steps of refinement; the
     budget nearest the original after them refined in 100 steps; then the decision
-    threshold matched to the original's. Returns the edit and where its budget came
-    from ("curves" or the power)."""
+    threshold matched to the original's (``scale``: the inputs' standard deviations,
+    by default the editor's). Returns the edit and where its budget came from
+    ("curves" or the power)."""
     weights = extract_weights(module)
     rows = editor.requirement_.proxy_rows("cpu", torch.float64)
+    scale = editor.requirement_.input_scale() if scale is None else scale
     n = sum(w.numel() for w, _ in weights)
     n_keep = n - math.ceil(target * n - 1e-9)
     tried = {
