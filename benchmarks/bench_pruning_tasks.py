@@ -2,30 +2,33 @@
 tasks and widths that the editor benchmark does not use.
 
 The editor benchmark (``bench_editor.py``) measures UCI Adult. Here the same comparison
-runs on four other tasks, each with its own architecture, none of which the editor's
-defaults were chosen on:
+runs on four other data sets and six architectures, none of which the editor's defaults
+were chosen on:
 
 - **digits**: scikit-learn's 8 x 8 digits (1,797 images, 64 standardised pixels, 10
-  classes, 30% held out for testing); MLPs with one hidden layer of 128 units;
+  classes, 30% held out for testing); MLPs with one hidden layer of 128 units, and
+  ("digits, two layers") MLPs 64-h-h-10, h in {16, 32, 48};
 - **breast cancer**: scikit-learn's Wisconsin breast cancer set (569 rows, 30
   standardised features, 40% held out); MLPs d-h-h-2, h in {16, 32, 48};
 - **German credit**: the bundled loader (1,000 rows, 30% held out,
   ``make_preprocessor``); MLPs d-h-h-2, h in {16, 32, 48};
 - **synthetic**: ``make_classification`` (20,000 rows, 30 features, 12 informative, half
-  held out); MLPs 30-64-64-64-2.
+  held out); MLPs 30-64-64-64-2, and ("synthetic, two layers") 30-h-h-2, h in
+  {16, 32, 48}.
 
-For each task, 30 networks are trained with ``make_population``; the first 18 fit the
-editor and the last 12 are held out. At sparsity 0.9 and 0.95: ``MetanetEditor(
-"sparsity", target=t)`` with every other setting at its default (its untrained prior,
-``max_steps=0``, beside it), data-free and given the peers' calibration rows; Wanda,
-SparseGPT and exact OBC on the first 1,024 training rows (all of them where there are
-fewer), with uniform and with global magnitude layer rates; SparseGPT and OBC followed
-by the editor's end-to-end refinement on the same rows. Reported: mean test accuracy
-over the held-out networks, the editor's paired difference from the best one-shot pruner
-and from the best pruner followed by the refinement (mean and standard error over the
-12 networks, in points), and seconds per network, timed in turn (three rounds, each
-method's median). Writes ``benchmarks/results/pruning_tasks.{json,md}``
-(``results/quick/`` with ``--quick``: one task, 8 networks, 30 training steps).
+For each task (a data set and an architecture), 30 networks are trained with
+``make_population``; the first 18 fit the editor and the last 12 are held out. At
+sparsity 0.9 and 0.95: ``MetanetEditor("sparsity", target=t)`` with every other setting
+at its default (its untrained prior, ``max_steps=0``, beside it), data-free and given
+the peers' calibration rows; Wanda, SparseGPT and exact OBC on the first 1,024 training
+rows (all of them where there are fewer), with uniform and with global magnitude layer
+rates; SparseGPT and OBC followed by the editor's end-to-end refinement on the same
+rows. Reported: mean test accuracy over the held-out networks, the editor's paired
+difference from the best one-shot pruner and from the best pruner followed by the
+refinement (mean and standard error over the 12 networks, in points), and seconds per
+network, timed in turn (three rounds, each method's median). Writes
+``benchmarks/results/pruning_tasks.{json,md}`` (``results/quick/`` with ``--quick``: one
+task, 8 networks, 30 training steps).
 
     python benchmarks/bench_pruning_tasks.py [--quick] [--out FOLDER]
 """
@@ -51,11 +54,40 @@ from sklearn_metaedit import MLP, MetanetEditor, make_population
 from sklearn_metaedit.datasets import load_german_credit, make_preprocessor
 
 SMALL = [(16, 16), (32, 32), (48, 48)]
+#: Each task: its data set (``load``), the hidden widths its networks are drawn from, their
+#: epochs, and how the tables name the architecture.
 TASKS = {
-    "digits": {"hidden": [(128,)], "epochs": 30, "what": "64-128-10"},
-    "breast cancer": {"hidden": SMALL, "epochs": 60, "what": "30-h-h-2, h in {16, 32, 48}"},
-    "German credit": {"hidden": SMALL, "epochs": 40, "what": "d-h-h-2, h in {16, 32, 48}"},
-    "synthetic": {"hidden": [(64, 64, 64)], "epochs": 5, "what": "30-64-64-64-2"},
+    "digits": {"data": "digits", "hidden": [(128,)], "epochs": 30, "what": "64-128-10"},
+    "digits, two layers": {
+        "data": "digits",
+        "hidden": SMALL,
+        "epochs": 30,
+        "what": "64-h-h-10, h in {16, 32, 48}",
+    },
+    "breast cancer": {
+        "data": "breast cancer",
+        "hidden": SMALL,
+        "epochs": 60,
+        "what": "30-h-h-2, h in {16, 32, 48}",
+    },
+    "German credit": {
+        "data": "German credit",
+        "hidden": SMALL,
+        "epochs": 40,
+        "what": "d-h-h-2, h in {16, 32, 48}",
+    },
+    "synthetic": {
+        "data": "synthetic",
+        "hidden": [(64, 64, 64)],
+        "epochs": 5,
+        "what": "30-64-64-64-2",
+    },
+    "synthetic, two layers": {
+        "data": "synthetic",
+        "hidden": SMALL,
+        "epochs": 5,
+        "what": "30-h-h-2, h in {16, 32, 48}",
+    },
 }
 TARGETS = (0.9, 0.95)
 CALIBRATION_ROWS = 1024
@@ -64,10 +96,10 @@ PRIOR = "editor untrained (max_steps=0)"
 CALIBRATED = "MetanetEditor, given the calibration rows"
 
 
-def load(task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Training and test rows (float32, standardised or preprocessed on the training
-    rows alone) and labels."""
-    if task == "synthetic":
+def load(data: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training and test rows of the data set ``data`` (float32, standardised or
+    preprocessed on the training rows alone) and labels."""
+    if data == "synthetic":
         X, y = make_classification(
             20000,
             30,
@@ -79,17 +111,17 @@ def load(task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         )
         X = X.astype(np.float32)
         return X[:10000], y[:10000], X[10000:], y[10000:]
-    if task == "German credit":
+    if data == "German credit":
         bunch = load_german_credit()
         X, y = bunch.data, bunch.target.to_numpy()
         test_size, scaler = 0.3, make_preprocessor()
     else:
         X, y = (
             load_digits(return_X_y=True)
-            if task == "digits"
+            if data == "digits"
             else load_breast_cancer(return_X_y=True)
         )
-        test_size, scaler = (0.3 if task == "digits" else 0.4), StandardScaler()
+        test_size, scaler = (0.3 if data == "digits" else 0.4), StandardScaler()
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=test_size, random_state=0, stratify=y
     )
@@ -191,7 +223,7 @@ def run(quick: bool, log) -> dict:
         "tasks": {},
     }
     for task in tasks:
-        X, y, X_test, y_test = load(task)
+        X, y, X_test, y_test = load(TASKS[task]["data"])
         started = time.perf_counter()
         nets = networks(task, X, y, n_networks)
         log(f"{task}: {n_networks} networks in {time.perf_counter() - started:.0f} s")

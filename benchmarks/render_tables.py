@@ -325,8 +325,8 @@ def pruning_tasks_row(result: dict) -> list[str]:
     targets = sorted({t for entry in result["tasks"].values() for t in entry["targets"]})
     return [
         f"pruning to {' and '.join(targets)} with the defaults on {len(result['tasks'])} "
-        f"other tasks ({', '.join(result['tasks'])}), {result['n_held_out']} held-out networks "
-        "each: "
+        f"other tasks and architectures ({'; '.join(result['tasks'])}), "
+        f"{result['n_held_out']} held-out networks each: "
         "accuracy against the best peer of each task and target",
         "`bench_pruning_tasks.py`",
         f"MetanetEditor against the best one-shot pruner: {against('best_one_shot')}",
