@@ -471,8 +471,8 @@ def sparsity_experiment(
         ),
         complies=lambda m: weight_sparsity(extract_weights(m)) >= target,
         prior_label=(
-            "editor untrained (error-curve budgets, saliency choice, least-squares refit, "
-            "end-to-end refinement)"
+            "editor untrained (budgets of the error curves or the magnitudes, saliency "
+            "choice, least-squares refit, end-to-end refinement)"
         ),
         steps=steps,
         label=label,
