@@ -317,10 +317,10 @@ def pruning_tasks_row(result: dict) -> list[str]:
     blocks = [b for entry in result["tasks"].values() for b in entry["targets"].values()]
 
     def against(key: str) -> str:
-        differences = [b[f"editor_minus_{key}"]["mean"] for b in blocks]
+        differences = [b[key]["mean"] for b in blocks if key in b]
         wins = sum(d >= 0 for d in differences)
         mean = sum(differences) / len(differences)
-        return f"≥ it on {wins} of {len(blocks)}, mean difference {mean:+.2f} points"
+        return f"≥ it on {wins} of {len(differences)}, mean difference {mean:+.2f} points"
 
     targets = sorted({t for entry in result["tasks"].values() for t in entry["targets"]})
     return [
@@ -329,9 +329,14 @@ def pruning_tasks_row(result: dict) -> list[str]:
         f"{result['n_held_out']} held-out networks each: "
         "accuracy against the best peer of each task and target",
         "`bench_pruning_tasks.py`",
-        f"MetanetEditor against the best one-shot pruner: {against('best_one_shot')}",
+        "MetanetEditor against the best one-shot pruner: " + against("editor_minus_best_one_shot"),
         "MetanetEditor against the best one-shot pruner + the editor's refinement: "
-        + against("best_refined"),
+        + against("editor_minus_best_refined")
+        + (
+            "; given the pruners' rows, " + against("calibrated_minus_best_refined")
+            if any("calibrated_minus_best_refined" in b for b in blocks)
+            else ""
+        ),
     ]
 
 
