@@ -394,7 +394,10 @@ class Sparsity(Requirement):
                     item["module"], weights, k, rows, start=pulled, adjust=logits, moments=moments
                 )
             )
-        powers = self.budget_powers if choose else self.budget_powers[: 1 - len(candidates)]
+        if choose:
+            powers = self.budget_powers
+        else:  # one set of budgets: the curves' where they were computed
+            powers = () if candidates else self.budget_powers[:1]
         for power in powers:
             scores, k = self._scores(weights, edit, target, power=power)
             keep = top_k_mask(scores, k)
