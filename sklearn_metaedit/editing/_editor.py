@@ -209,10 +209,10 @@ class MetanetEditor(PickleVersionMixin, TransformerMixin, BaseEstimator):
         (the inputs' mean and covariance) only.
     history_ : pandas.DataFrame
         Per step: training loss; per evaluation: validation loss and validation score
-        (mean over the validation networks of the exact edit's accuracy minus its
-        violation of the target, on up to 8,192 task rows). The checkpoint of best
-        validation score is kept where its gain over step 0 is beyond the validation
-        networks' spread (a one-sided t-test at 97.5%), else step 0.
+        (mean over the validation networks of the exact edit's accuracy less its violation
+        of the target, on up to 8,192 task rows; a pruning before ``transform``'s refinement,
+        so below it). The checkpoint of best validation score is kept where its gain over
+        step 0 is beyond the validation networks' spread (a one-sided t-test at 97.5%).
     selected_step_ : int or None
         Step of the checkpoint kept: 0 is the untrained metanetwork (``fit`` then warns
         with a ``ConvergenceWarning``); None without validation networks, when the last

@@ -249,7 +249,7 @@ def _train_stacked(modules, seeds, lrs, X, y, max_epochs, batch_size, optimizer)
     return states, losses
 
 
-def _module_kwargs(net, n_features: int) -> dict:
+def _module_kwargs(net, n_features: int, n_classes: int) -> dict:
     params = net.get_params()
     kwargs = {
         key[len("module__") :]: value
@@ -265,6 +265,15 @@ def _module_kwargs(net, n_features: int) -> dict:
     signature = inspect.signature(module)
     if "n_features" in signature.parameters and "n_features" not in kwargs:
         kwargs["n_features"] = n_features
+    if "n_classes" in signature.parameters:
+        if "n_classes" not in kwargs:
+            kwargs["n_classes"] = n_classes
+        elif kwargs["n_classes"] < n_classes:
+            raise ValueError(
+                f"module__n_classes={kwargs['n_classes']} but y holds {n_classes} classes; "
+                "leave it unset (make_population sets it from y) or set it to at least "
+                f"{n_classes}."
+            )
     return kwargs
 
 
@@ -389,8 +398,9 @@ def make_population(
     estimator : skorch NeuralNetClassifier
         The template: its ``module`` is a class (e.g. ``sklearn_metaedit.MLP``), its
         ``criterion`` ``torch.nn.CrossEntropyLoss``, its optimizer SGD, Adam or AdamW.
-        ``module__n_features`` is set from ``X`` when the module takes it and it is not
-        set. The population trains on all rows of ``X`` (``train_split`` is not used).
+        ``module__n_features`` is set from ``X``, and ``module__n_classes`` from the
+        number of classes in ``y``, when the module takes them and they are not set.
+        The population trains on all rows of ``X`` (``train_split`` is not used).
     X : array-like of shape (n_samples, n_features)
         Numeric inputs.
     y : array-like of shape (n_samples,)
@@ -510,7 +520,7 @@ def make_population(
                 "make_population trains networks that output logits: set criterion="
                 f"torch.nn.CrossEntropyLoss (got {getattr(criterion, '__name__', criterion)!r})."
             )
-        kwargs = _module_kwargs(net, X_np.shape[1])
+        kwargs = _module_kwargs(net, X_np.shape[1], len(classes))
         module_cls = net.get_params()["module"]
         optimizer = _optimizer_spec(net)
         max_epochs = int(net.get_params()["max_epochs"])

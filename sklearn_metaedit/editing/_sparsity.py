@@ -343,12 +343,13 @@ class Sparsity(Requirement):
 
         The budgets differ in where they fall short. The curves see what each layer's
         pruning costs the outputs, but not how pruning one layer changes what the others
-        can do; the magnitudes see neither. On 12 held-out networks of each of 8
+        can do; the magnitudes see neither. On 12 held-out networks of each of 6
         populations, untrained editor, proxy rows, paired against the curves alone
         (points at sparsity 0.9 and 0.95): synthetic 30-h-h-2 +0.72 and +1.68,
-        digits 64-h-h-10 +0.37 and +0.31, Adult +0.03 and +0.01, German credit 0.00 and
-        -0.17, breast cancer -0.07 and -0.15; the edit took 1.5 to 2.9 times as long in
-        these runs (two side by side).
+        digits 64-h-h-10 +0.37 and +0.31, Adult +0.03 and +0.01, synthetic
+        30-64-64-64-2 +0.03 and +0.03, German credit 0.00 and -0.17, breast cancer
+        -0.07 and -0.15; the edit took 1.5 to 2.9 times as long in these runs (two side
+        by side).
         Without input statistics (an editor saved before they were recorded), the exact
         edit is :meth:`apply`'s top scores alone.
 

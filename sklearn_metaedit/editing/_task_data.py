@@ -337,7 +337,10 @@ def calibration_arrays(editor, calibration: Any, device) -> tuple:
         else calibration
     )
     n_rows = np.shape(X)[0] if np.ndim(X) else 0
-    X_np = task_arrays(X, np.zeros(n_rows), None, None)[0]
+    try:
+        X_np = task_arrays(X, np.zeros(n_rows), None, None)[0]
+    except ValueError as exc:
+        raise ValueError(f"calibration: {exc}") from exc
     if X_np.shape[1] != editor.n_features_in_task_:
         raise ValueError(
             f"calibration's X has {X_np.shape[1]} columns; the editor was fitted on "
@@ -345,7 +348,8 @@ def calibration_arrays(editor, calibration: Any, device) -> tuple:
         )
     if len(X_np) <= X_np.shape[1]:
         warnings.warn(
-            f"calibration has {len(X_np)} rows for {X_np.shape[1]} inputs: the refit's "
+            f"calibration has {len(X_np)} row{'' if len(X_np) == 1 else 's'} for "
+            f"{X_np.shape[1]} inputs: the refit's "
             "least squares is underdetermined on them, and its ridge keeps the weights "
             "near those given. Pass more rows than inputs (thousands, for a refit that "
             "follows them), or none for the rows drawn from the fit-time statistics.",

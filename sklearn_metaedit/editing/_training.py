@@ -113,6 +113,14 @@ def checkpoint_gain(initial: np.ndarray, scores: np.ndarray, resolution: float =
     return Gain(mean, error, float(student_t.ppf(GAIN_CONFIDENCE, n - 1)) * error, n)
 
 
+#: What a validation score is, for the messages that quote one.
+SCORE_MEANING = (
+    "a validation score is the exact edits' accuracy less their violation on the "
+    "validation networks; a pruning's edits are scored before the refinement that "
+    "transform adds, and score below transform's"
+)
+
+
 def untrained_message(history: pd.DataFrame, gain: Gain | None = None) -> str:
     """What to say when training added nothing: its checkpoints (``history``, a
     trainer's ``history_``) never beat the untrained one, or the best of them
@@ -133,15 +141,15 @@ def untrained_message(history: pd.DataFrame, gain: Gain | None = None) -> str:
             f"untrained editor (step 0) scored {scores.iloc[0]:.4f}, the best checkpoint "
             f"after it {best['validation_score']:.4f} (step {int(best['step'])}), a gain "
             f"of {gain.mean:.4f} that does not exceed {gain.threshold:.4f} ({spread}), so "
-            "the untrained editor is kept and edits as with max_steps=0. More steps, "
-            "another learning_rate or more networks may help."
+            f"the untrained editor is kept and edits as with max_steps=0 ({SCORE_MEANING}). "
+            "More steps, another learning_rate or more networks may help."
         )
     return (
         f"training added nothing on the validation networks: the untrained editor "
         f"(step 0) scored {scores.iloc[0]:.4f}, the best checkpoint after it "
         f"{best['validation_score']:.4f} (step {int(best['step'])}), so the untrained "
-        "editor is kept and edits as with max_steps=0. More steps, another "
-        "learning_rate or more networks may help."
+        f"editor is kept and edits as with max_steps=0 ({SCORE_MEANING}). More steps, "
+        "another learning_rate or more networks may help."
     )
 
 

@@ -462,6 +462,10 @@ def test_rows_given_at_edit_time_are_refitted_on_in_place_of_the_proxy_rows(
         editor.transform(population, calibration=X[:, :7])
     with pytest.warns(UserWarning, match="calibration has 5 rows for 8 inputs"):
         editor.transform(population[:1], calibration=X[:5])
+    with pytest.warns(UserWarning, match="calibration has 1 row for 8 inputs"):
+        editor.transform(population[:1], calibration=X[:1])
+    with pytest.raises(ValueError, match="calibration: the task data's X holds NaN"):
+        editor.transform(population[:1], calibration=np.full_like(X[:20], np.nan))
 
 
 def test_calibration_that_cannot_meet_the_bound_says_so(parity_task):
@@ -1230,7 +1234,10 @@ def test_fit_says_so_when_training_keeps_the_untrained_editor(task, population):
     still = MetanetEditor(
         "sparsity", target=0.7, **{**FAST, "learning_rate": 0.0, "eval_every": 2}
     )
-    with pytest.warns(ConvergenceWarning, match=r"training added nothing.*step 0"):
+    # the warning says what the scores it quotes are: a pruning's, before the refinement
+    with pytest.warns(
+        ConvergenceWarning, match=r"training added nothing.*step 0.*before the refinement"
+    ):
         still.fit(population, data=(X, y))
     assert still.selected_step_ == 0 and still.training_gain_ == 0.0
     untrained = MetanetEditor("sparsity", target=0.7, **{**FAST, "max_steps": 0})

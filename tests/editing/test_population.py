@@ -262,3 +262,19 @@ def test_verbose_shows_a_progress_bar_over_the_networks(task, capsys, verbose):
     out, err = capsys.readouterr()
     assert ("make_population" in err and "3/3" in err) == (verbose >= 1)
     assert ("networks in 1 architecture group" in out) == (verbose >= 2)
+
+
+def test_the_number_of_classes_comes_from_y_unless_it_is_set():
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(300, n_features=4, centers=3, random_state=0)
+    X = X.astype(np.float32)
+    # the template names no n_classes: three logits, and the networks learn three classes
+    nets = make_population(make_net(4, max_epochs=20), X, y, n_networks=2, random_state=0)
+    for net in nets:
+        assert net.module_(torch.as_tensor(X[:5])).shape == (5, 3)
+        assert set(net.predict(X)) == {0, 1, 2}
+        assert (net.predict(X) == y).mean() > 0.9
+    # set too small for y: a clear error, not an index error from the loss
+    with pytest.raises(ValueError, match=r"module__n_classes=2 but y holds 3 classes"):
+        make_population(make_net(4, module__n_classes=2), X, y, n_networks=1, random_state=0)
