@@ -389,7 +389,8 @@ class Sparsity(Requirement):
         pulled, moments = base_edit(weights, edit), self.row_moments(rows)
         candidates = []
         if refining() and self.error_budgets:
-            _, k = self._scores(weights, edit, target)
+            n = sum(w.numel() for w, _ in weights)
+            k = n - n_to_zero(n, target)  # the weights kept, as in _scores
             candidates.append(
                 error_budgets(
                     item["module"], weights, k, rows, start=pulled, adjust=logits, moments=moments
